@@ -1,0 +1,137 @@
+"""The backend contract, and executing a module of kernel or ISA IR with xDSL's Interpreter.
+
+A backend names its spec class (hardware data + presets), its `lower-<name>` pass and
+a `Machine`: the per-kernel interpreter state (Timeline, memory levels, counters) whose
+`InterpreterFunctions` execute the backend's ISA ops on numpy values and whose
+`report` turns what happened into a Report. Kernel-level sparsec ops run through
+`SparsecFunctions`, the numpy reference semantics, so the same interpreter computes
+reference outputs from kernel IR and real outputs from ISA IR.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.interpreter import (
+    Interpreter,
+    InterpreterFunctions,
+    impl,
+    register_impls,
+)
+from xdsl.interpreters.func import FuncFunctions
+from xdsl.passes import ModulePass
+
+from sparsec.backends.common.numerics import matmul
+from sparsec.backends.common.report import Check, Report
+from sparsec.backends.common.spec import AcceleratorSpec
+from sparsec.compiler.datastore import DataStore, store_key
+from sparsec.dialects import sparsec
+from sparsec.dialects.sparsec import element_type_name
+
+
+def dtype_of(value_type: Any) -> str:
+    """Spec element-type name of a tensor-typed SSA value's type."""
+    assert isinstance(value_type, TensorType)
+    return element_type_name(value_type.element_type)
+
+
+def enclosing_kernel(op: Any) -> str:
+    """Name of the func.func an op belongs to (its DataStore namespace)."""
+    parent = op.parent_op()
+    while parent is not None and not isinstance(parent, func.FuncOp):
+        parent = parent.parent_op()
+    assert parent is not None, f"{op.name} is not inside a func.func"
+    return parent.sym_name.data
+
+
+@register_impls
+class SparsecFunctions(InterpreterFunctions):
+    """numpy semantics of the kernel-level sparsec ops (the reference)."""
+
+    def __init__(self, store: DataStore):
+        self.store = store
+
+    @impl(sparsec.InputOp)
+    def run_input(self, interpreter: Interpreter, op: sparsec.InputOp, args: tuple[Any, ...]):
+        return (self.store.get(store_key(enclosing_kernel(op), op.sym_name)),)
+
+    @impl(sparsec.ParamOp)
+    def run_param(self, interpreter: Interpreter, op: sparsec.ParamOp, args: tuple[Any, ...]):
+        return (self.store.get(store_key(enclosing_kernel(op), op.sym_name)),)
+
+    @impl(sparsec.MatmulOp)
+    def run_matmul(self, interpreter: Interpreter, op: sparsec.MatmulOp,
+                   args: tuple[Any, ...]):
+        a, b = args
+        a = a.T if op.transpose_a else a
+        b = b.T if op.transpose_b else b
+        return (matmul(a, b, dtype_of(op.lhs.type), dtype_of(op.result.type)),)
+
+
+class Machine(ABC):
+    """Per-kernel state of one backend while its ISA program runs."""
+
+    def __init__(self, spec: AcceleratorSpec, execute: bool):
+        self.spec = spec
+        self.execute = execute
+
+    @abstractmethod
+    def functions(self) -> InterpreterFunctions:
+        """The InterpreterFunctions of the backend's ISA dialect, bound to this machine."""
+
+    @abstractmethod
+    def report(self, kernel: str) -> Report:
+        """What the program cost; `check` is filled in by the caller."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One accelerator: its spec class, lowering pass and machine."""
+
+    name: str
+    spec_class: type[AcceleratorSpec]
+    lowering_pass: type[ModulePass]
+    machine_class: type[Machine]
+    summary: str
+
+    PLACEHOLDER: ClassVar[str] = "not executed (--no-execute)"
+
+
+def kernel_names(module: ModuleOp) -> list[str]:
+    return [op.sym_name.data for op in module.ops if isinstance(op, func.FuncOp)]
+
+
+def make_interpreter(module: ModuleOp, store: DataStore,
+                     extra: InterpreterFunctions | None = None) -> Interpreter:
+    interpreter = Interpreter(module)
+    interpreter.register_implementations(FuncFunctions())
+    interpreter.register_implementations(SparsecFunctions(store))
+    if extra is not None:
+        interpreter.register_implementations(extra)
+    return interpreter
+
+
+def run_reference(module: ModuleOp, store: DataStore) -> dict[str, list[np.ndarray]]:
+    """Outputs of every kernel of a kernel-IR module, by numpy reference semantics."""
+    interpreter = make_interpreter(module, store)
+    return {name: list(interpreter.call_op(name, ())) for name in kernel_names(module)}
+
+
+def run_machine(module: ModuleOp, store: DataStore, backend: Backend, spec: AcceleratorSpec,
+                execute: bool) -> dict[str, tuple[list[Any], Report]]:
+    """Run every kernel of an ISA module on a fresh machine each; outputs and reports."""
+    results: dict[str, tuple[list[Any], Report]] = {}
+    for name in kernel_names(module):
+        machine = backend.machine_class(spec, execute)
+        interpreter = make_interpreter(module, store, machine.functions())
+        outputs = list(interpreter.call_op(name, ()))
+        report = machine.report(name)
+        if not execute:
+            report.check = Check.skipped_because(Backend.PLACEHOLDER)
+        results[name] = (outputs, report)
+    return results

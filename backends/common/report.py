@@ -1,0 +1,133 @@
+"""The Report every backend returns, and the output check against the numpy reference."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CHECK_TOLERANCE: dict[str, float] = {
+    "f64": 1e-12, "f32": 1e-5, "f16": 2e-3, "bf16": 1.6e-2,
+    "i32": 0.0, "i16": 0.0, "i8": 0.0,
+}
+"""Largest relative (Frobenius) error accepted per output element type.
+
+Floating-point tolerances allow a changed summation order (folds add partial sums in
+another order than one BLAS call) plus one rounding of the output to its type
+(f16: 2^-11 relative, bf16: 2^-8 relative). Integer arithmetic must be exact.
+"""
+
+
+@dataclass
+class Check:
+    """How an executed output compares with its numpy reference."""
+
+    ok: bool
+    max_abs_err: float
+    rel_err: float
+    tolerance: float
+    skipped: bool = False
+    reason: str = ""
+
+    @classmethod
+    def skipped_because(cls, reason: str) -> Check:
+        return cls(ok=True, max_abs_err=float("nan"), rel_err=float("nan"), tolerance=0.0,
+                   skipped=True, reason=reason)
+
+
+def check_output(actual: np.ndarray, reference: np.ndarray, dtype: str) -> Check:
+    """Compare `actual` with `reference`: max |a - r| and ||a - r||_F / ||r||_F."""
+    tolerance = CHECK_TOLERANCE[dtype]
+    if actual.shape != reference.shape:
+        return Check(False, float("inf"), float("inf"), tolerance,
+                     reason=f"shape {actual.shape} != reference {reference.shape}")
+    a = actual.astype(np.float64)
+    r = reference.astype(np.float64)
+    diff = a - r
+    if not np.array_equal(np.isnan(a), np.isnan(r)):
+        return Check(False, float("nan"), float("nan"), tolerance, reason="NaN positions differ")
+    diff = np.nan_to_num(diff, nan=0.0)
+    max_abs = float(np.max(np.abs(diff))) if diff.size else 0.0
+    norm_ref = float(np.linalg.norm(np.nan_to_num(r)))
+    norm_diff = float(np.linalg.norm(diff))
+    rel = norm_diff / norm_ref if norm_ref > 0 else norm_diff
+    return Check(rel <= tolerance, max_abs, rel, tolerance)
+
+
+@dataclass
+class Report:
+    """What one kernel cost on one target: time, units, traffic, work, energy, check."""
+
+    target: str
+    kernel: str
+    config: dict[str, Any]
+    cycles: int
+    stall_cycles: int
+    units: dict[str, dict[str, float]]
+    bytes: dict[str, dict[str, int]]
+    macs: dict[str, int]
+    energy_pj: float
+    check: Check
+    clock_ghz: float = 1.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def time_us(self) -> float:
+        return self.cycles / (self.clock_ghz * 1e3)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["time_us"] = self.time_us
+        return data
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def write_atomically(path: str | Path, text: str) -> None:
+    """Write `text` to `path` so that a failure leaves no half-written file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def reports_to_json(reports: list[Report]) -> str:
+    """One report as a JSON object; several (multi-kernel files) as a list."""
+    data: Any = [r.to_dict() for r in reports]
+    if len(data) == 1:
+        data = data[0]
+    return json.dumps(data, indent=2, default=_json_default) + "\n"
+
+
+CSV_COLUMNS = ("kernel", "target", "cycles", "stall_cycles", "time_us", "effectual_macs",
+               "dense_macs", "energy_pj", "check_ok", "max_abs_err", "rel_err")
+
+
+def reports_to_csv(reports: list[Report]) -> str:
+    """One CSV row per report with the headline figures."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for r in reports:
+        writer.writerow([r.kernel, r.target, r.cycles, r.stall_cycles, f"{r.time_us:.3f}",
+                         r.macs["effectual"], r.macs["dense"], f"{r.energy_pj:.1f}",
+                         r.check.ok, r.check.max_abs_err, r.check.rel_err])
+    return out.getvalue()

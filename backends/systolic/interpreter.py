@@ -1,0 +1,240 @@
+"""Executes systolic ISA on numpy values and accounts its cycles on the Timeline.
+
+Units: `ifmap_dma` and `filter_dma` (DRAM -> operand SRAM, one read port each),
+`array` (the PE grid, one fold at a time), `ofmap_dma` (output SRAM -> DRAM). The
+equations are in backends/systolic/README.md; each is named where it is used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
+from xdsl.ir import SSAValue
+
+from sparsec.backends.common.backend import Machine, dtype_of
+from sparsec.backends.common.memory import MemoryLevel
+from sparsec.backends.common.numerics import accumulate_dtype, finish, matmul_accumulate
+from sparsec.backends.common.report import Check, Report
+from sparsec.backends.common.timeline import Event, Timeline
+from sparsec.backends.systolic import isa
+from sparsec.backends.systolic.buffers import (
+    FoldRecord,
+    OfmapWriteBuffer,
+    calc_prefetch,
+    cycle_of_word,
+    fold_cycles,
+)
+from sparsec.backends.systolic.lowering import spatial_temporal
+from sparsec.backends.systolic.spec import SystolicSpec
+
+UNITS = ("ifmap_dma", "filter_dma", "array", "ofmap_dma", "ofmap_flush")
+
+
+@dataclass
+class GemmState:
+    """What the machine knows about the GEMM whose folds are running."""
+
+    first_fold_after: int = 0
+    folds: list[Event] = field(default_factory=list)
+    records: list[FoldRecord] = field(default_factory=list)
+    resident: dict[str, tuple[int, int, int, int] | None] = field(default_factory=dict)
+    fold_length: int = 0
+    temporal: int = 0
+
+
+class SystolicMachine(Machine):
+    """One run of a systolic program: Timeline, SRAM/DRAM counters and MAC counts."""
+
+    spec: SystolicSpec
+
+    def __init__(self, spec: SystolicSpec, execute: bool):  # type: ignore[override]
+        super().__init__(spec, execute)
+        self.timeline = Timeline.with_units(UNITS)
+        word = spec.word_bytes
+        self.dram = MemoryLevel("dram", None, None, spec.dram_pj_per_byte, spec.dram_pj_per_byte)
+        self.srams = {
+            name: MemoryLevel(f"{name}_sram", spec.sram_words(name) * word, None,
+                              spec.sram_pj_per_byte, spec.sram_pj_per_byte)
+            for name in ("ifmap", "filter", "ofmap")
+        }
+        self.ready: dict[SSAValue, Event] = {}
+        self.gemm = GemmState()
+        self.effectual_macs = 0
+        self.dense_macs = 0
+        self.compute_cycles = 0
+        self.folds = 0
+        self.mac_pj = spec.mac_pj
+        self.tails: list[dict[str, int]] = []
+
+    def functions(self) -> InterpreterFunctions:
+        return SystolicFunctions(self)
+
+    # -- accounting, one method per instruction ------------------------------------------
+
+    def prefetch(self, op: isa.PrefetchOp) -> None:
+        """Fill an operand SRAM before the first fold (SCALE-Sim's read-buffer prefetch)."""
+        words = op.words.value.data
+        operand = op.operand.data
+        cycles, fetched, covers_all = calc_prefetch(words, self.spec.sram_words(operand))
+        if self.spec.mode == "user":
+            cycles = -(-fetched // self.spec.bandwidth)
+        self._count_dram_read(operand, fetched)
+        event = self.timeline.issue(f"{operand}_dma", cycles, after=[self.ready.get(op.source)])
+        first_use = 0 if covers_all else op.first_use.value.data
+        self.gemm.first_fold_after = max(self.gemm.first_fold_after, event.end - first_use)
+        self.gemm.resident[operand] = None
+
+    def fold(self, op: isa.FoldOp) -> None:
+        """One fold on the array: L = T + R + C - 2 (os) or T + 2R + C - 2 (ws, is)."""
+        (m0, m1), (n0, n1), (k0, k1) = op.tile()
+        spec = self.spec
+        rows_used, cols_used, temporal = spatial_temporal(m1 - m0, n1 - n0, k1 - k0,
+                                                          spec.dataflow)
+        length = fold_cycles(spec, temporal)
+        loads = self._load_tiles(op) if spec.mode == "user" else []
+        not_before = self.gemm.first_fold_after if not self.gemm.folds else 0
+        event = self.timeline.issue("array", length, after=loads, not_before=not_before)
+        self.gemm.folds.append(event)
+        self.gemm.fold_length = length
+        self.gemm.temporal = temporal
+        self.gemm.records.append(
+            FoldRecord(event.start, (m1 - m0) * (n1 - n0), rows_used, cols_used))
+        self.compute_cycles += length
+        self.folds += 1
+        tile_macs = (m1 - m0) * (n1 - n0) * (k1 - k0)
+        self.dense_macs += tile_macs
+        self.effectual_macs += tile_macs
+        self.srams["ifmap"].read((m1 - m0) * (k1 - k0) * spec.word_bytes)
+        self.srams["filter"].read((k1 - k0) * (n1 - n0) * spec.word_bytes)
+
+    def writeback(self, op: isa.WritebackOp) -> Event:
+        """Drain the output SRAM: C-word lines, one per cycle (SCALE-Sim's write buffer)."""
+        words = op.words.value.data
+        buffer = OfmapWriteBuffer(line_words=self.spec.cols,
+                                  capacity_words=self.spec.sram_words("ofmap"))
+        lines_left, drains = buffer.replay(words)
+        last_row = self.gemm.folds[-1].end - 1
+        prefix = [0]
+        for record in self.gemm.records[:-1]:
+            prefix.append(prefix[-1] + record.words)
+        events: list[Event] = []
+        for word_count, lines in drains:
+            at = cycle_of_word(word_count, self.gemm.records, prefix, self.spec,
+                               self.gemm.fold_length, self.gemm.temporal)
+            events.append(self.timeline.issue("ofmap_dma", lines, not_before=at))
+        if lines_left:
+            # The last lines leave on the flush path while a drain may still be under way.
+            events.append(self.timeline.issue("ofmap_flush", lines_left, not_before=last_row))
+        self.srams["ofmap"].write(words * self.spec.word_bytes)
+        self.dram.write(words * self.spec.word_bytes)
+        self.tails.append({"words": words, "mid_run_drains": len(drains),
+                           "lines_after_compute": lines_left})
+        self.gemm = GemmState()
+        return max(events, key=lambda e: e.end)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _count_dram_read(self, operand: str, words: int) -> None:
+        nbytes = words * self.spec.word_bytes
+        self.dram.read(nbytes)
+        self.srams[operand].write(nbytes)
+
+    def _load_tiles(self, op: isa.FoldOp) -> list[Event]:
+        """Bandwidth-limited mode: fetch the fold's operand tiles not already resident.
+
+        Each operand SRAM is double-buffered: the tile for fold i is fetched into one half
+        while fold i-1 computes from the other, so a fetch may start once fold i-2 ended.
+        """
+        (m0, m1), (n0, n1), (k0, k1) = op.tile()
+        tiles = {"ifmap": (m0, m1, k0, k1), "filter": (k0, k1, n0, n1)}
+        events: list[Event] = []
+        for operand, tile in tiles.items():
+            if self.gemm.resident.get(operand) == tile:
+                continue
+            words = (tile[1] - tile[0]) * (tile[3] - tile[2])
+            self._count_dram_read(operand, words)
+            freed = self.gemm.folds[-2] if len(self.gemm.folds) >= 2 else None
+            event = self.timeline.issue(f"{operand}_dma", -(-words // self.spec.bandwidth),
+                                        after=[freed])
+            self.gemm.resident[operand] = tile
+            events.append(event)
+        return events
+
+    def report(self, kernel: str) -> Report:
+        spec = self.spec
+        span = self.timeline.cycles
+        array = self.timeline.units["array"]
+        memories = [self.dram, *self.srams.values()]
+        energy = {m.name: m.energy_pj for m in memories}
+        energy["macs"] = self.effectual_macs * self.mac_pj
+        return Report(
+            target=spec.target_string(),
+            kernel=kernel,
+            config=spec.config(),
+            # SCALE-Sim reports the index of the last active cycle (span - 1); so do we.
+            cycles=max(0, span - 1),
+            stall_cycles=array.waiting if spec.mode == "user" else 0,
+            units=self.timeline.summary(),
+            bytes={m.name: m.summary() for m in memories},
+            macs={"effectual": self.effectual_macs, "dense": self.dense_macs},
+            energy_pj=sum(energy.values()),
+            check=Check.skipped_because("not checked yet"),
+            clock_ghz=spec.clock_ghz,
+            details={
+                "compute_cycles": max(0, self.compute_cycles - 1),
+                "folds": self.folds,
+                "cycles_per_fold": self.gemm.fold_length or None,
+                "span_cycles": span,
+                "writeback": self.tails,
+                "energy_breakdown_pj": energy,
+                "dataflow": spec.dataflow,
+                "mode": spec.mode,
+            },
+        )
+
+
+@register_impls
+class SystolicFunctions(InterpreterFunctions):
+    """numpy semantics of the systolic ISA, with accounting by the machine."""
+
+    def __init__(self, machine: SystolicMachine):
+        self.machine = machine
+
+    @impl(isa.ZerosOp)
+    def run_zeros(self, interpreter: Interpreter, op: isa.ZerosOp, args: tuple[Any, ...]):
+        if not self.machine.execute:
+            return (None,)
+        shape = tuple(op.result.type.get_shape())  # type: ignore[union-attr]
+        return (np.zeros(shape, dtype=accumulate_dtype(dtype_of(op.result.type))),)
+
+    @impl(isa.PrefetchOp)
+    def run_prefetch(self, interpreter: Interpreter, op: isa.PrefetchOp,
+                     args: tuple[Any, ...]):
+        self.machine.prefetch(op)
+        return ()
+
+    @impl(isa.FoldOp)
+    def run_fold(self, interpreter: Interpreter, op: isa.FoldOp, args: tuple[Any, ...]):
+        self.machine.fold(op)
+        lhs, rhs, acc = args
+        if not self.machine.execute:
+            return (None,)
+        (m0, m1), (n0, n1), (k0, k1) = op.tile()
+        a = lhs[k0:k1, m0:m1].T if op.transpose_a else lhs[m0:m1, k0:k1]
+        b = rhs[n0:n1, k0:k1].T if op.transpose_b else rhs[k0:k1, n0:n1]
+        acc[m0:m1, n0:n1] += matmul_accumulate(a, b, dtype_of(op.lhs.type))
+        return (acc,)
+
+    @impl(isa.WritebackOp)
+    def run_writeback(self, interpreter: Interpreter, op: isa.WritebackOp,
+                      args: tuple[Any, ...]):
+        event = self.machine.writeback(op)
+        self.machine.ready[op.result] = event
+        (acc,) = args
+        if not self.machine.execute:
+            return (None,)
+        return (finish(acc, dtype_of(op.result.type)),)
+

@@ -1,0 +1,182 @@
+"""The systolic array's ISA: one op per unit of work the array schedules (a fold, a fill).
+
+A GEMM C[M x N] = A[M x K] . B[K x N] lowers to:
+
+    %acc0 = systolic.zeros : tensor<MxNxT>
+    systolic.prefetch %a {operand = "ifmap", words = M*K, first_use = f} : tensor<..>
+    systolic.prefetch %b {operand = "filter", words = K*N, first_use = f} : tensor<..>
+    %acc1 = systolic.fold %a, %b, %acc0 {index = 0, m = array<i64: m0, m1>,
+                                         n = array<i64: n0, n1>, k = array<i64: k0, k1>}
+    ...                                                      // one op per fold
+    %c = systolic.writeback %accF {words = W} : tensor<MxNxT> -> tensor<MxNxT>
+
+Semantics (numpy): fold: acc[m0:m1, n0:n1] += A[m0:m1, k0:k1] @ B[k0:k1, n0:n1] with
+the operands optionally transposed (`transpose_a`, `transpose_b`); writeback rounds the
+accumulator to the result type. Durations come from the target spec and the fold's
+shape (backends/systolic/README.md); the IR only says what is done.
+"""
+
+from __future__ import annotations
+
+from xdsl.dialects.builtin import (
+    DenseArrayBase,
+    IntegerAttr,
+    StringAttr,
+    TensorType,
+    UnitAttr,
+    i64,
+)
+from xdsl.ir import Attribute, Dialect, SSAValue
+from xdsl.irdl import (
+    IRDLOperation,
+    ParsePropInAttrDict,
+    irdl_op_definition,
+    operand_def,
+    opt_prop_def,
+    prop_def,
+    result_def,
+)
+from xdsl.utils.exceptions import VerifyException
+
+OPERANDS = ("ifmap", "filter")
+
+
+def _range(values: tuple[int, int]) -> DenseArrayBase:
+    return DenseArrayBase.from_list(i64, values)
+
+
+def _bounds(attr: DenseArrayBase, what: str, op: str) -> tuple[int, int]:
+    values = tuple(attr.get_values())
+    if len(values) != 2 or not 0 <= values[0] < values[1]:
+        raise VerifyException(f"{op}: {what} must be array<i64: lo, hi> with 0 <= lo < hi, "
+                              f"got {list(values)}")
+    return values[0], values[1]  # type: ignore[return-value]
+
+
+@irdl_op_definition
+class ZerosOp(IRDLOperation):
+    """A zero accumulator in the array's output SRAM: `acc = 0`."""
+
+    name = "systolic.zeros"
+    result = result_def(TensorType)
+    assembly_format = "attr-dict `:` type($result)"
+
+    def __init__(self, result_type: TensorType):
+        super().__init__(result_types=[result_type])
+
+
+@irdl_op_definition
+class PrefetchOp(IRDLOperation):
+    """Fill an operand SRAM from DRAM before the first fold needs it.
+
+    `words` is the operand's size in array words; `first_use` the cycle, counted from
+    the first fold's start, at which the first fold first reads this operand.
+    """
+
+    name = "systolic.prefetch"
+    source = operand_def(TensorType)
+    operand = prop_def(StringAttr)
+    words = prop_def(IntegerAttr)
+    first_use = prop_def(IntegerAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$source attr-dict `:` type($source)"
+
+    def __init__(self, source: SSAValue, operand: str, words: int, first_use: int):
+        super().__init__(operands=[source], properties={
+            "operand": StringAttr(operand),
+            "words": IntegerAttr(words, i64),
+            "first_use": IntegerAttr(first_use, i64),
+        })
+
+    def verify_(self) -> None:
+        if self.operand.data not in OPERANDS:
+            raise VerifyException(f"systolic.prefetch: operand must be one of {OPERANDS}, "
+                                  f"got '{self.operand.data}'")
+        if self.words.value.data <= 0 or self.first_use.value.data < 0:
+            raise VerifyException("systolic.prefetch: words must be > 0 and first_use >= 0")
+
+
+@irdl_op_definition
+class FoldOp(IRDLOperation):
+    """One fold: the array computes acc[m, n] += A[m, k] . B[k, n] for one tile.
+
+    Which of m, n, k are spatial depends on the dataflow (os: m x n on the array, k in
+    time; ws: k x n on the array, m in time; is: k x m on the array, n in time).
+    """
+
+    name = "systolic.fold"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    acc = operand_def(TensorType)
+    result = result_def(TensorType)
+    index = prop_def(IntegerAttr)
+    m = prop_def(DenseArrayBase)
+    n = prop_def(DenseArrayBase)
+    k = prop_def(DenseArrayBase)
+    transpose_a = opt_prop_def(UnitAttr)
+    transpose_b = opt_prop_def(UnitAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = (
+        "$lhs `,` $rhs `,` $acc attr-dict `:` "
+        "`(` type($lhs) `,` type($rhs) `,` type($acc) `)` `->` type($result)"
+    )
+
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, acc: SSAValue, index: int,
+                 m: tuple[int, int], n: tuple[int, int], k: tuple[int, int],
+                 transpose_a: bool = False, transpose_b: bool = False):
+        properties: dict[str, Attribute] = {
+            "index": IntegerAttr(index, i64), "m": _range(m), "n": _range(n), "k": _range(k),
+        }
+        if transpose_a:
+            properties["transpose_a"] = UnitAttr()
+        if transpose_b:
+            properties["transpose_b"] = UnitAttr()
+        super().__init__(operands=[lhs, rhs, acc], result_types=[acc.type],
+                         properties=properties)
+
+    def tile(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        """(m, n, k) half-open ranges of this fold."""
+        return (_bounds(self.m, "m", self.name), _bounds(self.n, "n", self.name),
+                _bounds(self.k, "k", self.name))
+
+    def verify_(self) -> None:
+        (m0, m1), (n0, n1), (k0, k1) = self.tile()
+        acc_shape = self.acc.type.get_shape()  # type: ignore[union-attr]
+        if self.result.type != self.acc.type:
+            raise VerifyException("systolic.fold: result type must equal the accumulator's")
+        if m1 > acc_shape[0] or n1 > acc_shape[1]:
+            raise VerifyException(f"systolic.fold: tile m={m0}:{m1} n={n0}:{n1} exceeds the "
+                                  f"accumulator {acc_shape[0]}x{acc_shape[1]}")
+        a = self.lhs.type.get_shape()  # type: ignore[union-attr]
+        k_extent = a[0] if self.transpose_a else a[1]
+        if k1 > k_extent:
+            raise VerifyException(f"systolic.fold: k={k0}:{k1} exceeds the operand's K="
+                                  f"{k_extent}")
+
+
+@irdl_op_definition
+class WritebackOp(IRDLOperation):
+    """Drain the output SRAM to DRAM: result = round(acc) in the result element type.
+
+    `words` counts every word the array wrote to the output SRAM (partial sums of
+    each K fold included), which is what the write buffer drains.
+    """
+
+    name = "systolic.writeback"
+    acc = operand_def(TensorType)
+    result = result_def(TensorType)
+    words = prop_def(IntegerAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$acc attr-dict `:` type($acc) `->` type($result)"
+
+    def __init__(self, acc: SSAValue, words: int):
+        super().__init__(operands=[acc], result_types=[acc.type],
+                         properties={"words": IntegerAttr(words, i64)})
+
+    def verify_(self) -> None:
+        if self.result.type != self.acc.type:
+            raise VerifyException("systolic.writeback: result type must equal the "
+                                  "accumulator's")
+
+
+Systolic = Dialect("systolic", [ZerosOp, PrefetchOp, FoldOp, WritebackOp], [])

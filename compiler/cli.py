@@ -1,0 +1,215 @@
+"""The `sparsec` command: compile, run and list targets.
+
+Exit codes: 0 success, 1 bad input (spec, option value, file), 2 bad usage (argparse),
+3 the executed output disagrees with the numpy reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from sparsec.backends import UnknownTargetError, all_backends
+from sparsec.backends.common.memory import CapacityError
+from sparsec.backends.common.report import (
+    Report,
+    reports_to_csv,
+    reports_to_json,
+    write_atomically,
+)
+from sparsec.backends.common.spec import SpecError as TargetError
+from sparsec.compiler.datastore import DataStoreError
+from sparsec.compiler.driver import (
+    CompileError,
+    CompileOptions,
+    Compiled,
+    compile_spec,
+    execute,
+    load_program,
+    write_program,
+)
+from sparsec.compiler.spec import SpecError
+
+EXIT_BAD_INPUT = 1
+EXIT_CHECK_FAILED = 3
+USER_ERRORS = (SpecError, CompileError, DataStoreError, TargetError, UnknownTargetError,
+               CapacityError)
+
+
+def _add_compile_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="kernel spec (.sk); `run` also takes a compiled .mlir")
+    parser.add_argument("-p", "--pipeline", default=None,
+                        help="xDSL pass pipeline, e.g. 'prune-nm{n=2 m=4}'")
+    parser.add_argument("--target", default=None,
+                        help="accelerator and options, e.g. 'systolic{rows=16 cols=16 "
+                             "dataflow=ws}' (default: the spec's, else systolic)")
+    parser.add_argument("--print-ir-after-all", action="store_true",
+                        help="print the IR after every pass (to stderr)")
+    parser.add_argument("--print-ir-after", action="append", default=[], metavar="PASS",
+                        help="print the IR after the named pass (repeatable)")
+    parser.add_argument("--timing", action="store_true", help="wall time of every stage")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sparsec", description="Compile sparse DL kernels to modeled accelerators.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    comp = sub.add_parser("compile", help="compile a spec to NAME.mlir + NAME.npz")
+    _add_compile_options(comp)
+    comp.add_argument("-o", "--output", default=None,
+                      help="output .mlir (default: the spec's name in this folder)")
+    comp.add_argument("--emit", choices=("isa", "kernel"), default="isa",
+                      help="isa: lowered for the target (default); kernel: before lowering")
+
+    run = sub.add_parser("run", help="compile (or load), execute, check and report")
+    _add_compile_options(run)
+    run.add_argument("-o", "--output", default=None, help="also write the compiled program")
+    run.add_argument("--json", default=None, metavar="FILE", help="write the report as JSON")
+    run.add_argument("--csv", default=None, metavar="FILE", help="write the report as CSV")
+    run.add_argument("--no-execute", action="store_true",
+                     help="account cycles from shapes and sparsity only; skip values")
+
+    sub.add_parser("targets", help="list backends, presets and their parameters")
+    return parser
+
+
+def _options(args: argparse.Namespace, lower: bool, reference: bool) -> CompileOptions:
+    return CompileOptions(pipeline=args.pipeline, target=args.target,
+                          print_ir_after_all=args.print_ir_after_all,
+                          print_ir_after=tuple(args.print_ir_after), timing=args.timing,
+                          lower=lower, compute_reference=reference)
+
+
+def _default_output(spec: str) -> Path:
+    return Path(Path(spec).stem + ".mlir")
+
+
+def _print_timing(stages: list[tuple[str, float]]) -> None:
+    table = Table(title="wall time per stage", title_justify="left")
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    for name, seconds in stages:
+        table.add_row(name, f"{seconds:.4f}")
+    Console(stderr=True).print(table)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    compiled = compile_spec(args.spec, _options(args, lower=args.emit == "isa",
+                                                reference=True))
+    mlir_path, npz_path = write_program(compiled, args.output or _default_output(args.spec))
+    print(f"wrote {mlir_path} and {npz_path}")
+    if args.timing:
+        _print_timing([*compiled.pass_times, ("total", time.perf_counter() - start)])
+    return 0
+
+
+def _compile_or_load(args: argparse.Namespace) -> Compiled:
+    if args.spec.endswith(".mlir"):
+        if args.pipeline or args.target:
+            raise CompileError(f"{args.spec} is already compiled; -p/--target apply to specs")
+        module, store = load_program(args.spec)
+        return Compiled(module, store, None)
+    compiled = compile_spec(args.spec, _options(args, lower=True,
+                                                reference=not args.no_execute))
+    if args.output:
+        write_program(compiled, args.output)
+    return compiled
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    compiled = _compile_or_load(args)
+    compiled_at = time.perf_counter()
+    result = execute(compiled.module, compiled.store, execute_values=not args.no_execute)
+    done = time.perf_counter()
+    for report in result.reports:
+        print_report(report)
+    if args.json:
+        write_atomically(args.json, reports_to_json(result.reports))
+    if args.csv:
+        write_atomically(args.csv, reports_to_csv(result.reports))
+    if args.timing:
+        _print_timing([*compiled.pass_times, ("compile total", compiled_at - start),
+                       ("execute", done - compiled_at), ("total", done - start)])
+    return 0 if all(r.check.ok for r in result.reports) else EXIT_CHECK_FAILED
+
+
+def print_report(report: Report, console: Console | None = None) -> None:
+    """The report as a readable table."""
+    console = console or Console()
+    table = Table(title=f"{report.kernel} on {report.target}", title_justify="left",
+                  show_header=False)
+    table.add_column("figure", style="bold")
+    table.add_column("value", justify="right")
+    table.add_row("cycles", f"{report.cycles:,}")
+    for key in ("compute_cycles", "folds"):
+        if key in report.details:
+            table.add_row(key.replace("_", " "), f"{report.details[key]:,}")
+    table.add_row("stall cycles", f"{report.stall_cycles:,}")
+    table.add_row("time", f"{report.time_us:,.3f} us at {report.clock_ghz} GHz")
+    for unit, stats in report.units.items():
+        if stats["instructions"]:
+            table.add_row(f"{unit} busy / util", f"{int(stats['busy']):,} / "
+                                                 f"{stats['utilization']:.1%}")
+    for level, counts in report.bytes.items():
+        table.add_row(f"{level} bytes r / w", f"{counts['read']:,} / {counts['write']:,}")
+    macs = report.macs
+    table.add_row("MACs effectual / dense", f"{macs['effectual']:,} / {macs['dense']:,}")
+    table.add_row("energy", f"{report.energy_pj / 1e6:,.3f} uJ")
+    check = report.check
+    if check.skipped:
+        table.add_row("check", f"skipped: {check.reason}")
+    else:
+        verdict = "[green]ok[/green]" if check.ok else "[red]FAILED[/red]"
+        table.add_row("check", f"{verdict}  max|err| {check.max_abs_err:.3g}  rel "
+                               f"{check.rel_err:.3g} (tol {check.tolerance:g})")
+    console.print(table)
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    console = Console()
+    for backend in all_backends():
+        defaults = backend.spec_class()
+        table = Table(title=f"{backend.name}: {backend.summary}", title_justify="left")
+        table.add_column("option")
+        table.add_column("default", justify="right")
+        presets = list(backend.spec_class.presets)
+        for preset in presets:
+            table.add_column(f"preset={preset}", justify="right")
+        for option, value in defaults.config().items():
+            row = [option, str(value)]
+            for preset in presets:
+                row.append(str(backend.spec_class.presets[preset].get(option, "")))
+            table.add_row(*row)
+        console.print(table)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "compile": cmd_compile, "run": cmd_run, "targets": cmd_targets,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SpecError as err:
+        print(err.render(), file=sys.stderr)
+    except USER_ERRORS as err:
+        print(f"sparsec: error: {err}", file=sys.stderr)
+    except OSError as err:
+        print(f"sparsec: error: {err.filename or ''}: {err.strerror}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

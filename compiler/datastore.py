@@ -1,0 +1,115 @@
+"""The DataStore: every tensor value of a program, by symbol, outside the IR.
+
+IR ops name a value by a symbol (`sparsec.param @W` inside `func.func @gemm` is the
+store key `gemm.W`); passes that change data (pruning, quantizing) rewrite the store
+and the IR together. A compiled program is its IR text plus this store saved as `.npz`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+META_KEY = "__sparsec_meta__"
+"""npz entry holding the JSON metadata (element type name of every array)."""
+
+
+class DataStoreError(Exception):
+    """A missing symbol or an unreadable bundle; the message says what to do."""
+
+
+def store_key(kernel: str, symbol: str) -> str:
+    """The store key of `symbol` in `kernel` (`gemm`, `W` -> `gemm.W`)."""
+    return f"{kernel}.{symbol}"
+
+
+@dataclass
+class DataStore:
+    """Arrays by key, each with the spec element type it holds (bf16 is held in f32)."""
+
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    dtypes: dict[str, str] = field(default_factory=dict)
+
+    def put(self, key: str, array: np.ndarray, dtype: str) -> None:
+        """Store `array` under `key`, declared as spec element type `dtype`."""
+        self.arrays[key] = array
+        self.dtypes[key] = dtype
+
+    def get(self, key: str) -> np.ndarray:
+        if key not in self.arrays:
+            known = ", ".join(sorted(self.arrays)) or "none"
+            raise DataStoreError(f"no data for symbol '{key}' (the store has: {known}); "
+                                 "was the .npz written by the same `sparsec compile`?")
+        return self.arrays[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.arrays
+
+    def keys(self) -> list[str]:
+        return list(self.arrays)
+
+    def save(self, path: str | Path) -> None:
+        """Write the store as one .npz, atomically (a failed write leaves no file)."""
+        path = Path(path)
+        meta = json.dumps({"dtypes": self.dtypes})
+        payload = {**self.arrays, META_KEY: np.frombuffer(meta.encode(), dtype=np.uint8)}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
+        os.close(fd)
+        try:
+            np.savez(tmp, **payload)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    @classmethod
+    def load(cls, path: str | Path) -> DataStore:
+        path = Path(path)
+        if not path.is_file():
+            raise DataStoreError(f"{path}: data bundle not found; `sparsec compile` writes "
+                                 "it next to the .mlir")
+        try:
+            with np.load(path, allow_pickle=False) as bundle:
+                arrays = {k: bundle[k] for k in bundle.files}
+        except (OSError, ValueError) as err:
+            raise DataStoreError(f"{path}: not a readable .npz data bundle ({err})") from None
+        meta_bytes = arrays.pop(META_KEY, None)
+        if meta_bytes is None:
+            raise DataStoreError(f"{path}: not a sparsec data bundle (no {META_KEY} entry)")
+        meta = json.loads(meta_bytes.tobytes().decode())
+        return cls(arrays=arrays, dtypes=dict(meta["dtypes"]))
+
+
+_ACTIVE: contextvars.ContextVar[DataStore | None] = contextvars.ContextVar(
+    "sparsec_active_store", default=None)
+
+
+@contextlib.contextmanager
+def active_store(store: DataStore) -> Iterator[DataStore]:
+    """Make `store` the one passes and interpreters see while the block runs."""
+    token = _ACTIVE.set(store)
+    try:
+        yield store
+    finally:
+        _ACTIVE.reset(token)
+
+
+def current_store() -> DataStore:
+    """The store of the program being compiled or run.
+
+    Passes need it to rewrite data; under plain `xdsl-opt` there is none, and passes
+    that only read shapes must not call this.
+    """
+    store = _ACTIVE.get()
+    if store is None:
+        raise DataStoreError("this pass needs the program's data: run it through "
+                             "`sparsec compile`, which provides the DataStore")
+    return store

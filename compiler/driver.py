@@ -1,0 +1,281 @@
+"""Pipeline driver: spec -> kernel IR -> passes -> ISA IR, then execution and checks.
+
+The target is the last pass: `--target 'systolic{rows=16}'` appends
+`lower-systolic{rows=16}` to the user's pipeline. The module is verified after every
+pass and a failure names the pass. A compiled program is written as `NAME.mlir` plus
+`NAME.npz` (its DataStore, including the reference outputs the run checks against).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects import builtin, func
+from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.parser import Parser
+from xdsl.passes import ModulePass, PassPipeline
+from xdsl.utils.arg_spec import ArgSpec, parse_pipeline
+from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseError
+
+from sparsec.backends import get_backend
+from sparsec.backends.common.backend import (
+    Backend,
+    dtype_of,
+    kernel_names,
+    run_machine,
+    run_reference,
+)
+from sparsec.backends.common.report import Check, Report, check_output
+from sparsec.backends.common.spec import AcceleratorSpec, parse_target_string
+from sparsec.compiler.builder import build_module
+from sparsec.compiler.datastore import DataStore, active_store
+from sparsec.compiler.spec import SpecFile, parse_spec_file
+from sparsec.compiler.universe import SPARSEC_DIALECTS, SPARSEC_PASSES
+from sparsec.dialects.sparsec import OUTPUTS_ATTR, TARGET_ATTR, output_names
+
+DEFAULT_TARGET = "systolic"
+REFERENCE_SUFFIX = "#reference"
+"""Store key suffix of a kernel output's numpy reference: `gemm.Y#reference`."""
+
+
+class CompileError(Exception):
+    """A pass, verifier or target failure; the message names the pass and the rule."""
+
+
+def make_context() -> Context:
+    """A Context knowing builtin, func and every sparsec dialect."""
+    ctx = Context()
+    ctx.load_dialect(builtin.Builtin)
+    ctx.load_dialect(func.Func)
+    for loader in SPARSEC_DIALECTS.values():
+        ctx.load_dialect(loader())
+    return ctx
+
+
+def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:
+    """sparsec's passes plus xDSL's own (canonicalize, cse, ...)."""
+    from xdsl.transforms import get_all_passes
+
+    return {**get_all_passes(), **SPARSEC_PASSES}
+
+
+def parse_pass_pipeline(text: str) -> list[ModulePass]:
+    """Passes of an xDSL pipeline string, `a{x=1 y=2},b`, with clean errors."""
+    passes = available_passes()
+    try:
+        specs = list(parse_pipeline(text)) if text.strip() else []
+    except ArgSpecParseError as err:
+        detail = str(err).strip().splitlines()[-1].strip()
+        raise CompileError(f"bad pipeline '{text}': {detail}") from None
+    result: list[ModulePass] = []
+    for spec in specs:
+        if spec.name not in passes:
+            sparsec_names = ", ".join(SPARSEC_PASSES)
+            raise CompileError(f"unknown pass '{spec.name}' (sparsec passes: {sparsec_names}; "
+                               "`xdsl-opt --help` lists xDSL's)")
+        try:
+            result.append(passes[spec.name]().from_pass_spec(spec))
+        except (ValueError, TypeError) as err:
+            raise CompileError(f"pass '{spec.name}': {err}") from None
+    return result
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved target: its backend and the spec its options describe."""
+
+    backend: Backend
+    spec: AcceleratorSpec
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        arg_spec = parse_target_string(text)
+        backend = get_backend(arg_spec.name)
+        return cls(backend, backend.spec_class.from_spec(arg_spec))
+
+    def lowering(self) -> ModulePass:
+        """The `lower-<name>` pass carrying this target's full option set."""
+        options = {k: (v,) for k, v in self.spec.config().items()}
+        return self.backend.lowering_pass.from_pass_spec(
+            ArgSpec(self.backend.lowering_pass.name, options))
+
+
+@dataclass
+class CompileOptions:
+    pipeline: str | None = None
+    target: str | None = None
+    print_ir_after_all: bool = False
+    print_ir_after: tuple[str, ...] = ()
+    timing: bool = False
+    lower: bool = True
+    compute_reference: bool = True
+    ir_stream: IO[str] = field(default_factory=lambda: sys.stderr)
+
+
+@dataclass
+class Compiled:
+    """A compiled program: its IR, its data and what the compilation measured."""
+
+    module: ModuleOp
+    store: DataStore
+    target: Target | None
+    pass_times: list[tuple[str, float]] = field(default_factory=list)
+
+
+def _spec_default(spec: SpecFile, attribute: str) -> str | None:
+    values = {getattr(k, attribute) for k in spec.kernels if getattr(k, attribute)}
+    if len(values) > 1:
+        raise CompileError(f"{spec.path}: kernels set different {attribute}s "
+                           f"({', '.join(sorted(values))}); pass --{attribute} to choose")
+    return values.pop() if values else None
+
+
+def compile_spec(path: str | Path, options: CompileOptions) -> Compiled:
+    """Parse, build, transform and (unless `options.lower` is False) lower a spec file."""
+    spec = parse_spec_file(str(path))
+    store = DataStore()
+    module = build_module(spec, store)
+    pipeline = options.pipeline if options.pipeline is not None else _spec_default(
+        spec, "pipeline")
+    target_text = options.target or _spec_default(spec, "target") or DEFAULT_TARGET
+    return compile_module(module, store, pipeline or "", target_text, options)
+
+
+def compile_module(module: ModuleOp, store: DataStore, pipeline: str, target_text: str,
+                   options: CompileOptions) -> Compiled:
+    """Run the pipeline, record references, then lower for the target."""
+    ctx = make_context()
+    _verify(module, "the kernel builder")
+    target = Target.parse(target_text) if options.lower else None
+    passes = parse_pass_pipeline(pipeline)
+    compiled = Compiled(module, store, target)
+    with active_store(store):
+        _run_passes(ctx, module, passes, options, compiled)
+        if options.compute_reference:
+            _store_references(module, store)
+        if target is not None:
+            _run_passes(ctx, module, [target.lowering()], options, compiled)
+            module.attributes[TARGET_ATTR] = StringAttr(target.spec.target_string())
+    return compiled
+
+
+def _verify(module: ModuleOp, after: str) -> None:
+    try:
+        module.verify()
+    except DiagnosticException as err:
+        raise CompileError(f"IR does not verify after {after}: {_first_line(err)}") from None
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [ln for ln in str(err).strip().splitlines() if ln.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def _run_passes(ctx: Context, module: ModuleOp, passes: list[ModulePass],
+                options: CompileOptions, compiled: Compiled) -> None:
+    for p in passes:
+        start = time.perf_counter()
+        try:
+            PassPipeline((p,)).apply(ctx, module)
+        except (DiagnosticException, ValueError) as err:
+            raise CompileError(f"pass '{p.name}' failed: {_first_line(err)}") from None
+        compiled.pass_times.append((p.name, time.perf_counter() - start))
+        _verify(module, f"pass '{p.name}'")
+        if options.print_ir_after_all or p.name in options.print_ir_after:
+            print(f"// -----// IR Dump After {p.name} //----- //", file=options.ir_stream)
+            print(module, file=options.ir_stream)
+
+
+def _store_references(module: ModuleOp, store: DataStore) -> None:
+    """Numpy reference outputs of the kernel IR as it stands (before lowering)."""
+    for kernel, outputs in run_reference(module, store).items():
+        function = _kernel_func(module, kernel)
+        names = output_names(function.attributes.get(OUTPUTS_ATTR), len(outputs))
+        for name, value, vtype in zip(names, outputs, function.function_type.outputs.data):
+            store.put(f"{kernel}.{name}{REFERENCE_SUFFIX}", value, dtype_of(vtype))
+
+
+def _kernel_func(module: ModuleOp, name: str) -> func.FuncOp:
+    for op in module.ops:
+        if isinstance(op, func.FuncOp) and op.sym_name.data == name:
+            return op
+    raise CompileError(f"no kernel named '{name}' in the module")
+
+
+def load_program(mlir_path: str | Path) -> tuple[ModuleOp, DataStore]:
+    """Read back `NAME.mlir` and its `NAME.npz`."""
+    mlir_path = Path(mlir_path)
+    try:
+        text = mlir_path.read_text()
+    except OSError as err:
+        raise CompileError(f"{mlir_path}: cannot read ({err.strerror})") from None
+    try:
+        module = Parser(make_context(), text, str(mlir_path)).parse_module()
+    except ParseError as err:
+        raise CompileError(str(err).strip()) from None
+    _verify(module, f"parsing {mlir_path}")
+    return module, DataStore.load(mlir_path.with_suffix(".npz"))
+
+
+@dataclass
+class RunResult:
+    outputs: dict[str, list[Any]]
+    reports: list[Report]
+
+
+def execute(module: ModuleOp, store: DataStore, *, execute_values: bool = True) -> RunResult:
+    """Run a lowered module on the target it names and check outputs against references."""
+    target_attr = module.attributes.get(TARGET_ATTR)
+    if not isinstance(target_attr, StringAttr):
+        raise CompileError("the module names no target (sparsec.target); compile it with "
+                           "--target, or run the spec instead")
+    target = Target.parse(target_attr.data)
+    with active_store(store):
+        results = run_machine(module, store, target.backend, target.spec, execute_values)
+    outputs: dict[str, list[Any]] = {}
+    reports: list[Report] = []
+    for kernel, (values, report) in results.items():
+        outputs[kernel] = values
+        if execute_values:
+            report.check = _check_kernel(module, store, kernel, values)
+        reports.append(report)
+    return RunResult(outputs, reports)
+
+
+def _check_kernel(module: ModuleOp, store: DataStore, kernel: str,
+                  values: list[np.ndarray]) -> Check:
+    function = _kernel_func(module, kernel)
+    names = output_names(function.attributes.get(OUTPUTS_ATTR), len(values))
+    checks: list[Check] = []
+    for name, value in zip(names, values):
+        key = f"{kernel}.{name}{REFERENCE_SUFFIX}"
+        if key not in store:
+            return Check.skipped_because(f"no reference for {kernel}.{name} in the bundle")
+        checks.append(check_output(np.asarray(value), store.get(key), store.dtypes[key]))
+    return max(checks, key=lambda c: (not c.ok, c.rel_err))
+
+
+def write_program(compiled: Compiled, mlir_path: str | Path) -> tuple[Path, Path]:
+    """Write `NAME.mlir` and `NAME.npz`; on failure neither is left half-written."""
+    from sparsec.backends.common.report import write_atomically
+
+    mlir_path = Path(mlir_path)
+    npz_path = mlir_path.with_suffix(".npz")
+    compiled.store.save(npz_path)
+    try:
+        write_atomically(mlir_path, str(compiled.module) + "\n")
+    except OSError:
+        npz_path.unlink(missing_ok=True)
+        raise
+    return mlir_path, npz_path
+
+
+def kernels_of(module: ModuleOp) -> list[str]:
+    return kernel_names(module)

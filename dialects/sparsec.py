@@ -1,0 +1,253 @@
+"""The sparsec dialect: kernel-level tensor ops and the ops that bind DataStore symbols.
+
+Kernel IR is a `func.func` per kernel whose body binds its tensors to DataStore symbols
+(`sparsec.input` for runtime data, `sparsec.param` for compile-time constants), computes
+with kernel ops (`sparsec.matmul`, ...) and returns its outputs. Values never live in
+attributes: the IR carries the symbol, the type (with its encoding) and summary stats.
+
+Example:
+
+    func.func @gemm() -> tensor<128x1536xf32> attributes {sparsec.outputs = ["Y"]} {
+      %X = sparsec.input @X : tensor<128x384xf32>
+      %W = sparsec.param @W {density = 5.000000e-01 : f64, nnz = 294912 : i64}
+             : tensor<384x1536xf32>
+      %Y = sparsec.matmul %X, %W : (tensor<128x384xf32>, tensor<384x1536xf32>)
+             -> tensor<128x1536xf32>
+      func.return %Y : tensor<128x1536xf32>
+    }
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from xdsl.dialects.builtin import (
+    BFloat16Type,
+    Float16Type,
+    Float32Type,
+    Float64Type,
+    FloatAttr,
+    IntegerAttr,
+    IntegerType,
+    StringAttr,
+    SymbolRefAttr,
+    TensorType,
+    UnitAttr,
+    f64,
+    i64,
+)
+from xdsl.ir import Attribute, Dialect, SSAValue
+from xdsl.irdl import (
+    IRDLOperation,
+    ParsePropInAttrDict,
+    irdl_op_definition,
+    operand_def,
+    opt_prop_def,
+    prop_def,
+    result_def,
+    traits_def,
+)
+from xdsl.traits import NoMemoryEffect, Pure
+from xdsl.utils.exceptions import VerifyException
+
+ELEMENT_TYPES: dict[str, Attribute] = {
+    "f64": Float64Type(),
+    "f32": Float32Type(),
+    "f16": Float16Type(),
+    "bf16": BFloat16Type(),
+    "i32": IntegerType(32),
+    "i16": IntegerType(16),
+    "i8": IntegerType(8),
+}
+"""Element types a kernel spec may declare, by their spec names."""
+
+
+def element_type_name(element_type: Attribute) -> str:
+    """The spec name (`f32`, `bf16`, `i8`, ...) of an xDSL element type."""
+    for name, attr in ELEMENT_TYPES.items():
+        if attr == element_type:
+            return name
+    raise VerifyException(f"unsupported element type {element_type}; sparsec supports "
+                          f"{', '.join(ELEMENT_TYPES)}")
+
+
+def accumulator_type_name(element: str) -> str:
+    """Element type a product of two `element` tensors is returned in.
+
+    Integer operands accumulate (and return) in i32, as integer MAC arrays do;
+    floating-point operands return their own type (accumulation happens in f32 or wider).
+    """
+    return "i32" if element.startswith("i") else element
+
+
+def tensor_type(shape: Sequence[int], element: str, encoding: Attribute | None = None
+                ) -> TensorType:
+    """A ranked tensor type from a shape, a spec element-type name and an encoding."""
+    if encoding is None:
+        return TensorType(ELEMENT_TYPES[element], shape)
+    return TensorType(ELEMENT_TYPES[element], shape, encoding)
+
+
+def _ranked(value: SSAValue, role: str, op_name: str) -> TensorType:
+    """The operand's tensor type, checked to be static and of a supported element type."""
+    ttype = value.type
+    if not isinstance(ttype, TensorType):
+        raise VerifyException(f"{op_name}: {role} must be a ranked tensor, got {ttype}")
+    if any(d < 0 for d in ttype.get_shape()):
+        raise VerifyException(f"{op_name}: {role} must have a static shape, got {ttype}")
+    element_type_name(ttype.element_type)
+    return ttype
+
+
+class _BindOp(IRDLOperation):
+    """Common verifier of the ops that bind a tensor to a DataStore symbol."""
+
+    symbol = prop_def(SymbolRefAttr)
+    result = result_def(TensorType)
+
+    def verify_(self) -> None:
+        ttype = _ranked(self.result, "result", self.name)
+        if self.symbol.nested_references.data:
+            raise VerifyException(f"{self.name}: symbol must be flat (@name), got {self.symbol}")
+        nnz = getattr(self, "nnz", None)
+        if nnz is None:
+            return
+        size = 1
+        for d in ttype.get_shape():
+            size *= d
+        if not 0 <= nnz.value.data <= size:
+            raise VerifyException(
+                f"{self.name}: nnz = {nnz.value.data} must lie in [0, {size}] for {ttype}")
+
+    @property
+    def sym_name(self) -> str:
+        return self.symbol.root_reference.data
+
+
+@irdl_op_definition
+class InputOp(_BindOp):
+    """Binds a runtime input tensor, read from the DataStore at execution time.
+
+    Semantics: `%x = sparsec.input @X : T`  ==>  x = store[kernel + "." + "X"]
+    The data may be replaced at run time (it is the kernel's input); passes may change
+    its declared format (encoding) but never its values.
+    """
+
+    name = "sparsec.input"
+    traits = traits_def(NoMemoryEffect())
+    assembly_format = "$symbol attr-dict `:` type($result)"
+
+    def __init__(self, symbol: str, result_type: TensorType):
+        super().__init__(properties={"symbol": SymbolRefAttr(symbol)},
+                         result_types=[result_type])
+
+
+@irdl_op_definition
+class ParamOp(_BindOp):
+    """Binds a compile-time constant tensor held in the DataStore.
+
+    Semantics: `%w = sparsec.param @W {nnz = N, density = d} : T`  ==>  w = store[kernel.W]
+    Passes may rewrite the stored values (pruning, quantizing) together with the IR;
+    `nnz` and `density` summarize the stored values so the IR shows what a pass did.
+    """
+
+    name = "sparsec.param"
+    nnz = opt_prop_def(IntegerAttr)
+    density = opt_prop_def(FloatAttr)
+    traits = traits_def(NoMemoryEffect())
+    assembly_format = "$symbol attr-dict `:` type($result)"
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def __init__(self, symbol: str, result_type: TensorType, nnz: int | None = None,
+                 density: float | None = None):
+        properties: dict[str, Attribute] = {"symbol": SymbolRefAttr(symbol)}
+        if nnz is not None:
+            properties["nnz"] = IntegerAttr(nnz, i64)
+        if density is not None:
+            properties["density"] = FloatAttr(density, f64)
+        super().__init__(properties=properties, result_types=[result_type])
+
+
+@irdl_op_definition
+class MatmulOp(IRDLOperation):
+    """Matrix product of two rank-2 tensors, optionally transposing either operand.
+
+    Semantics:
+        A = transpose_a ? lhs^T : lhs          # M x K
+        B = transpose_b ? rhs^T : rhs          # K x N
+        for i < M, j < N: result[i, j] = sum_k A[i, k] * B[k, j]
+    Float operands accumulate in at least f32 and round the result to their type;
+    integer operands (i8, i16, i32) accumulate exactly and return i32.
+    """
+
+    name = "sparsec.matmul"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    result = result_def(TensorType)
+    transpose_a = opt_prop_def(UnitAttr)
+    transpose_b = opt_prop_def(UnitAttr)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = (
+        "$lhs `,` $rhs attr-dict `:` `(` type($lhs) `,` type($rhs) `)` `->` type($result)"
+    )
+
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, result_type: TensorType,
+                 transpose_a: bool = False, transpose_b: bool = False):
+        properties: dict[str, Attribute] = {}
+        if transpose_a:
+            properties["transpose_a"] = UnitAttr()
+        if transpose_b:
+            properties["transpose_b"] = UnitAttr()
+        super().__init__(operands=[lhs, rhs], result_types=[result_type],
+                         properties=properties)
+
+    def problem_shape(self) -> tuple[int, int, int]:
+        """(M, N, K) of the product after applying the transpose flags."""
+        a = self.lhs.type.get_shape()  # type: ignore[union-attr]
+        b = self.rhs.type.get_shape()  # type: ignore[union-attr]
+        m, k = (a[1], a[0]) if self.transpose_a else (a[0], a[1])
+        k2, n = (b[1], b[0]) if self.transpose_b else (b[0], b[1])
+        if k != k2:
+            raise VerifyException(
+                f"sparsec.matmul: inner dimensions disagree: lhs gives K={k} "
+                f"but rhs gives K={k2}")
+        return m, n, k
+
+    def verify_(self) -> None:
+        a = _ranked(self.lhs, "lhs", self.name)
+        b = _ranked(self.rhs, "rhs", self.name)
+        out = _ranked(self.result, "result", self.name)
+        if a.get_num_dims() != 2 or b.get_num_dims() != 2:
+            raise VerifyException("sparsec.matmul: operands must be rank 2, got "
+                                  f"{a.get_num_dims()} and {b.get_num_dims()}")
+        if a.element_type != b.element_type:
+            raise VerifyException(
+                "sparsec.matmul: operands must have one element type, got "
+                f"{a.element_type} and {b.element_type}")
+        m, n, _ = self.problem_shape()
+        if tuple(out.get_shape()) != (m, n):
+            raise VerifyException(
+                f"sparsec.matmul: result shape must be {m}x{n} (M x N), got {out}")
+        expected = accumulator_type_name(element_type_name(a.element_type))
+        if element_type_name(out.element_type) != expected:
+            raise VerifyException(
+                f"sparsec.matmul: result element type must be {expected} for "
+                f"{element_type_name(a.element_type)} operands, got {out.element_type}")
+
+
+OUTPUTS_ATTR = "sparsec.outputs"
+"""func.func attribute naming the kernel's outputs, in the order of func.return."""
+
+TARGET_ATTR = "sparsec.target"
+"""builtin.module attribute: the target spec (`systolic{rows=32 ...}`) it was lowered for."""
+
+
+def output_names(attr: Attribute | None, count: int) -> list[str]:
+    """Names of a kernel's outputs from its `sparsec.outputs` attribute."""
+    if attr is None:
+        return [f"out{i}" for i in range(count)]
+    return [s.data for s in attr.data if isinstance(s, StringAttr)]  # type: ignore[attr-defined]
+
+
+Sparsec = Dialect("sparsec", [InputOp, ParamOp, MatmulOp], [])
