@@ -145,7 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def print_report(report: Report, console: Console | None = None) -> None:
     """The report as a readable table."""
     console = console or Console()
-    table = Table(title=f"{report.kernel} on {report.target}", title_justify="left",
+    table = Table(title=f"{report.kernel} on {report.label or report.target}", title_justify="left",
                   show_header=False)
     table.add_column("figure", style="bold")
     table.add_column("value", justify="right")

@@ -36,7 +36,7 @@ from sparsec.backends.common.report import Check, Report, check_output
 from sparsec.backends.common.spec import AcceleratorSpec, parse_target_string
 from sparsec.compiler.builder import build_module
 from sparsec.compiler.datastore import DataStore, active_store
-from sparsec.compiler.spec import SpecFile, parse_spec_file
+from sparsec.compiler.spec import SpecFile, parse_spec, parse_spec_file
 from sparsec.compiler.universe import SPARSEC_DIALECTS, SPARSEC_PASSES
 from sparsec.dialects.sparsec import OUTPUTS_ATTR, TARGET_ATTR, output_names
 
@@ -139,7 +139,15 @@ def _spec_default(spec: SpecFile, attribute: str) -> str | None:
 
 def compile_spec(path: str | Path, options: CompileOptions) -> Compiled:
     """Parse, build, transform and (unless `options.lower` is False) lower a spec file."""
-    spec = parse_spec_file(str(path))
+    return compile_parsed(parse_spec_file(str(path)), options)
+
+
+def compile_text(text: str, options: CompileOptions, path: str = "<spec>") -> Compiled:
+    """`compile_spec` for spec text held in memory (tests, notebooks, sweeps)."""
+    return compile_parsed(parse_spec(text, path), options)
+
+
+def compile_parsed(spec: SpecFile, options: CompileOptions) -> Compiled:
     store = DataStore()
     module = build_module(spec, store)
     pipeline = options.pipeline if options.pipeline is not None else _spec_default(

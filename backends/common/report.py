@@ -76,6 +76,7 @@ class Report:
     energy_pj: float
     check: Check
     clock_ghz: float = 1.0
+    label: str = ""
     details: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -18,6 +18,18 @@ from xdsl.utils.arg_spec import ArgSpec, ArgSpecConvertible, parse_spec
 from xdsl.utils.exceptions import ArgSpecParseError
 
 
+_OPTION_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _is_instance(value: Any, expected: type) -> bool:
+    """Pass-option typing: bools are not ints, ints are acceptable floats."""
+    if isinstance(value, bool):
+        return expected is bool
+    if expected is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, expected)
+
+
 class SpecError(ValueError):
     """A bad target or option value; the message names the option and what is allowed."""
 
@@ -36,6 +48,7 @@ class AcceleratorSpec(ArgSpecConvertible):
     def from_spec(cls, spec: ArgSpec) -> Self:
         """Build from `name{opts}`: the preset's values, then the options given."""
         params = spec.normalize_parameter_names().parameters
+        params = cls._check_option_types(spec.name, params)
         try:
             parsed = super().from_spec(ArgSpec(cls.name, dict(params)))
         except (ValueError, TypeError) as err:
@@ -48,6 +61,28 @@ class AcceleratorSpec(ArgSpecConvertible):
         values.update(cls.presets.get(preset_name, {}))
         values.update({k: getattr(parsed, k) for k in params})
         return cls(**values)
+
+    @classmethod
+    def _check_option_types(cls, name: str, params: dict[str, tuple[Any, ...]]
+                            ) -> dict[str, tuple[Any, ...]]:
+        """Name the option in any unknown-option or wrong-type mistake; ints given for
+        float options become floats."""
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        converted = dict(params)
+        for option, values in params.items():
+            if option not in types:
+                raise SpecError(f"{name}: unknown option '{option}' (options: "
+                                f"{', '.join(types)})")
+            expected = _OPTION_TYPES.get(str(types[option]))
+            if expected is None:
+                continue
+            if len(values) != 1 or not _is_instance(values[0], expected):
+                given = ",".join(str(v) for v in values) or "nothing"
+                raise SpecError(f"{name}: option {option} must be {expected.__name__}, "
+                                f"got {given}")
+            if expected is float:
+                converted[option] = (float(values[0]),)
+        return converted
 
     def __post_init__(self) -> None:
         self.validate()
@@ -66,6 +101,14 @@ class AcceleratorSpec(ArgSpecConvertible):
     def target_string(self) -> str:
         """The target in option syntax, with every field, e.g. `systolic{rows=32 ...}`."""
         return str(ArgSpec(self.name, {k: (v,) for k, v in self.config().items()}))
+
+    def label(self) -> str:
+        """Short name for tables: the target with only the options that differ from
+        the dataclass defaults, e.g. `systolic{rows=16 dataflow=ws}`."""
+        changed = {f.name: (getattr(self, f.name),) for f in dataclasses.fields(self)
+                   if f.default is not dataclasses.MISSING
+                   and getattr(self, f.name) != f.default}
+        return str(ArgSpec(self.name, changed))
 
     def require(self, condition: bool, option: str, rule: str) -> None:
         """Fail with a message naming the option unless `condition` holds."""

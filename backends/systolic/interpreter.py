@@ -65,6 +65,7 @@ class SystolicMachine(Machine):
         self.effectual_macs = 0
         self.dense_macs = 0
         self.compute_cycles = 0
+        self.fill_cycles = 0
         self.folds = 0
         self.mac_pj = spec.mac_pj
         self.tails: list[dict[str, int]] = []
@@ -75,17 +76,21 @@ class SystolicMachine(Machine):
     # -- accounting, one method per instruction ------------------------------------------
 
     def prefetch(self, op: isa.PrefetchOp) -> None:
-        """Fill an operand SRAM before the first fold (SCALE-Sim's read-buffer prefetch)."""
-        words = op.words.value.data
+        """Fill an operand SRAM before the first fold (SCALE-Sim's read-buffer prefetch).
+
+        In user (bandwidth-limited) mode the per-fold tile loads are the fill, so the
+        prefetch only marks the operand's SRAM as empty.
+        """
         operand = op.operand.data
-        cycles, fetched, covers_all = calc_prefetch(words, self.spec.sram_words(operand))
+        self.gemm.resident[operand] = None
         if self.spec.mode == "user":
-            cycles = -(-fetched // self.spec.bandwidth)
+            return
+        cycles, fetched, covers_all = calc_prefetch(op.words.value.data,
+                                                    self.spec.sram_words(operand))
         self._count_dram_read(operand, fetched)
         event = self.timeline.issue(f"{operand}_dma", cycles, after=[self.ready.get(op.source)])
         first_use = 0 if covers_all else op.first_use.value.data
         self.gemm.first_fold_after = max(self.gemm.first_fold_after, event.end - first_use)
-        self.gemm.resident[operand] = None
 
     def fold(self, op: isa.FoldOp) -> None:
         """One fold on the array: L = T + R + C - 2 (os) or T + 2R + C - 2 (ws, is)."""
@@ -95,8 +100,12 @@ class SystolicMachine(Machine):
                                                           spec.dataflow)
         length = fold_cycles(spec, temporal)
         loads = self._load_tiles(op) if spec.mode == "user" else []
-        not_before = self.gemm.first_fold_after if not self.gemm.folds else 0
+        first = not self.gemm.folds
+        not_before = self.gemm.first_fold_after if first else 0
+        free_at = self.timeline.units["array"].free_at
         event = self.timeline.issue("array", length, after=loads, not_before=not_before)
+        if first:
+            self.fill_cycles += event.start - free_at
         self.gemm.folds.append(event)
         self.gemm.fold_length = length
         self.gemm.temporal = temporal
@@ -113,7 +122,8 @@ class SystolicMachine(Machine):
     def writeback(self, op: isa.WritebackOp) -> Event:
         """Drain the output SRAM: C-word lines, one per cycle (SCALE-Sim's write buffer)."""
         words = op.words.value.data
-        buffer = OfmapWriteBuffer(line_words=self.spec.cols,
+        line = self.spec.bandwidth if self.spec.mode == "user" else self.spec.cols
+        buffer = OfmapWriteBuffer(line_words=line,
                                   capacity_words=self.spec.sram_words("ofmap"))
         lines_left, drains = buffer.replay(words)
         last_row = self.gemm.folds[-1].end - 1
@@ -145,22 +155,26 @@ class SystolicMachine(Machine):
     def _load_tiles(self, op: isa.FoldOp) -> list[Event]:
         """Bandwidth-limited mode: fetch the fold's operand tiles not already resident.
 
-        Each operand SRAM is double-buffered: the tile for fold i is fetched into one half
-        while fold i-1 computes from the other, so a fetch may start once fold i-2 ended.
+        Each operand SRAM is double-buffered: the tile of fold i is fetched into one half
+        while fold i-1 computes from the other, so the fetch may start once fold i-2 has
+        ended. A tile larger than half its SRAM cannot be fetched ahead: it streams in
+        while its own fold waits (its fetch may start only when fold i-1 ends).
         """
         (m0, m1), (n0, n1), (k0, k1) = op.tile()
         tiles = {"ifmap": (m0, m1, k0, k1), "filter": (k0, k1, n0, n1)}
         events: list[Event] = []
+        folds = self.gemm.folds
         for operand, tile in tiles.items():
             if self.gemm.resident.get(operand) == tile:
                 continue
             words = (tile[1] - tile[0]) * (tile[3] - tile[2])
             self._count_dram_read(operand, words)
-            freed = self.gemm.folds[-2] if len(self.gemm.folds) >= 2 else None
-            event = self.timeline.issue(f"{operand}_dma", -(-words // self.spec.bandwidth),
-                                        after=[freed])
+            fits_half = 2 * words <= self.spec.sram_words(operand)
+            lag = 2 if fits_half else 1
+            freed = folds[-lag] if len(folds) >= lag else None
+            events.append(self.timeline.issue(f"{operand}_dma",
+                                              -(-words // self.spec.bandwidth), after=[freed]))
             self.gemm.resident[operand] = tile
-            events.append(event)
         return events
 
     def report(self, kernel: str) -> Report:
@@ -176,18 +190,21 @@ class SystolicMachine(Machine):
             config=spec.config(),
             # SCALE-Sim reports the index of the last active cycle (span - 1); so do we.
             cycles=max(0, span - 1),
-            stall_cycles=array.waiting if spec.mode == "user" else 0,
+            # Waiting for the initial fill is prefetch time, not a stall (as in SCALE-Sim).
+            stall_cycles=array.waiting - self.fill_cycles,
             units=self.timeline.summary(),
             bytes={m.name: m.summary() for m in memories},
             macs={"effectual": self.effectual_macs, "dense": self.dense_macs},
             energy_pj=sum(energy.values()),
             check=Check.skipped_because("not checked yet"),
             clock_ghz=spec.clock_ghz,
+            label=spec.label(),
             details={
                 "compute_cycles": max(0, self.compute_cycles - 1),
                 "folds": self.folds,
                 "cycles_per_fold": self.gemm.fold_length or None,
                 "span_cycles": span,
+                "fill_cycles": self.fill_cycles,
                 "writeback": self.tails,
                 "energy_breakdown_pj": energy,
                 "dataflow": spec.dataflow,

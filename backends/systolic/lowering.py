@@ -113,7 +113,7 @@ class LowerMatmul(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: MatmulOp, rewriter: PatternRewriter) -> None:
         ops = lower_matmul(op, self.spec)
-        rewriter.replace_op(op, ops, [ops[-1].results[0]])
+        rewriter.replace(op, ops, [ops[-1].results[0]])
 
 
 @dataclass(frozen=True)

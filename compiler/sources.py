@@ -1,0 +1,443 @@
+"""Materializing the data a spec's sources describe, as numpy arrays.
+
+A declared tensor's data lives in a numpy array of its *carrier* dtype:
+
+=======  ==========================================================
+spec     carrier
+=======  ==========================================================
+f64      float64
+f32      float32
+f16      float16
+bf16     float32 holding values rounded to bfloat16 (numpy has no bf16)
+i32      int32
+i16      int16
+i8       int8
+=======  ==========================================================
+
+``random(seed=, density=, dist=)``
+    Deterministic: ``numpy.random.default_rng(seed)`` first draws one value per
+    element, then (if ``density < 1``) picks which elements to keep.
+
+    * floats: ``dist=normal`` is N(0, 1), ``dist=uniform`` is U[-1, 1); values
+      are drawn in float64 and rounded to the element type. A value that
+      rounds to exactly 0 (possible for f16/bf16) is replaced by the type's
+      smallest normal number with the same sign, so drawn values are never 0.
+    * ints: always uniform over the *nonzero* integers of a small range, so
+      products and sums of many of them do not overflow:
+      i8 in [-8, 7], i16 in [-128, 127], i32 in [-1024, 1023] (0 excluded).
+      ``dist`` is accepted but has no effect for integer types.
+    * ``density``: exactly ``floor(density * size + 0.5)`` elements keep their
+      value (chosen with ``rng.choice(size, k, replace=False)``), the rest are
+      0; since drawn values are never 0 the tensor has exactly that many
+      nonzeros. Values are drawn before the mask, so the same seed with a
+      lower density keeps a subset of the same values.
+
+``load(path[, key], transpose=false)``
+    ``.npy`` (numpy), ``.npz`` (key names the array; optional if it holds
+    exactly one), ``.mtx`` (Matrix Market via ``scipy.io.mmread``; pattern
+    matrices load as ones, symmetric ones are expanded, returned dense for
+    now), ``.safetensors`` (only the named tensor is read; key optional if
+    there is exactly one; BF16 tensors are decoded here since numpy has no
+    bfloat16). ``transpose=true`` swaps the last two axes. The data's shape
+    must equal the declared shape exactly (after the transpose); its dtype
+    must convert to the element type without losing kind: any real number
+    converts to a float type (rounded), integers and booleans to an integer
+    type when every value fits. Relative paths resolve against the spec
+    file's folder.
+
+Every failure a user can cause (missing file, missing key, wrong shape...)
+is a :class:`~sparsec.compiler.spec.SpecError` pointing at the source
+expression in the spec.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sparsec.compiler.spec import (
+    INT_TYPES,
+    Kernel,
+    LoadParams,
+    RandomParams,
+    Source,
+    SpecError,
+    TensorType,
+    check_source,
+)
+
+__all__ = [
+    "CARRIERS",
+    "INT_RANDOM_RANGES",
+    "MATERIALIZERS",
+    "carrier_dtype",
+    "materialize",
+    "materialize_kernel",
+    "round_to_bf16",
+    "round_to_dtype",
+]
+
+#: Element type -> numpy dtype that holds its values.
+CARRIERS: dict[str, np.dtype] = {
+    "f64": np.dtype(np.float64),
+    "f32": np.dtype(np.float32),
+    "f16": np.dtype(np.float16),
+    "bf16": np.dtype(np.float32),
+    "i32": np.dtype(np.int32),
+    "i16": np.dtype(np.int16),
+    "i8": np.dtype(np.int8),
+}
+
+#: Inclusive range that ``random`` draws integers from (0 is skipped).
+INT_RANDOM_RANGES: dict[str, tuple[int, int]] = {
+    "i8": (-8, 7),
+    "i16": (-128, 127),
+    "i32": (-1024, 1023),
+}
+
+
+def carrier_dtype(dtype_name: str) -> np.dtype:
+    """The numpy dtype that holds values of element type ``dtype_name``."""
+    try:
+        return CARRIERS[dtype_name]
+    except KeyError:
+        raise ValueError(
+            f"unknown element type {dtype_name!r}; expected one of {', '.join(CARRIERS)}"
+        ) from None
+
+
+# --------------------------------------------------------------------------
+# Rounding
+# --------------------------------------------------------------------------
+
+
+def _f64_to_f32_round_to_odd(x: np.ndarray) -> np.ndarray:
+    """float64 -> float32 rounding to odd (truncate, then set the last bit if inexact).
+
+    Rounding to odd first and to nearest-even second gives the same result
+    as rounding to nearest-even once, as long as the intermediate format
+    has at least two more bits, which float32 has over bfloat16. Plain
+    float64 -> float32 -> bfloat16 would double-round ties wrongly.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        nearest = x.astype(np.float32)
+    back = nearest.astype(np.float64)
+    inexact = (back != x) & ~np.isnan(x)
+    bits = np.ascontiguousarray(nearest).view(np.uint32).copy()
+    away = inexact & (np.abs(back) > np.abs(x))
+    bits[away] -= np.uint32(1)  # one step toward zero: the truncated value
+    bits[inexact] |= np.uint32(1)
+    return bits.view(np.float32)
+
+
+def round_to_bf16(a: Any) -> np.ndarray:
+    """Round to the nearest bfloat16 (ties to even); result is a float32 array.
+
+    bfloat16 is the upper 16 bits of a float32. Rounding adds ``0x7FFF`` plus
+    the lowest kept bit to the float32 bits and clears the low half, which
+    rounds to nearest with ties to even, carrying into the exponent when the
+    mantissa overflows (so large values correctly become inf). NaNs stay NaN
+    (quiet, sign kept); infinities stay infinite. float64/int inputs are
+    first narrowed with round-to-odd so there is no double rounding.
+    """
+    x = np.asarray(a)
+    if x.dtype.kind == "c":
+        raise TypeError("round_to_bf16: complex input is not supported")
+    if x.dtype in (np.float32, np.float16):
+        x32 = np.ascontiguousarray(x, dtype=np.float32)
+    else:
+        x32 = _f64_to_f32_round_to_odd(np.asarray(x, dtype=np.float64))
+    bits = x32.view(np.uint32)
+    lsb = (bits >> np.uint32(16)) & np.uint32(1)
+    rounded = (bits + np.uint32(0x7FFF) + lsb) & np.uint32(0xFFFF0000)
+    quiet_nan = (bits | np.uint32(0x00400000)) & np.uint32(0xFFFF0000)
+    out = np.where(np.isnan(x32), quiet_nan, rounded).astype(np.uint32)
+    return out.view(np.float32).reshape(x.shape)
+
+
+def round_to_dtype(array: Any, dtype_name: str) -> np.ndarray:
+    """``array`` as element type ``dtype_name``, in that type's carrier dtype.
+
+    Floats round to nearest-even (bf16 via :func:`round_to_bf16`); values
+    beyond the type's range become +-inf. Integer types round floats to
+    nearest-even, map NaN to 0 and saturate at the type's bounds.
+    """
+    carrier = carrier_dtype(dtype_name)
+    x = np.asarray(array)
+    if dtype_name == "bf16":
+        return round_to_bf16(x)
+    if dtype_name not in INT_TYPES:
+        with np.errstate(over="ignore"):
+            return x.astype(carrier)
+    info = np.iinfo(carrier)
+    if x.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            x = np.nan_to_num(np.rint(x), nan=0.0, posinf=info.max, neginf=info.min)
+    if x.dtype.kind in "iuf":
+        x = np.clip(x, info.min, info.max)
+    return x.astype(carrier)
+
+
+# --------------------------------------------------------------------------
+# random(...)
+# --------------------------------------------------------------------------
+
+
+def _random(params: RandomParams, ttype: TensorType) -> np.ndarray:
+    """Seeded random data with exactly ``floor(density*size+0.5)`` nonzeros."""
+    rng = np.random.default_rng(params.seed)
+    size = ttype.numel
+    if ttype.dtype in INT_TYPES:
+        lo, hi = INT_RANDOM_RANGES[ttype.dtype]
+        values = rng.integers(lo, hi, size=size)  # [lo, hi - 1] ...
+        values[values >= 0] += 1  # ... shifted to [lo, -1] u [1, hi]
+        values = values.astype(carrier_dtype(ttype.dtype))
+    else:
+        if params.dist == "uniform":
+            raw = rng.uniform(-1.0, 1.0, size=size)
+        else:
+            raw = rng.standard_normal(size=size)
+        values = round_to_dtype(raw, ttype.dtype)
+        tiny = np.finfo(np.float16 if ttype.dtype == "f16" else values.dtype).tiny
+        zero = values == 0
+        values[zero] = np.copysign(tiny, raw[zero]).astype(values.dtype)
+    if params.density < 1.0:
+        keep = int(np.floor(params.density * size + 0.5))
+        mask = np.zeros(size, dtype=bool)
+        mask[rng.choice(size, size=keep, replace=False)] = True
+        values[~mask] = 0
+    return values.reshape(ttype.shape)
+
+
+# --------------------------------------------------------------------------
+# load(...)
+# --------------------------------------------------------------------------
+
+
+def _shape_str(shape: Iterable[int]) -> str:
+    """``[3, 4]`` like the spec language writes shapes."""
+    return "[" + ", ".join(str(int(d)) for d in shape) + "]"
+
+
+def _pick_key(keys: list[str], key: str | None, what: str, params: LoadParams, loc: Any) -> str:
+    """The member to read: ``key`` if present, else the only one there is."""
+    if key is not None:
+        if key in keys:
+            return key
+        listing = ", ".join(sorted(keys)[:10]) + (", ..." if len(keys) > 10 else "")
+        raise SpecError(
+            loc, f"load: no {what} '{key}' in '{params.path}' (it has: {listing or 'nothing'})"
+        )
+    if len(keys) == 1:
+        return keys[0]
+    if not keys:
+        raise SpecError(loc, f"load: '{params.path}' holds no {what}s")
+    listing = ", ".join(sorted(keys)[:10]) + (", ..." if len(keys) > 10 else "")
+    example = min(keys)
+    raise SpecError(
+        loc,
+        f"load: '{params.path}' holds {len(keys)} {what}s ({listing}); name one, "
+        f'e.g. load("{params.path}", "{example}")',
+    )
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _magic(path: Path) -> bytes:
+    """The first bytes of a file, to tell formats apart before numpy guesses."""
+    with open(path, "rb") as fh:
+        return fh.read(6)
+
+
+def _read_npy(path: Path, params: LoadParams, loc: Any) -> np.ndarray:
+    """A ``.npy`` file (pickled object arrays are refused)."""
+    magic = _magic(path)
+    if magic.startswith(_ZIP_MAGIC):
+        raise SpecError(loc, f"load: '{params.path}' is a .npz archive, not a .npy array file")
+    if not magic.startswith(_NPY_MAGIC):
+        raise SpecError(loc, f"load: '{params.path}' is not a .npy file (no NUMPY header)")
+    return np.load(path, allow_pickle=False)
+
+
+def _read_npz(path: Path, params: LoadParams, loc: Any) -> np.ndarray:
+    """One array of a ``.npz`` archive."""
+    magic = _magic(path)
+    if magic.startswith(_NPY_MAGIC):
+        raise SpecError(loc, f"load: '{params.path}' is a single .npy array, not a .npz archive")
+    if not magic.startswith(_ZIP_MAGIC):
+        raise SpecError(loc, f"load: '{params.path}' is not a .npz archive (not a zip file)")
+    data = np.load(path, allow_pickle=False)
+    with data:
+        key = _pick_key(list(data.files), params.key, "array", params, loc)
+        return data[key]
+
+
+def _read_mtx(path: Path, params: LoadParams, loc: Any) -> np.ndarray:
+    """A Matrix Market file, densified (scipy expands symmetry; pattern -> ones)."""
+    import scipy.io
+    import scipy.sparse
+
+    with open(path, "rb") as fh:
+        banner = fh.readline(64)
+    if not banner.lower().startswith(b"%%matrixmarket"):
+        raise SpecError(
+            loc, f"load: '{params.path}' is not a Matrix Market file (no %%MatrixMarket header)"
+        )
+    data = scipy.io.mmread(str(path))
+    if scipy.sparse.issparse(data):
+        return np.asarray(data.toarray())
+    return np.asarray(data)
+
+
+def _read_safetensors(path: Path, params: LoadParams, loc: Any) -> np.ndarray:
+    """One tensor of a ``.safetensors`` file, read on its own."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as f:
+        key = _pick_key(list(f.keys()), params.key, "tensor", params, loc)
+        if f.get_slice(key).get_dtype() == "BF16":
+            return _read_safetensors_bf16(path, key)
+        return f.get_tensor(key)
+
+
+def _read_safetensors_bf16(path: Path, key: str) -> np.ndarray:
+    """A BF16 safetensors tensor as float32 (numpy cannot represent bfloat16).
+
+    Reads the file's JSON header (8-byte little-endian length, then JSON)
+    for the tensor's shape and byte range, and only those bytes.
+    """
+    with open(path, "rb") as fh:
+        (header_len,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(header_len))
+        info = header[key]
+        start, end = info["data_offsets"]
+        fh.seek(8 + header_len + start)
+        raw = fh.read(end - start)
+    shape = tuple(info["shape"])
+    halves = np.frombuffer(raw, dtype="<u2")
+    if halves.size != int(np.prod(shape, dtype=np.int64)):
+        raise ValueError(f"tensor '{key}' has {halves.size} values for shape {list(shape)}")
+    return (halves.astype(np.uint32) << np.uint32(16)).view(np.float32).reshape(shape)
+
+
+_READERS: dict[str, Callable[[Path, LoadParams, Any], np.ndarray]] = {
+    "npy": _read_npy,
+    "npz": _read_npz,
+    "mtx": _read_mtx,
+    "safetensors": _read_safetensors,
+}
+
+
+def _read(params: LoadParams, base_dir: Path, loc: Any) -> np.ndarray:
+    """Read the raw array, turning every reader failure into a SpecError."""
+    path = Path(params.path).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    if not path.exists():
+        raise SpecError(loc, f"load: file not found: '{params.path}'")
+    if path.is_dir():
+        raise SpecError(loc, f"load: cannot read '{params.path}': it is a directory")
+    try:
+        return np.asarray(_READERS[params.fmt](path, params, loc))
+    except SpecError:
+        raise
+    except OSError as err:
+        raise SpecError(loc, f"load: cannot read '{params.path}': {err.strerror or err}") from None
+    except Exception as err:  # noqa: BLE001 - readers raise many kinds; none may escape
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise SpecError(
+            loc, f"load: cannot read '{params.path}' as {params.fmt}: {reason}"
+        ) from None
+
+
+def _fit(data: np.ndarray, params: LoadParams, ttype: TensorType, loc: Any) -> np.ndarray:
+    """Transpose, check shape and dtype against the declaration, convert."""
+    kind = data.dtype.kind
+    if kind not in "biuf":
+        raise SpecError(loc, f"load: cannot convert {data.dtype} data to {ttype.dtype}")
+    if ttype.dtype in INT_TYPES and kind == "f":
+        raise SpecError(
+            loc, f"load: cannot convert {data.dtype} data to {ttype.dtype} (integer type)"
+        )
+    after = ""
+    if params.transpose:
+        if data.ndim < 2:
+            raise SpecError(
+                loc,
+                "load: transpose=true needs 2 or more dimensions, "
+                f"but the data has shape {_shape_str(data.shape)}",
+            )
+        data = np.swapaxes(data, -1, -2)
+        after = " after transpose"
+    if tuple(data.shape) != ttype.shape:
+        raise SpecError(
+            loc, f"load: data has shape {_shape_str(data.shape)}{after} but the tensor is {ttype}"
+        )
+    if ttype.dtype in INT_TYPES and kind in "iu" and data.size:
+        info = np.iinfo(carrier_dtype(ttype.dtype))
+        lo, hi = int(data.min()), int(data.max())
+        if lo < info.min or hi > info.max:
+            raise SpecError(
+                loc,
+                f"load: values in [{lo}, {hi}] do not fit {ttype.dtype} [{info.min}, {info.max}]",
+            )
+    return np.ascontiguousarray(round_to_dtype(data, ttype.dtype))
+
+
+def _load(params: LoadParams, ttype: TensorType, base_dir: Path, loc: Any) -> np.ndarray:
+    """``load(...)`` data, converted to the declaration."""
+    return _fit(_read(params, base_dir, loc), params, ttype, loc)
+
+
+# --------------------------------------------------------------------------
+# Entry points
+# --------------------------------------------------------------------------
+
+#: Source kind -> function(source, type, base_dir) producing the array.
+MATERIALIZERS: dict[str, Callable[[Source, TensorType, Path], np.ndarray]] = {
+    "random": lambda source, ttype, base_dir: _random(check_source(source, ttype), ttype),
+    "load": lambda source, ttype, base_dir: _load(
+        check_source(source, ttype), ttype, base_dir, source.loc
+    ),
+}
+
+
+def materialize(
+    source: Source, ttype: TensorType, base_dir: str | Path | None = None
+) -> np.ndarray:
+    """The array ``source`` describes for a tensor of type ``ttype``.
+
+    The result has shape ``ttype.shape`` and dtype ``carrier_dtype(ttype.dtype)``.
+    ``base_dir`` anchors relative load paths; by default it is the folder of
+    the spec file named in ``source.loc``. Raises SpecError located at the
+    source expression for any bad argument or data problem.
+    """
+    materializer = MATERIALIZERS.get(source.kind)
+    if materializer is None:
+        check_source(source, ttype)  # raises the located "unknown source" error
+        raise SpecError(source.loc, f"source '{source.kind}' cannot be materialized")
+    if base_dir is None:
+        base_dir = Path(source.loc.file).parent if source.loc is not None else Path.cwd()
+    return materializer(source, ttype, Path(base_dir))
+
+
+def materialize_kernel(
+    kernel: Kernel, base_dir: str | Path | None = None, roles: Iterable[str] = ("in", "param")
+) -> dict[str, np.ndarray]:
+    """Arrays for every declaration of ``kernel`` with a source and a role in ``roles``.
+
+    ``in`` tensors without a source are skipped: their data must come from
+    the caller at run time.
+    """
+    roles = tuple(roles)
+    return {
+        d.name: materialize(d.source, d.type, base_dir)
+        for d in kernel.decls
+        if d.role in roles and d.source is not None
+    }
