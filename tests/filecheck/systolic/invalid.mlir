@@ -1,0 +1,40 @@
+// RUN: xdsl-opt %s --split-input-file --verify-diagnostics | filecheck %s
+
+// One case per verifier rule of the systolic ISA.
+
+%a = "test.op"() : () -> tensor<8x8xf32>
+%acc = systolic.zeros : tensor<8x8xf32>
+%r = systolic.fold %a, %a, %acc {index = 0 : i64, m = array<i64: 0, 9>, n = array<i64: 0, 8>, k = array<i64: 0, 8>} : (tensor<8x8xf32>, tensor<8x8xf32>, tensor<8x8xf32>) -> tensor<8x8xf32>
+// CHECK: systolic.fold: tile m=0:9 n=0:8 exceeds the accumulator 8x8
+
+// -----
+
+%a = "test.op"() : () -> tensor<8x8xf32>
+%acc = systolic.zeros : tensor<8x8xf32>
+%r = systolic.fold %a, %a, %acc {index = 0 : i64, m = array<i64: 4, 4>, n = array<i64: 0, 8>, k = array<i64: 0, 8>} : (tensor<8x8xf32>, tensor<8x8xf32>, tensor<8x8xf32>) -> tensor<8x8xf32>
+// CHECK: systolic.fold: m must be array<i64: lo, hi> with 0 <= lo < hi, got [4, 4]
+
+// -----
+
+%a = "test.op"() : () -> tensor<8x8xf32>
+%acc = systolic.zeros : tensor<8x8xf32>
+%r = systolic.fold %a, %a, %acc {index = 0 : i64, m = array<i64: 0, 8>, n = array<i64: 0, 8>, k = array<i64: 0, 12>} : (tensor<8x8xf32>, tensor<8x8xf32>, tensor<8x8xf32>) -> tensor<8x8xf32>
+// CHECK: systolic.fold: k=0:12 exceeds the operand's K=8
+
+// -----
+
+%a = "test.op"() : () -> tensor<8x8xf32>
+systolic.prefetch %a {operand = "ofmap", words = 64 : i64, first_use = 0 : i64} : tensor<8x8xf32>
+// CHECK: systolic.prefetch: operand must be one of ('ifmap', 'filter'), got 'ofmap'
+
+// -----
+
+%a = "test.op"() : () -> tensor<8x8xf32>
+systolic.prefetch %a {operand = "ifmap", words = 0 : i64, first_use = 0 : i64} : tensor<8x8xf32>
+// CHECK: systolic.prefetch: words must be > 0 and first_use >= 0
+
+// -----
+
+%acc = systolic.zeros : tensor<8x8xf32>
+%r = systolic.writeback %acc {words = 64 : i64} : tensor<8x8xf32> -> tensor<8x4xf32>
+// CHECK: systolic.writeback: result type must equal the accumulator's
