@@ -50,6 +50,8 @@ from xdsl.irdl import (
 from xdsl.traits import NoMemoryEffect, Pure
 from xdsl.utils.exceptions import VerifyException
 
+from sparsec.dialects.sparse_tensor import SparseTensorEncodingAttr
+
 ELEMENT_TYPES: dict[str, Attribute] = {
     "f64": Float64Type(),
     "f32": Float32Type(),
@@ -96,6 +98,8 @@ def _ranked(value: SSAValue, role: str, op_name: str) -> TensorType:
     if any(d < 0 for d in ttype.get_shape()):
         raise VerifyException(f"{op_name}: {role} must have a static shape, got {ttype}")
     element_type_name(ttype.element_type)
+    if isinstance(ttype.encoding, SparseTensorEncodingAttr):
+        ttype.encoding.verify_tensor_type(ttype)
     return ttype
 
 

@@ -54,3 +54,8 @@
 
 %a = sparsec.input @outer::@A : tensor<4x5xf32>
 // CHECK: sparsec.input: symbol must be flat (@name), got @outer::@A
+
+// -----
+
+%a = sparsec.input @A : tensor<4x5x6xf32, #sparse_tensor.encoding<{ map = (d0, d1) -> (d0 : dense, d1 : compressed) }>>
+// CHECK: dimension-rank mismatch between encoding and tensor shape: 2 != 3
