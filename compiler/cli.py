@@ -26,9 +26,9 @@ from sparsec.backends.common.report import (
 from sparsec.backends.common.spec import SpecError as TargetError
 from sparsec.compiler.datastore import DataStoreError
 from sparsec.compiler.driver import (
+    Compiled,
     CompileError,
     CompileOptions,
-    Compiled,
     compile_spec,
     execute,
     load_program,

@@ -206,7 +206,8 @@ def _store_references(module: ModuleOp, store: DataStore) -> None:
     for kernel, outputs in run_reference(module, store).items():
         function = _kernel_func(module, kernel)
         names = output_names(function.attributes.get(OUTPUTS_ATTR), len(outputs))
-        for name, value, vtype in zip(names, outputs, function.function_type.outputs.data):
+        for name, value, vtype in zip(names, outputs, function.function_type.outputs.data,
+                                      strict=True):
             store.put(f"{kernel}.{name}{REFERENCE_SUFFIX}", value, dtype_of(vtype))
 
 
@@ -262,7 +263,7 @@ def _check_kernel(module: ModuleOp, store: DataStore, kernel: str,
     function = _kernel_func(module, kernel)
     names = output_names(function.attributes.get(OUTPUTS_ATTR), len(values))
     checks: list[Check] = []
-    for name, value in zip(names, values):
+    for name, value in zip(names, values, strict=True):
         key = f"{kernel}.{name}{REFERENCE_SUFFIX}"
         if key not in store:
             return Check.skipped_because(f"no reference for {kernel}.{name} in the bundle")

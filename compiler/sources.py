@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from sparsec.compiler.spec import (
     INT_TYPES,
     Kernel,

@@ -1564,7 +1564,7 @@ class SparseTensorEncodingAttr(ParametrizedAttribute):
         )
         levels = ", ".join(
             f"{format_affine_expr(expr)} : {lvl_type}"
-            for expr, lvl_type in zip(amap.results, self.level_types)
+            for expr, lvl_type in zip(amap.results, self.level_types, strict=True)
         )
         return f"{symbols}({dims}) -> ({levels})"
 

@@ -52,3 +52,13 @@ def finish(acc: np.ndarray, result_dtype: str) -> np.ndarray:
 def matmul(a: np.ndarray, b: np.ndarray, dtype: str, result_dtype: str) -> np.ndarray:
     """The numpy reference of `sparsec.matmul`: accumulate, then round once."""
     return finish(matmul_accumulate(a, b, dtype), result_dtype)
+
+
+def effectual_macs(a: np.ndarray, b: np.ndarray) -> int:
+    """Products a[i, k] * b[k, j] with both factors nonzero: the useful work of a @ b.
+
+    sum_k nnz(a[:, k]) * nnz(b[k, :]), counted from the real zeros of the operands.
+    """
+    per_k_a = np.count_nonzero(a, axis=0).astype(np.int64)
+    per_k_b = np.count_nonzero(b, axis=1).astype(np.int64)
+    return int(per_k_a @ per_k_b)

@@ -17,7 +17,6 @@ from typing import Any, ClassVar, Self
 from xdsl.utils.arg_spec import ArgSpec, ArgSpecConvertible, parse_spec
 from xdsl.utils.exceptions import ArgSpecParseError
 
-
 _OPTION_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
 
 

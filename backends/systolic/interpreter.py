@@ -16,7 +16,12 @@ from xdsl.ir import SSAValue
 
 from sparsec.backends.common.backend import Machine, dtype_of
 from sparsec.backends.common.memory import MemoryLevel
-from sparsec.backends.common.numerics import accumulate_dtype, finish, matmul_accumulate
+from sparsec.backends.common.numerics import (
+    accumulate_dtype,
+    effectual_macs,
+    finish,
+    matmul_accumulate,
+)
 from sparsec.backends.common.report import Check, Report
 from sparsec.backends.common.timeline import Event, Timeline
 from sparsec.backends.systolic import isa
@@ -99,7 +104,10 @@ class SystolicMachine(Machine):
         rows_used, cols_used, temporal = spatial_temporal(m1 - m0, n1 - n0, k1 - k0,
                                                           spec.dataflow)
         length = fold_cycles(spec, temporal)
-        loads = self._load_tiles(op) if spec.mode == "user" else []
+        loads: list[Event] = []
+        if spec.mode == "user":
+            self.require_stationary_fits(op)
+            loads = self._load_tiles(op)
         first = not self.gemm.folds
         not_before = self.gemm.first_fold_after if first else 0
         free_at = self.timeline.units["array"].free_at
@@ -113,11 +121,25 @@ class SystolicMachine(Machine):
             FoldRecord(event.start, (m1 - m0) * (n1 - n0), rows_used, cols_used))
         self.compute_cycles += length
         self.folds += 1
-        tile_macs = (m1 - m0) * (n1 - n0) * (k1 - k0)
-        self.dense_macs += tile_macs
-        self.effectual_macs += tile_macs
+        self.dense_macs += (m1 - m0) * (n1 - n0) * (k1 - k0)
         self.srams["ifmap"].read((m1 - m0) * (k1 - k0) * spec.word_bytes)
         self.srams["filter"].read((k1 - k0) * (n1 - n0) * spec.word_bytes)
+
+    def count_effectual(self, a: np.ndarray, b: np.ndarray) -> None:
+        """Useful MACs of a GEMM (nonzero times nonzero); the array performs them all."""
+        self.effectual_macs += effectual_macs(a, b)
+
+    def require_stationary_fits(self, op: isa.FoldOp) -> None:
+        """Bandwidth-limited mode: a fold's stationary tile must fit its SRAM whole."""
+        (m0, m1), (n0, n1), (k0, k1) = op.tile()
+        stationary = {"os": None, "ws": ("filter", (k1 - k0) * (n1 - n0)),
+                      "is": ("ifmap", (m1 - m0) * (k1 - k0))}[self.spec.dataflow]
+        if stationary is None:
+            return
+        operand, words = stationary
+        self.srams[operand].require_fits(words * self.spec.word_bytes,
+                                         f"the stationary {operand} tile of fold "
+                                         f"{op.index.value.data}")
 
     def writeback(self, op: isa.WritebackOp) -> Event:
         """Drain the output SRAM: C-word lines, one per cycle (SCALE-Sim's write buffer)."""
@@ -237,6 +259,9 @@ class SystolicFunctions(InterpreterFunctions):
     def run_fold(self, interpreter: Interpreter, op: isa.FoldOp, args: tuple[Any, ...]):
         self.machine.fold(op)
         lhs, rhs, acc = args
+        if op.index.value.data == 0:
+            self.machine.count_effectual(lhs.T if op.transpose_a else lhs,
+                                         rhs.T if op.transpose_b else rhs)
         if not self.machine.execute:
             return (None,)
         (m0, m1), (n0, n1), (k0, k1) = op.tile()

@@ -18,6 +18,8 @@ shape (backends/systolic/README.md); the IR only says what is done.
 
 from __future__ import annotations
 
+import functools
+
 from xdsl.dialects.builtin import (
     DenseArrayBase,
     IntegerAttr,
@@ -41,7 +43,10 @@ from xdsl.utils.exceptions import VerifyException
 OPERANDS = ("ifmap", "filter")
 
 
+@functools.lru_cache(maxsize=4096)
 def _range(values: tuple[int, int]) -> DenseArrayBase:
+    """A fold's half-open range; cached, since folds share few distinct ranges and
+    building a DenseArrayBase dominates the cost of lowering large GEMMs."""
     return DenseArrayBase.from_list(i64, values)
 
 

@@ -51,7 +51,7 @@ def test_compile_then_run_artifact_gives_the_same_result(tmp_path):
     from_artifact = json.loads((tmp_path / "a.json").read_text())
     from_spec = json.loads((tmp_path / "b.json").read_text())
     assert [r["kernel"] for r in from_artifact] == ["gemm_tb", "gemm_bf16"]
-    for a, b in zip(from_artifact, from_spec):
+    for a, b in zip(from_artifact, from_spec, strict=True):
         assert a["cycles"] == b["cycles"] and a["check"] == b["check"]
         assert a["check"]["ok"]
 

@@ -14,6 +14,7 @@ import scipy.sparse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import save_file
+
 from sparsec.compiler.sources import (
     INT_RANDOM_RANGES,
     carrier_dtype,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from sparsec.compiler import spec as spec_mod
 from sparsec.compiler.sources import materialize_kernel
 from sparsec.compiler.spec import (

@@ -6,24 +6,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sparsec.dialects.sparse_tensor import (
-    DYNAMIC_INDEX,
-    LevelFormat,
-    LevelType,
-    SparseTensor,
-    SparseTensorDimSliceAttr,
-    SparseTensorEncodingAttr,
-    bsr,
-    coo,
-    csc,
-    csr,
-    dcsc,
-    dcsr,
-    format_affine_expr,
-    mlir_affine_expr,
-    nm,
-    verify_encodings_in,
-)
 from xdsl.context import Context
 from xdsl.dialects.builtin import (
     Builtin,
@@ -42,6 +24,25 @@ from xdsl.dialects.tensor import Tensor
 from xdsl.ir.affine import AffineDimExpr, AffineExpr, AffineMap
 from xdsl.parser import Parser
 from xdsl.utils.exceptions import ParseError, VerifyException
+
+from sparsec.dialects.sparse_tensor import (
+    DYNAMIC_INDEX,
+    LevelFormat,
+    LevelType,
+    SparseTensor,
+    SparseTensorDimSliceAttr,
+    SparseTensorEncodingAttr,
+    bsr,
+    coo,
+    csc,
+    csr,
+    dcsc,
+    dcsr,
+    format_affine_expr,
+    mlir_affine_expr,
+    nm,
+    verify_encodings_in,
+)
 
 
 def make_context() -> Context:

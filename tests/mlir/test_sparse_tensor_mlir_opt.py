@@ -15,6 +15,13 @@ import shutil
 import subprocess
 
 import pytest
+from xdsl.context import Context
+from xdsl.dialects.builtin import Builtin
+from xdsl.dialects.complex import Complex
+from xdsl.dialects.func import Func
+from xdsl.parser import Parser
+from xdsl.utils.exceptions import ParseError, VerifyException
+
 from sparsec.dialects.sparse_tensor import (
     LevelType,
     SparseTensor,
@@ -27,12 +34,6 @@ from sparsec.dialects.sparse_tensor import (
     dcsr,
     nm,
 )
-from xdsl.context import Context
-from xdsl.dialects.builtin import Builtin
-from xdsl.dialects.complex import Complex
-from xdsl.dialects.func import Func
-from xdsl.parser import Parser
-from xdsl.utils.exceptions import ParseError, VerifyException
 
 MLIR_OPT = "mlir-opt-22"
 

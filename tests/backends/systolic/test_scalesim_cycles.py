@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scalesim_closed_form import scalesim_cycles
 
 from conftest import gemm_text, run_text
+from scalesim_closed_form import scalesim_cycles
 
 CASES = Path(__file__).parents[2] / "data" / "scalesim_calc_cases.csv"
 
