@@ -10,7 +10,10 @@ reference outputs from kernel IR and real outputs from ISA IR.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -124,13 +127,46 @@ class Backend:
     PLACEHOLDER: ClassVar[str] = "not executed (--no-execute)"
 
 
+def kernel_funcs(module: ModuleOp) -> list[func.FuncOp]:
+    return [op for op in module.ops if isinstance(op, func.FuncOp)]
+
+
 def kernel_names(module: ModuleOp) -> list[str]:
-    return [op.sym_name.data for op in module.ops if isinstance(op, func.FuncOp)]
+    return [f.sym_name.data for f in kernel_funcs(module)]
+
+
+PROGRESS_MIN_OPS = 2000
+"""Programs with at least this many instructions show a progress bar on a terminal."""
+
+
+class _ProgressListener(Interpreter.Listener):
+    """Advances a rich progress bar as the interpreter executes instructions."""
+
+    def __init__(self, progress: Any, task: Any):
+        self.progress = progress
+        self.task = task
+
+    def did_interpret_op(self, op: Any, results: Any) -> None:
+        self.progress.advance(self.task)
+
+
+@contextlib.contextmanager
+def progress_listeners(kernel: str, count: int) -> Iterator[tuple[Interpreter.Listener, ...]]:
+    """A progress bar on stderr for long programs when stderr is a terminal; else none."""
+    if count < PROGRESS_MIN_OPS or not sys.stderr.isatty():
+        yield ()
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"running {kernel}", total=count)
+        yield (_ProgressListener(progress, task),)
 
 
 def make_interpreter(module: ModuleOp, store: DataStore,
-                     extra: InterpreterFunctions | None = None) -> Interpreter:
-    interpreter = Interpreter(module)
+                     extra: InterpreterFunctions | None = None,
+                     listeners: tuple[Interpreter.Listener, ...] = ()) -> Interpreter:
+    interpreter = Interpreter(module, listeners=listeners)
     interpreter.register_implementations(KernelFuncFunctions())
     interpreter.register_implementations(SparsecFunctions(store))
     if extra is not None:
@@ -148,10 +184,13 @@ def run_machine(module: ModuleOp, store: DataStore, backend: Backend, spec: Acce
                 execute: bool) -> dict[str, tuple[list[Any], Report]]:
     """Run every kernel of an ISA module on a fresh machine each; outputs and reports."""
     results: dict[str, tuple[list[Any], Report]] = {}
-    for name in kernel_names(module):
+    for function in kernel_funcs(module):
+        name = function.sym_name.data
         machine = backend.machine_class(spec, execute)
-        interpreter = make_interpreter(module, store, machine.functions())
-        outputs = list(interpreter.call_op(name, ()))
+        count = len(function.body.block.ops)
+        with progress_listeners(name, count) as listeners:
+            interpreter = make_interpreter(module, store, machine.functions(), listeners)
+            outputs = list(interpreter.call_op(name, ()))
         report = machine.report(name)
         if not execute:
             report.check = Check.skipped_because(Backend.PLACEHOLDER)
