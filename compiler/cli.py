@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _options(args: argparse.Namespace, lower: bool, reference: bool) -> CompileOptions:
     return CompileOptions(pipeline=args.pipeline, target=args.target,
                           print_ir_after_all=args.print_ir_after_all,
-                          print_ir_after=tuple(args.print_ir_after), timing=args.timing,
+                          print_ir_after=tuple(args.print_ir_after),
                           lower=lower, compute_reference=reference)
 
 

@@ -28,7 +28,6 @@ from sparsec.backends import get_backend
 from sparsec.backends.common.backend import (
     Backend,
     dtype_of,
-    kernel_names,
     run_machine,
     run_reference,
 )
@@ -113,7 +112,6 @@ class CompileOptions:
     target: str | None = None
     print_ir_after_all: bool = False
     print_ir_after: tuple[str, ...] = ()
-    timing: bool = False
     lower: bool = True
     compute_reference: bool = True
     ir_stream: IO[str] = field(default_factory=lambda: sys.stderr)
@@ -284,7 +282,3 @@ def write_program(compiled: Compiled, mlir_path: str | Path) -> tuple[Path, Path
         npz_path.unlink(missing_ok=True)
         raise
     return mlir_path, npz_path
-
-
-def kernels_of(module: ModuleOp) -> list[str]:
-    return kernel_names(module)
