@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DictionaryAttr,
     BFloat16Type,
     Float16Type,
     Float32Type,
@@ -50,7 +52,6 @@ from xdsl.irdl import (
 from xdsl.traits import NoMemoryEffect, Pure
 from xdsl.utils.exceptions import VerifyException
 
-from sparsec.dialects.sparse_tensor import SparseTensorEncodingAttr
 
 ELEMENT_TYPES: dict[str, Attribute] = {
     "f64": Float64Type(),
@@ -98,16 +99,35 @@ def _ranked(value: SSAValue, role: str, op_name: str) -> TensorType:
     if any(d < 0 for d in ttype.get_shape()):
         raise VerifyException(f"{op_name}: {role} must have a static shape, got {ttype}")
     element_type_name(ttype.element_type)
-    if isinstance(ttype.encoding, SparseTensorEncodingAttr):
-        ttype.encoding.verify_tensor_type(ttype)
+    verify_encoding = getattr(ttype.encoding, "verify_tensor_type", None)
+    if verify_encoding is not None:
+        verify_encoding(ttype)
     return ttype
 
 
 class _BindOp(IRDLOperation):
-    """Common verifier of the ops that bind a tensor to a DataStore symbol."""
+    """Common verifier of the ops that bind a tensor to a DataStore symbol.
+
+    `effects` lists what passes did to the tensor, one dictionary per pass, e.g.
+    `{pass = "prune-nm{n=2 m=4}", density = 0.5, retained_energy = 0.86, rel_error = 0.5}`
+    for a param, `{pass = "sparsify{...}", note = "format only: runtime input"}` for an input.
+    """
 
     symbol = prop_def(SymbolRefAttr)
+    effects = opt_prop_def(ArrayAttr[DictionaryAttr])
     result = result_def(TensorType)
+
+    def record_effect(self, effect: dict[str, float | int | str]) -> None:
+        """Append one pass's effect to `effects` (numbers as f64/i64, text as strings)."""
+        entry = DictionaryAttr({key: _effect_value(value) for key, value in effect.items()})
+        previous = list(self.effects.data) if self.effects is not None else []
+        self.effects = ArrayAttr([*previous, entry])
+
+    def effect_list(self) -> list[dict[str, float | int | str]]:
+        """`effects` as plain Python dictionaries, for reports."""
+        if self.effects is None:
+            return []
+        return [{k: _plain(v) for k, v in entry.data.items()} for entry in self.effects.data]
 
     def verify_(self) -> None:
         ttype = _ranked(self.result, "result", self.name)
@@ -128,6 +148,26 @@ class _BindOp(IRDLOperation):
         return self.symbol.root_reference.data
 
 
+def _effect_value(value: float | int | str) -> Attribute:
+    if isinstance(value, bool):
+        return IntegerAttr(int(value), i64)
+    if isinstance(value, int):
+        return IntegerAttr(value, i64)
+    if isinstance(value, float):
+        return FloatAttr(value, f64)
+    return StringAttr(str(value))
+
+
+def _plain(attr: Attribute) -> float | int | str:
+    if isinstance(attr, IntegerAttr):
+        return attr.value.data
+    if isinstance(attr, FloatAttr):
+        return attr.value.data
+    if isinstance(attr, StringAttr):
+        return attr.data
+    return str(attr)
+
+
 @irdl_op_definition
 class InputOp(_BindOp):
     """Binds a runtime input tensor, read from the DataStore at execution time.
@@ -140,6 +180,7 @@ class InputOp(_BindOp):
     name = "sparsec.input"
     traits = traits_def(NoMemoryEffect())
     assembly_format = "$symbol attr-dict `:` type($result)"
+    irdl_options = (ParsePropInAttrDict(),)
 
     def __init__(self, symbol: str, result_type: TensorType):
         super().__init__(properties={"symbol": SymbolRefAttr(symbol)},
