@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -64,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     comp = sub.add_parser("compile", help="compile a spec to NAME.mlir + NAME.npz")
     _add_compile_options(comp)
     comp.add_argument("-o", "--output", default=None,
-                      help="output .mlir (default: the spec's name in this folder)")
+                      help="output .mlir (default: the spec's name in this folder); "
+                           "'-' prints the IR to stdout and writes no data bundle")
     comp.add_argument("--emit", choices=("isa", "kernel"), default="isa",
                       help="isa: lowered for the target (default); kernel: before lowering")
 
@@ -102,8 +104,12 @@ def _print_timing(stages: list[tuple[str, float]]) -> None:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     start = time.perf_counter()
+    to_stdout = args.output == "-"
     compiled = compile_spec(args.spec, _options(args, lower=args.emit == "isa",
-                                                reference=True))
+                                                reference=not to_stdout))
+    if to_stdout:
+        print(compiled.module)
+        return 0
     mlir_path, npz_path = write_program(compiled, args.output or _default_output(args.spec))
     print(f"wrote {mlir_path} and {npz_path}")
     if args.timing:
@@ -171,7 +177,27 @@ def print_report(report: Report, console: Console | None = None) -> None:
         verdict = "[green]ok[/green]" if check.ok else "[red]FAILED[/red]"
         table.add_row("check", f"{verdict}  max|err| {check.max_abs_err:.3g}  rel "
                                f"{check.rel_err:.3g} (tol {check.tolerance:g})")
+    if report.error_vs_original is not None:
+        err = report.error_vs_original
+        table.add_row("error vs original", f"max|err| {err['max_abs_err']:.3g}  rel "
+                                           f"{err['rel_err']:.3g} (lossy passes)")
+    for tensor, effects in report.passes.items():
+        for effect in effects:
+            table.add_row(f"{tensor}: {effect.get('pass', '?')}", _effect_text(effect))
     console.print(table)
+
+
+def _effect_text(effect: dict[str, Any]) -> str:
+    """One line for what a pass did: the measured figures, or its note."""
+    if "note" in effect:
+        return str(effect["note"])
+    parts = []
+    for key in ("density", "retained_energy", "rel_error", "bits", "clusters"):
+        if key in effect:
+            value = effect[key]
+            parts.append(f"{key.replace('_', ' ')} {value:.4g}" if isinstance(value, float)
+                         else f"{key.replace('_', ' ')} {value}")
+    return ", ".join(parts)
 
 
 def cmd_targets(args: argparse.Namespace) -> int:

@@ -37,11 +37,19 @@ from sparsec.compiler.builder import build_module
 from sparsec.compiler.datastore import DataStore, active_store
 from sparsec.compiler.spec import SpecFile, parse_spec, parse_spec_file
 from sparsec.compiler.universe import SPARSEC_DIALECTS, SPARSEC_PASSES
-from sparsec.dialects.sparsec import OUTPUTS_ATTR, TARGET_ATTR, output_names
+from sparsec.dialects.sparsec import (
+    OUTPUTS_ATTR,
+    TARGET_ATTR,
+    InputOp,
+    ParamOp,
+    output_names,
+)
 
 DEFAULT_TARGET = "systolic"
 REFERENCE_SUFFIX = "#reference"
 """Store key suffix of a kernel output's numpy reference: `gemm.Y#reference`."""
+ORIGINAL_SUFFIX = "#original"
+"""Store key suffix of the output of the program before any pass (unpruned, unquantized)."""
 
 
 class CompileError(Exception):
@@ -163,9 +171,11 @@ def compile_module(module: ModuleOp, store: DataStore, pipeline: str, target_tex
     passes = parse_pass_pipeline(pipeline)
     compiled = Compiled(module, store, target)
     with active_store(store):
+        if options.compute_reference and passes:
+            _store_references(module, store, ORIGINAL_SUFFIX)
         _run_passes(ctx, module, passes, options, compiled)
         if options.compute_reference:
-            _store_references(module, store)
+            _store_references(module, store, REFERENCE_SUFFIX)
         if target is not None:
             _run_passes(ctx, module, [target.lowering()], options, compiled)
             module.attributes[TARGET_ATTR] = StringAttr(target.spec.target_string())
@@ -199,14 +209,18 @@ def _run_passes(ctx: Context, module: ModuleOp, passes: list[ModulePass],
             print(module, file=options.ir_stream)
 
 
-def _store_references(module: ModuleOp, store: DataStore) -> None:
-    """Numpy reference outputs of the kernel IR as it stands (before lowering)."""
+def _store_references(module: ModuleOp, store: DataStore, suffix: str) -> None:
+    """Numpy reference outputs of the kernel IR as it stands, under `<out><suffix>`.
+
+    Before the user's passes this is the original program (`#original`), the yardstick
+    of lossy passes; after them, the program the target executes (`#reference`).
+    """
     for kernel, outputs in run_reference(module, store).items():
         function = _kernel_func(module, kernel)
         names = output_names(function.attributes.get(OUTPUTS_ATTR), len(outputs))
         for name, value, vtype in zip(names, outputs, function.function_type.outputs.data,
                                       strict=True):
-            store.put(f"{kernel}.{name}{REFERENCE_SUFFIX}", value, dtype_of(vtype))
+            store.put(f"{kernel}.{name}{suffix}", value, dtype_of(vtype))
 
 
 def _kernel_func(module: ModuleOp, name: str) -> func.FuncOp:
@@ -250,23 +264,45 @@ def execute(module: ModuleOp, store: DataStore, *, execute_values: bool = True) 
     reports: list[Report] = []
     for kernel, (values, report) in results.items():
         outputs[kernel] = values
+        report.passes = _pass_effects(module, kernel)
         if execute_values:
-            report.check = _check_kernel(module, store, kernel, values)
+            _check_kernel(module, store, kernel, values, report)
         reports.append(report)
     return RunResult(outputs, reports)
 
 
-def _check_kernel(module: ModuleOp, store: DataStore, kernel: str,
-                  values: list[np.ndarray]) -> Check:
+def _check_kernel(module: ModuleOp, store: DataStore, kernel: str, values: list[np.ndarray],
+                  report: Report) -> None:
+    """Fill the report's exact check (against the executed program's reference) and,
+    after data-changing passes, the error against the original program's output."""
     function = _kernel_func(module, kernel)
     names = output_names(function.attributes.get(OUTPUTS_ATTR), len(values))
     checks: list[Check] = []
+    originals: list[Check] = []
     for name, value in zip(names, values, strict=True):
-        key = f"{kernel}.{name}{REFERENCE_SUFFIX}"
-        if key not in store:
-            return Check.skipped_because(f"no reference for {kernel}.{name} in the bundle")
-        checks.append(check_output(np.asarray(value), store.get(key), store.dtypes[key]))
-    return max(checks, key=lambda c: (not c.ok, c.rel_err))
+        key = f"{kernel}.{name}"
+        if key + REFERENCE_SUFFIX not in store:
+            report.check = Check.skipped_because(f"no reference for {key} in the bundle")
+            return
+        dtype = store.dtypes[key + REFERENCE_SUFFIX]
+        checks.append(check_output(np.asarray(value), store.get(key + REFERENCE_SUFFIX), dtype))
+        if key + ORIGINAL_SUFFIX in store:
+            originals.append(check_output(np.asarray(value), store.get(key + ORIGINAL_SUFFIX),
+                                          dtype))
+    report.check = max(checks, key=lambda c: (not c.ok, c.rel_err))
+    if originals:
+        worst = max(originals, key=lambda c: c.rel_err)
+        report.error_vs_original = {"max_abs_err": worst.max_abs_err, "rel_err": worst.rel_err}
+
+
+def _pass_effects(module: ModuleOp, kernel: str) -> dict[str, list[dict[str, Any]]]:
+    """What passes did to each tensor of a kernel, from the binding ops' `effects`."""
+    function = _kernel_func(module, kernel)
+    effects: dict[str, list[dict[str, Any]]] = {}
+    for op in function.walk():
+        if isinstance(op, (InputOp, ParamOp)) and op.effects is not None:
+            effects[op.sym_name] = op.effect_list()
+    return effects
 
 
 def write_program(compiled: Compiled, mlir_path: str | Path) -> tuple[Path, Path]:

@@ -6,6 +6,9 @@ Registered as the `xdsl.universe` entry point `sparsec` in pyproject.toml, so
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+
 from xdsl.ir import Dialect
 from xdsl.passes import ModulePass
 from xdsl.universe import Universe
@@ -41,8 +44,18 @@ SPARSEC_DIALECTS = {
     "systolic": _systolic_dialect,
 }
 
+def _lazy_pass(module: str, cls: str) -> Callable[[], type[ModulePass]]:
+    """A loader importing `cls` from `module` only when the pass is asked for."""
+
+    def load() -> type[ModulePass]:
+        return getattr(importlib.import_module(module), cls)
+
+    return load
+
+
 SPARSEC_PASSES = {
     "lower-systolic": _lower_systolic,
+    "prune-nm": _lazy_pass("sparsec.passes.prune_nm", "PruneNmPass"),
 }
 
 SPARSEC_UNIVERSE = Universe(all_dialects=SPARSEC_DIALECTS, all_passes=SPARSEC_PASSES)

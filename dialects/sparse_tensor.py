@@ -1717,10 +1717,21 @@ def bsr(bm: int, bn: int, pos_width: int = 0, crd_width: int = 0) -> SparseTenso
     )
 
 
-def nm(n: int, m: int, pos_width: int = 0, crd_width: int = 0) -> SparseTensorEncodingAttr:
-    """n:m structured sparsity along rows (2:4 for NVIDIA sparse tensor cores):
-    (i, j) -> (i : dense, j floordiv m : dense, j mod m : structured[n, m])."""
-    amap = _map(2, lambda i, j: (i, aff_floordiv(j, _const(m)), aff_mod(j, _const(m))))
+def nm(n: int, m: int, pos_width: int = 0, crd_width: int = 0, axis: int = 1
+       ) -> SparseTensorEncodingAttr:
+    """n:m structured sparsity, blocks of m consecutive elements along `axis`.
+
+    axis 1 (along rows; 2:4 for NVIDIA sparse tensor cores):
+        (i, j) -> (i : dense, j floordiv m : dense, j mod m : structured[n, m])
+    axis 0 (along columns, e.g. a K x N weight pruned along K):
+        (i, j) -> (j : dense, i floordiv m : dense, i mod m : structured[n, m])
+    """
+    if axis not in (0, 1):
+        raise VerifyException(f"n:m blocks run along axis 0 or 1, got {axis}")
+    if axis == 1:
+        amap = _map(2, lambda i, j: (i, aff_floordiv(j, _const(m)), aff_mod(j, _const(m))))
+    else:
+        amap = _map(2, lambda i, j: (j, aff_floordiv(i, _const(m)), aff_mod(i, _const(m))))
     lvls = [LevelType.dense(), LevelType.dense(), LevelType.structured(n, m)]
     return SparseTensorEncodingAttr(lvls, amap, pos_width=pos_width, crd_width=crd_width)
 

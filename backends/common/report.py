@@ -77,6 +77,10 @@ class Report:
     check: Check
     clock_ghz: float = 1.0
     label: str = ""
+    passes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """What passes did to each tensor (density, retained energy, error, ...)."""
+    error_vs_original: dict[str, float] | None = None
+    """After lossy passes: error of the output against the program before any pass."""
     details: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -83,16 +83,16 @@ class SystolicMachine(Machine):
     def prefetch(self, op: isa.PrefetchOp) -> None:
         """Fill an operand SRAM before the first fold (SCALE-Sim's read-buffer prefetch).
 
-        In user (bandwidth-limited) mode the per-fold tile loads are the fill, so the
+        Its time is SCALE-Sim's; its bytes are counted with the first fold's tiles. In
+        user (bandwidth-limited) mode the per-fold tile loads are the fill, so the
         prefetch only marks the operand's SRAM as empty.
         """
         operand = op.operand.data
         self.gemm.resident[operand] = None
         if self.spec.mode == "user":
             return
-        cycles, fetched, covers_all = calc_prefetch(op.words.value.data,
-                                                    self.spec.sram_words(operand))
-        self._count_dram_read(operand, fetched)
+        cycles, _, covers_all = calc_prefetch(op.words.value.data,
+                                              self.spec.sram_words(operand))
         event = self.timeline.issue(f"{operand}_dma", cycles, after=[self.ready.get(op.source)])
         first_use = 0 if covers_all else op.first_use.value.data
         self.gemm.first_fold_after = max(self.gemm.first_fold_after, event.end - first_use)
@@ -104,10 +104,9 @@ class SystolicMachine(Machine):
         rows_used, cols_used, temporal = spatial_temporal(m1 - m0, n1 - n0, k1 - k0,
                                                           spec.dataflow)
         length = fold_cycles(spec, temporal)
-        loads: list[Event] = []
         if spec.mode == "user":
             self.require_stationary_fits(op)
-            loads = self._load_tiles(op)
+        loads = self._load_tiles(op)
         first = not self.gemm.folds
         not_before = self.gemm.first_fold_after if first else 0
         free_at = self.timeline.units["array"].free_at
@@ -175,12 +174,13 @@ class SystolicMachine(Machine):
         self.srams[operand].write(nbytes)
 
     def _load_tiles(self, op: isa.FoldOp) -> list[Event]:
-        """Bandwidth-limited mode: fetch the fold's operand tiles not already resident.
+        """Fetch the fold's operand tiles that are not already in their SRAMs.
 
-        Each operand SRAM is double-buffered: the tile of fold i is fetched into one half
-        while fold i-1 computes from the other, so the fetch may start once fold i-2 has
-        ended. A tile larger than half its SRAM cannot be fetched ahead: it streams in
-        while its own fold waits (its fetch may start only when fold i-1 ends).
+        Traffic is counted in both modes; a tile equal to the previous fold's (the
+        stationary filter columns of consecutive os folds, say) is reused. Only user
+        mode spends time on it: each operand SRAM is double-buffered, so the tile of
+        fold i is fetched while fold i-1 computes, once fold i-2 has freed its half; a
+        tile larger than half its SRAM cannot be fetched ahead and waits for fold i-1.
         """
         (m0, m1), (n0, n1), (k0, k1) = op.tile()
         tiles = {"ifmap": (m0, m1, k0, k1), "filter": (k0, k1, n0, n1)}
@@ -189,14 +189,15 @@ class SystolicMachine(Machine):
         for operand, tile in tiles.items():
             if self.gemm.resident.get(operand) == tile:
                 continue
+            self.gemm.resident[operand] = tile
             words = (tile[1] - tile[0]) * (tile[3] - tile[2])
             self._count_dram_read(operand, words)
-            fits_half = 2 * words <= self.spec.sram_words(operand)
-            lag = 2 if fits_half else 1
+            if self.spec.mode != "user":
+                continue
+            lag = 2 if 2 * words <= self.spec.sram_words(operand) else 1
             freed = folds[-lag] if len(folds) >= lag else None
             events.append(self.timeline.issue(f"{operand}_dma",
                                               -(-words // self.spec.bandwidth), after=[freed]))
-            self.gemm.resident[operand] = tile
         return events
 
     def report(self, kernel: str) -> Report:

@@ -1,7 +1,7 @@
 """Runs every FileCheck file under tests/filecheck/ through its `// RUN:` lines.
 
-Each RUN line is a shell pipeline such as `xdsl-opt %s -p 'lower-systolic' | filecheck %s`;
-`%s` is the file itself. The tools are the installed ones (`xdsl-opt` with sparsec's
+Each RUN line (`// RUN:` in .mlir files, `# RUN:` in kernel specs) is a shell pipeline
+such as `xdsl-opt %s -p 'lower-systolic' | filecheck %s`; `%s` is the file itself. The tools are the installed ones (`xdsl-opt` with sparsec's
 Universe plugin, the `filecheck` package, `sparsec`), found next to this Python.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).parent
-FILES = sorted(HERE.rglob("*.mlir"))
-RUN = re.compile(r"^// RUN: (.*)$", re.MULTILINE)
+FILES = sorted([*HERE.rglob("*.mlir"), *HERE.rglob("*.sk")])
+RUN = re.compile(r"^(?://|#) RUN: (.*)$", re.MULTILINE)
 
 
 def _run_lines(path: Path) -> list[str]:
