@@ -56,6 +56,7 @@ def _lazy_pass(module: str, cls: str) -> Callable[[], type[ModulePass]]:
 SPARSEC_PASSES = {
     "lower-systolic": _lower_systolic,
     "prune-nm": _lazy_pass("sparsec.passes.prune_nm", "PruneNmPass"),
+    "prune-magnitude": _lazy_pass("sparsec.passes.prune_magnitude", "PruneMagnitudePass"),
 }
 
 SPARSEC_UNIVERSE = Universe(all_dialects=SPARSEC_DIALECTS, all_passes=SPARSEC_PASSES)
