@@ -160,4 +160,4 @@ def update_param_values(target: Target, store: DataStore, values: np.ndarray,
 def record_format_only(target: Target, effect: dict[str, float | int | str]) -> None:
     """Note on an `in` tensor that the pass set its format but could not touch values
     (the effect's own `note` wins, for passes that do not even set a format)."""
-    target.op.record_effect({"note": FORMAT_ONLY, **effect})
+    target.op.record_effect({**effect, "note": effect.get("note", FORMAT_ONLY)})
