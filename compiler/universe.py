@@ -57,6 +57,8 @@ SPARSEC_PASSES = {
     "lower-systolic": _lower_systolic,
     "prune-nm": _lazy_pass("sparsec.passes.prune_nm", "PruneNmPass"),
     "prune-magnitude": _lazy_pass("sparsec.passes.prune_magnitude", "PruneMagnitudePass"),
+    "quantize": _lazy_pass("sparsec.passes.quantize", "QuantizePass"),
+    "share-weights": _lazy_pass("sparsec.passes.share_weights", "ShareWeightsPass"),
 }
 
 SPARSEC_UNIVERSE = Universe(all_dialects=SPARSEC_DIALECTS, all_passes=SPARSEC_PASSES)

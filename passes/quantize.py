@@ -1,0 +1,130 @@
+"""`quantize`: uniform integer quantization of a param, per tensor or per output channel.
+
+Symmetric (default): scale = max|w| / (2^(bits-1) - 1), q = clip(round(w / scale)),
+zero maps to zero, so pruned zeros stay zeros. Asymmetric: scale = (max - min) /
+(2^bits - 1), zero_point = round(-min / scale), q in [0, 2^bits - 1]. The stored values
+become scale * (q - zero_point) (the program computes with exactly the values the
+integer hardware represents); the codes and scales go to the DataStore (`#q`, `#scale`,
+`#zero_point`) and the tensor gets `#sparsec.quantized<...>` around its layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+
+from sparsec.compiler.datastore import DataStore, current_store
+from sparsec.compiler.sources import round_to_dtype
+from sparsec.dialects.formats import CodebookAttr, QuantizedAttr, quantized
+from sparsec.passes.common import (
+    Target,
+    encoding_of,
+    fail,
+    record_format_only,
+    set_type,
+    targets,
+    update_param_values,
+    with_encoding,
+)
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """Integer codes and the affine map back to values: w ~ scale * (q - zero_point)."""
+
+    codes: np.ndarray
+    scale: np.ndarray
+    zero_point: np.ndarray
+
+    def values(self, axis: int | None) -> np.ndarray:
+        scale, zero = self.scale, self.zero_point
+        if axis is not None:
+            shape = [1] * self.codes.ndim
+            shape[axis] = -1
+            scale, zero = scale.reshape(shape), zero.reshape(shape)
+        return (scale * (self.codes.astype(np.float64) - zero)).astype(np.float64)
+
+
+def quantize_values(values: np.ndarray, bits: int, symmetric: bool,
+                    axis: int | None) -> Quantization:
+    """Quantize per tensor (`axis` None) or per slice along `axis`, round to nearest."""
+    w = values.astype(np.float64)
+    reduce = None if axis is None else tuple(d for d in range(w.ndim) if d != axis)
+    if symmetric:
+        qmax = 2 ** (bits - 1) - 1
+        scale = np.max(np.abs(w), axis=reduce) / qmax
+        scale = np.where(scale > 0, scale, 1.0)
+        zero = np.zeros_like(scale)
+        low, high = -qmax - 1, qmax
+    else:
+        qmax = 2**bits - 1
+        lo = np.minimum(np.min(w, axis=reduce), 0.0)
+        hi = np.maximum(np.max(w, axis=reduce), 0.0)
+        scale = np.where(hi > lo, (hi - lo) / qmax, 1.0)
+        zero = np.round(-lo / scale)
+        low, high = 0, qmax
+    scale, zero = np.atleast_1d(scale), np.atleast_1d(zero)
+    shape = [1] * w.ndim
+    if axis is not None:
+        shape[axis] = -1
+    q = np.clip(np.round(w / scale.reshape(shape)) + zero.reshape(shape), low, high)
+    return Quantization(q.astype(np.int64), scale, zero.astype(np.int64))
+
+
+def channel_axis(target: Target) -> int:
+    """The output-channel axis of a matmul operand: the one that is not reduced."""
+    return 1 - target.reduction_axis
+
+
+@dataclass(frozen=True)
+class QuantizePass(ModulePass):
+    """Quantize to `bits`-bit integers, e.g. `quantize{bits=8 operand=b per_channel=true}`."""
+
+    name: ClassVar[str] = "quantize"
+
+    bits: int = 8
+    operand: str = "b"
+    per_channel: bool = False
+    symmetric: bool = True
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if not 2 <= self.bits <= 16:
+            raise fail(self.name, None, f"bits must lie in [2, 16], got {self.bits}")
+        label = f"quantize{{bits={self.bits}{' per_channel=true' if self.per_channel else ''}}}"
+        effect: dict[str, float | int | str] = {"pass": label, "bits": self.bits}
+        for target in list(targets(op, self.operand, self.name)):
+            layout = encoding_of(target.ttype)
+            if isinstance(layout, (QuantizedAttr, CodebookAttr)):
+                raise fail(self.name, target, f"is already {layout.name}; quantize once")
+            axis = channel_axis(target) if self.per_channel else None
+            if not target.is_param:
+                encoding = quantized(self.bits, axis=axis, symmetric=self.symmetric,
+                                     layout=layout)
+                set_type(target, with_encoding(target.ttype, encoding))
+                record_format_only(target, effect)
+                continue
+            self._quantize_param(target, current_store(), axis, layout, effect)
+
+    def _quantize_param(self, target: Target, store: DataStore, axis: int | None,
+                        layout: object, effect: dict[str, float | int | str]) -> None:
+        values = store.get(target.key)
+        q = quantize_values(values, self.bits, self.symmetric, axis)
+        dtype = store.dtypes[target.key]
+        store.put(f"{target.key}#q", q.codes.astype(np.int32), "i32")
+        store.put(f"{target.key}#scale", q.scale.astype(np.float64), "f64")
+        store.put(f"{target.key}#zero_point", q.zero_point.astype(np.int32), "i32")
+        dequantized = round_to_dtype(q.values(axis), dtype).astype(values.dtype)
+        update_param_values(target, store, dequantized, effect)
+        if axis is None:
+            encoding = quantized(self.bits, scale=float(q.scale[0]),
+                                 zero_point=int(q.zero_point[0]),
+                                 symmetric=self.symmetric, layout=layout)  # type: ignore[arg-type]
+        else:
+            encoding = quantized(self.bits, axis=axis, symmetric=self.symmetric,
+                                 layout=layout)  # type: ignore[arg-type]
+        set_type(target, with_encoding(target.ttype, encoding))

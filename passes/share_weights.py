@@ -1,0 +1,97 @@
+"""`share-weights`: k-means weight sharing with a 2^bits-entry codebook (Deep Compression).
+
+The nonzero weights are clustered into 2^bits shared values by 1-D k-means with linear
+initialization between their min and max (Han et al. found linear init best: it keeps
+the rare large weights); every nonzero weight becomes its centroid, zeros stay zeros
+(EIE stores only nonzeros, so the codebook needs no zero entry). The codebook and the
+per-weight indices go to the DataStore (`#codebook`, `#index`); the tensor gets
+`#sparsec.codebook<bits = b, layout = ...>` around its layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+
+from sparsec.compiler.datastore import current_store
+from sparsec.compiler.sources import round_to_dtype
+from sparsec.dialects.formats import CodebookAttr, QuantizedAttr, codebook
+from sparsec.passes.common import (
+    encoding_of,
+    fail,
+    record_format_only,
+    set_type,
+    targets,
+    update_param_values,
+    with_encoding,
+)
+
+MAX_ITERATIONS = 100
+
+
+def kmeans_1d(values: np.ndarray, clusters: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted centroids, index of each value's centroid) by Lloyd's algorithm in 1-D.
+
+    Linear initialization; assignment by binary search between centroid midpoints
+    (exact nearest-centroid in 1-D); an emptied cluster keeps its previous centroid.
+    """
+    if values.size == 0:
+        return np.zeros(clusters), np.zeros(0, dtype=np.int64)
+    x = values.astype(np.float64)
+    centroids = np.linspace(x.min(), x.max(), clusters)
+    index = np.zeros(x.size, dtype=np.int64)
+    for _ in range(MAX_ITERATIONS):
+        index = np.searchsorted((centroids[1:] + centroids[:-1]) / 2, x)
+        sums = np.bincount(index, weights=x, minlength=clusters)
+        counts = np.bincount(index, minlength=clusters)
+        updated = np.where(counts > 0, sums / np.maximum(counts, 1), centroids)
+        if np.allclose(updated, centroids, rtol=0, atol=1e-12):
+            break
+        centroids = np.sort(updated)
+    index = np.searchsorted((centroids[1:] + centroids[:-1]) / 2, x)
+    return centroids, index
+
+
+@dataclass(frozen=True)
+class ShareWeightsPass(ModulePass):
+    """Share weights through a 2^bits codebook, e.g. `share-weights{bits=4 operand=b}`."""
+
+    name: ClassVar[str] = "share-weights"
+
+    bits: int = 4
+    operand: str = "b"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if not 1 <= self.bits <= 8:
+            raise fail(self.name, None, f"bits must lie in [1, 8], got {self.bits}")
+        effect: dict[str, float | int | str] = {"pass": f"share-weights{{bits={self.bits}}}",
+                                                "bits": self.bits}
+        for target in list(targets(op, self.operand, self.name)):
+            layout = encoding_of(target.ttype)
+            if isinstance(layout, (QuantizedAttr, CodebookAttr)):
+                raise fail(self.name, target, f"is already {layout.name}; share weights of "
+                           "unquantized values")
+            encoding = codebook(self.bits, layout)
+            if not target.is_param:
+                set_type(target, with_encoding(target.ttype, encoding))
+                record_format_only(target, effect)
+                continue
+            store = current_store()
+            values = store.get(target.key)
+            nonzero = values != 0
+            centroids, index = kmeans_1d(values[nonzero], 2**self.bits)
+            dtype = store.dtypes[target.key]
+            centroids = round_to_dtype(centroids, dtype).astype(np.float64)
+            shared = np.zeros_like(values)
+            shared[nonzero] = centroids[index]
+            indices = np.zeros(values.shape, dtype=np.uint8)
+            indices[nonzero] = index
+            store.put(f"{target.key}#codebook", centroids, "f64")
+            store.put(f"{target.key}#index", indices, "i8")
+            update_param_values(target, store, shared, effect)
+            set_type(target, with_encoding(target.ttype, encoding))
