@@ -32,6 +32,18 @@ def _systolic_dialect() -> Dialect:
     return Systolic
 
 
+def _stc_dialect() -> Dialect:
+    from sparsec.backends.stc.isa import Stc
+
+    return Stc
+
+
+def _lower_stc() -> type[ModulePass]:
+    from sparsec.backends.stc.lowering import LowerStcPass
+
+    return LowerStcPass
+
+
 def _lower_systolic() -> type[ModulePass]:
     from sparsec.backends.systolic.lowering import LowerSystolicPass
 
@@ -42,6 +54,7 @@ SPARSEC_DIALECTS = {
     "sparsec": _sparsec_dialect,
     "sparse_tensor": _sparse_tensor_dialect,
     "systolic": _systolic_dialect,
+    "stc": _stc_dialect,
 }
 
 def _lazy_pass(module: str, cls: str) -> Callable[[], type[ModulePass]]:
@@ -55,10 +68,12 @@ def _lazy_pass(module: str, cls: str) -> Callable[[], type[ModulePass]]:
 
 SPARSEC_PASSES = {
     "lower-systolic": _lower_systolic,
+    "lower-stc": _lower_stc,
     "prune-nm": _lazy_pass("sparsec.passes.prune_nm", "PruneNmPass"),
     "prune-magnitude": _lazy_pass("sparsec.passes.prune_magnitude", "PruneMagnitudePass"),
     "quantize": _lazy_pass("sparsec.passes.quantize", "QuantizePass"),
     "share-weights": _lazy_pass("sparsec.passes.share_weights", "ShareWeightsPass"),
+    "sparsify": _lazy_pass("sparsec.passes.sparsify", "SparsifyPass"),
 }
 
 SPARSEC_UNIVERSE = Universe(all_dialects=SPARSEC_DIALECTS, all_passes=SPARSEC_PASSES)

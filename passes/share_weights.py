@@ -1,11 +1,11 @@
 """`share-weights`: k-means weight sharing with a 2^bits-entry codebook (Deep Compression).
 
-The nonzero weights are clustered into 2^bits shared values by 1-D k-means with linear
-initialization between their min and max (Han et al. found linear init best: it keeps
-the rare large weights); every nonzero weight becomes its centroid, zeros stay zeros
-(EIE stores only nonzeros, so the codebook needs no zero entry). The codebook and the
-per-weight indices go to the DataStore (`#codebook`, `#index`); the tensor gets
-`#sparsec.codebook<bits = b, layout = ...>` around its layout.
+Entry 0 of the codebook is 0.0 (EIE's padding entries and any stored zero use it); the
+nonzero weights are clustered into the other 2^bits - 1 shared values by 1-D k-means
+with linear initialization between their min and max (Han et al. found linear init
+best: it keeps the rare large weights), and every nonzero weight becomes its centroid.
+The codebook and the per-weight indices go to the DataStore (`#codebook`, `#index`); the
+tensor gets `#sparsec.codebook<bits = b, layout = ...>` around its layout.
 """
 
 from __future__ import annotations
@@ -84,14 +84,14 @@ class ShareWeightsPass(ModulePass):
             store = current_store()
             values = store.get(target.key)
             nonzero = values != 0
-            centroids, index = kmeans_1d(values[nonzero], 2**self.bits)
+            centroids, index = kmeans_1d(values[nonzero], 2**self.bits - 1)
             dtype = store.dtypes[target.key]
-            centroids = round_to_dtype(centroids, dtype).astype(np.float64)
+            book = np.concatenate([[0.0], round_to_dtype(centroids, dtype).astype(np.float64)])
             shared = np.zeros_like(values)
-            shared[nonzero] = centroids[index]
+            shared[nonzero] = book[index + 1]
             indices = np.zeros(values.shape, dtype=np.uint8)
-            indices[nonzero] = index
-            store.put(f"{target.key}#codebook", centroids, "f64")
+            indices[nonzero] = index + 1
+            store.put(f"{target.key}#codebook", book, "f64")
             store.put(f"{target.key}#index", indices, "i8")
             update_param_values(target, store, shared, effect)
             set_type(target, with_encoding(target.ttype, encoding))

@@ -1,0 +1,102 @@
+"""`sparsify`: give a tensor a storage format, losslessly (values unchanged).
+
+Formats: dense, csr, csc, dcsr, dcsc, coo, bsr (block_rows x block_cols blocks), bitmap
+(SIGMA), rcsc (EIE: `pes`, `index_bits`). A quantized or codebook tensor keeps its
+values encoding and gets the format as its layout. The pass records the format and its
+exact storage (from `compiler/storage.py`) against dense storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp, NoneAttr
+from xdsl.ir import Attribute
+from xdsl.passes import ModulePass
+
+from sparsec.backends.common.energy import ELEMENT_BYTES
+from sparsec.compiler.datastore import DataStore, current_store
+from sparsec.compiler.storage import pack
+from sparsec.dialects import sparse_tensor as st
+from sparsec.dialects.formats import CodebookAttr, QuantizedAttr, bitmap, describe, rcsc
+from sparsec.passes.common import (
+    Target,
+    encoding_of,
+    fail,
+    record_format_only,
+    set_type,
+    targets,
+    with_encoding,
+)
+
+
+@dataclass(frozen=True)
+class SparsifyPass(ModulePass):
+    """Set a storage format, e.g. `sparsify{format=csr operand=b}`,
+    `sparsify{format=bsr block_rows=4 block_cols=4}`, `sparsify{format=rcsc pes=64}`."""
+
+    name: ClassVar[str] = "sparsify"
+
+    format: str = "csr"
+    operand: str = "b"
+    block_rows: int = 2
+    block_cols: int = 2
+    pes: int = 64
+    index_bits: int = 4
+
+    def layout(self) -> Attribute | None:
+        builders: dict[str, Callable[[], Attribute | None]] = {
+            "dense": lambda: None,
+            "csr": st.csr, "csc": st.csc, "dcsr": st.dcsr, "dcsc": st.dcsc,
+            "coo": st.coo,
+            "bsr": lambda: st.bsr(self.block_rows, self.block_cols),
+            "bitmap": bitmap,
+            "rcsc": lambda: rcsc(self.pes, self.index_bits),
+        }
+        if self.format not in builders:
+            raise fail(self.name, None, f"unknown format '{self.format}' (formats: "
+                       f"{', '.join(builders)}; n:m comes from prune-nm)")
+        return builders[self.format]()
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        layout = self.layout()
+        effect: dict[str, float | int | str] = {"pass": f"sparsify{{format={self.format}}}",
+                                                "format": describe(layout)}
+        for target in list(targets(op, self.operand, self.name)):
+            encoding = wrap_layout(encoding_of(target.ttype), layout)
+            new_type = with_encoding(target.ttype, encoding)
+            if not target.is_param:
+                set_type(target, new_type)
+                record_format_only(target, effect)
+                continue
+            storage = self._storage(target, current_store(), encoding)
+            set_type(target, new_type)
+            target.op.record_effect({**effect, **storage})
+
+    def _storage(self, target: Target, store: DataStore, encoding: Attribute | None
+                 ) -> dict[str, float | int | str]:
+        """Exact bits in the new format against dense storage; refuse data that does not fit."""
+        values = store.get(target.key)
+        value_bits = 8 * ELEMENT_BYTES[store.dtypes[target.key]]
+        aux = {name: store.get(f"{target.key}#{name}") for name in ("codebook", "scale",
+               "zero_point") if f"{target.key}#{name}" in store}
+        try:
+            packed = pack(values, encoding, value_bits=value_bits, aux=aux)
+            dense = pack(values, wrap_layout(encoding, None), value_bits=value_bits, aux=aux)
+        except ValueError as err:
+            raise fail(self.name, target, str(err)) from None
+        return {"storage_bits": packed.bits, "dense_bits": dense.bits,
+                "compression": dense.bits / packed.bits if packed.bits else 0.0}
+
+
+def wrap_layout(encoding: Attribute | None, layout: Attribute | None) -> Attribute | None:
+    """`encoding` with its sparse layout replaced: a codebook or quantized encoding keeps
+    its values part and takes `layout` inside; anything else becomes `layout`."""
+    if isinstance(encoding, (CodebookAttr, QuantizedAttr)):
+        inner = layout if layout is not None else NoneAttr()
+        *values_part, _ = encoding.parameters   # the layout is the last parameter
+        return type(encoding).new([*values_part, inner])
+    return layout
