@@ -52,6 +52,7 @@ from xdsl.irdl import (
 from xdsl.traits import NoMemoryEffect, Pure
 from xdsl.utils.exceptions import VerifyException
 
+from sparsec.dialects.formats import FORMAT_ATTRIBUTES
 
 ELEMENT_TYPES: dict[str, Attribute] = {
     "f64": Float64Type(),
@@ -295,4 +296,4 @@ def output_names(attr: Attribute | None, count: int) -> list[str]:
     return [s.data for s in attr.data if isinstance(s, StringAttr)]  # type: ignore[attr-defined]
 
 
-Sparsec = Dialect("sparsec", [InputOp, ParamOp, MatmulOp], [])
+Sparsec = Dialect("sparsec", [InputOp, ParamOp, MatmulOp], [*FORMAT_ATTRIBUTES])
