@@ -837,8 +837,13 @@ def _quant_params(
     enc: QuantizedAttr, shape: tuple[int, ...], aux: Mapping[str, np.ndarray] | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(scales, zero points): one each per tensor, or per channel from `aux`."""
+    if not enc.is_per_channel and enc.scale_value is None:
+        scale = _aux_array(aux, "scale", f"give the run-time scale of {enc} as aux={{'scale': array}}")
+        zero = (aux or {}).get("zero_point", np.zeros(1))
+        return np.asarray(scale, dtype=np.float64).ravel()[:1], np.asarray(zero).astype(np.int64).ravel()[:1]
     if not enc.is_per_channel:
-        return np.array([enc.scale_value], dtype=np.float64), np.array([enc.zero_point_value], dtype=np.int64)
+        zero_point = enc.zero_point_value or 0
+        return np.array([enc.scale_value], dtype=np.float64), np.array([zero_point], dtype=np.int64)
     axis = enc.channel_axis or 0
     if axis >= len(shape):
         raise ValueError(f"{enc}: axis {axis} is out of range for shape {shape}")

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import ClassVar
 
 from xdsl.dialects.builtin import (
     AnyFloat,
@@ -64,6 +63,7 @@ __all__ = [
     "codebook",
     "describe",
     "describe_sparse_tensor",
+    "format_float",
     "layout_of",
     "quantized",
     "rcsc",
@@ -395,7 +395,9 @@ class CodebookAttr(ParametrizedAttribute):
 class QuantizedAttr(ParametrizedAttribute):
     """`#sparsec.quantized<bits = 8, scale = s, zero_point = z[, symmetric][, layout = L]>`
     (per-tensor) or `#sparsec.quantized<bits = 8, axis = a[, symmetric][, layout = L]>`
-    (per-channel along dimension `a`): integer quantization.
+    (per-channel along dimension `a`): integer quantization. With neither a scale nor an
+    axis the scale is dynamic: one per tensor, computed at run time from the values as
+    they arrive (a quantized runtime input).
 
     A stored code q represents the value scale * (q - zero_point). Codes are integers in
     [-(2^(bits-1)), 2^(bits-1) - 1] when `symmetric` (zero_point is then 0) and in
@@ -416,8 +418,6 @@ class QuantizedAttr(ParametrizedAttribute):
     axis: IntAttr | NoneAttr
     symmetric: UnitAttr | NoneAttr
     layout_attr: Attribute
-
-    KEYS: ClassVar[tuple[str, ...]] = ("bits", "scale", "zero_point", "axis", "layout")
 
     def __init__(
         self,
@@ -487,11 +487,6 @@ class QuantizedAttr(ParametrizedAttribute):
 
     def _verify_granularity(self) -> None:
         scale, axis = self.scale_value, self.channel_axis
-        if scale is None and axis is None:
-            raise VerifyException(
-                "sparsec.quantized: give scale (per-tensor) or axis (per-channel, scales in "
-                "the DataStore under #scale)"
-            )
         if scale is not None and axis is not None:
             raise VerifyException(
                 "sparsec.quantized: scale (per-tensor) and axis (per-channel) exclude each "
@@ -674,6 +669,8 @@ def describe_sparse_tensor(enc: SparseTensorEncodingAttr) -> str:
     dim 1", "dense", or its map text for anything else."""
     if enc.is_all_dense() and enc.is_identity():
         return "dense"
+    if enc.dim_rank == 1 and _same_storage(enc, coo(1)):
+        return "sparse vector"
     for name, known in _known_names(enc).items():
         if enc.dim_rank >= 1 and _same_storage(enc, known):
             return name

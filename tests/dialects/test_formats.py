@@ -144,7 +144,6 @@ ATTRIBUTE_RULES: list[tuple[str, str]] = [
         "sparsec.codebook: layout must be a #sparse_tensor.encoding, #sparsec.bitmap or #sparsec.rcsc",
     ),
     ("#sparsec.quantized<bits = 33, axis = 0>", r"sparsec.quantized: bits must lie in \[1, 32\], got 33"),
-    ("#sparsec.quantized<bits = 8>", r"sparsec.quantized: give scale \(per-tensor\) or axis \(per-channel"),
     (
         "#sparsec.quantized<bits = 8, scale = 1.0, axis = 1>",
         r"sparsec.quantized: scale \(per-tensor\) and axis \(per-channel\) exclude each other",
@@ -255,8 +254,7 @@ def test_constructors_print_like_the_parser() -> None:
 def test_constructors_verify() -> None:
     with pytest.raises(VerifyException, match="sparsec.rcsc: pes must be >= 1"):
         rcsc(0)
-    with pytest.raises(VerifyException, match="give scale"):
-        quantized(8)
+    assert str(quantized(8, symmetric=True)) == "#sparsec.quantized<bits = 8, symmetric>"  # dynamic
 
 
 def test_queries() -> None:
@@ -287,6 +285,7 @@ def test_format_float_is_exact() -> None:
         (st.dcsc(), "DCSC"),
         (st.coo(), "COO"),
         (st.coo(3, soa=True), "COO (SoA)"),
+        (st.coo(1), "sparse vector"),
         (st.bsr(2, 3), "BSR 2x3"),
         (st.nm(2, 4), "2:4 structured along dim 1"),
         (st.SparseTensorEncodingAttr(["dense", "dense"]), "dense"),
