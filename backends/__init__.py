@@ -10,6 +10,7 @@ if TYPE_CHECKING:
 
 BACKEND_MODULES: dict[str, str] = {
     "systolic": "sparsec.backends.systolic",
+    "stc": "sparsec.backends.stc",
 }
 """Target name -> module whose `BACKEND` attribute describes the backend."""
 

@@ -35,12 +35,13 @@ from sparsec.compiler.driver import (
     load_program,
     write_program,
 )
+from sparsec.compiler.mlir_export import MlirExportError
 from sparsec.compiler.spec import SpecError
 
 EXIT_BAD_INPUT = 1
 EXIT_CHECK_FAILED = 3
 USER_ERRORS = (SpecError, CompileError, DataStoreError, TargetError, UnknownTargetError,
-               CapacityError)
+               CapacityError, MlirExportError)
 
 
 def _add_compile_options(parser: argparse.ArgumentParser) -> None:
@@ -67,8 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("-o", "--output", default=None,
                       help="output .mlir (default: the spec's name in this folder); "
                            "'-' prints the IR to stdout and writes no data bundle")
-    comp.add_argument("--emit", choices=("isa", "kernel"), default="isa",
-                      help="isa: lowered for the target (default); kernel: before lowering")
+    comp.add_argument("--emit", choices=("isa", "kernel", "mlir"), default="isa",
+                      help="isa: lowered for the target (default); kernel: sparsec IR before "
+                           "lowering; mlir: upstream MLIR (func/linalg/sparse_tensor) for "
+                           "mlir-opt --sparsifier")
+    comp.add_argument("--inline-data", action="store_true",
+                      help="with --emit mlir: inline the data and add a @main that prints the "
+                           "outputs, so mlir-runner runs it (small kernels)")
 
     run = sub.add_parser("run", help="compile (or load), execute, check and report")
     _add_compile_options(run)
@@ -104,6 +110,10 @@ def _print_timing(stages: list[tuple[str, float]]) -> None:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     start = time.perf_counter()
+    if args.emit == "mlir":
+        return _emit_mlir(args)
+    if args.inline_data:
+        raise CompileError("--inline-data goes with --emit mlir")
     to_stdout = args.output == "-"
     compiled = compile_spec(args.spec, _options(args, lower=args.emit == "isa",
                                                 reference=not to_stdout))
@@ -114,6 +124,22 @@ def cmd_compile(args: argparse.Namespace) -> int:
     print(f"wrote {mlir_path} and {npz_path}")
     if args.timing:
         _print_timing([*compiled.pass_times, ("total", time.perf_counter() - start)])
+    return 0
+
+
+def _emit_mlir(args: argparse.Namespace) -> int:
+    """Write the kernel IR as upstream MLIR (after the user's passes, before lowering)."""
+    from sparsec.compiler.mlir_export import export_mlir
+
+    compiled = compile_spec(args.spec, _options(args, lower=False, reference=False))
+    text = export_mlir(compiled.module, compiled.store, inline_data=args.inline_data,
+                       source=args.spec)
+    if args.output == "-":
+        print(text, end="")
+        return 0
+    path = Path(args.output) if args.output else _default_output(args.spec)
+    write_atomically(path, text)
+    print(f"wrote {path}")
     return 0
 
 

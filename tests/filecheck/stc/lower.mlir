@@ -1,0 +1,99 @@
+// RUN: xdsl-opt %s -p 'lower-stc{fill_sms=false}' | filecheck %s --check-prefix=SPARSE
+// RUN: xdsl-opt %s -p 'lower-stc{sparse=false fill_sms=false}' | filecheck %s --check-prefix=DENSE
+// RUN: xdsl-opt %s -p 'lower-stc{preset=h100 fill_sms=false}' | filecheck %s --check-prefix=H100
+// RUN: xdsl-opt %s -p 'lower-stc{sparse=false tile_m=16 tile_n=8 swizzle=2}' | filecheck %s --check-prefix=SWIZZLE
+// RUN: xdsl-opt %s -p 'lower-stc{sms=8}' | filecheck %s --check-prefix=FILL
+
+// Y = X . W with W (K x N = 72 x 200) 2:4 along K (its dim 0). The hardware's sparse
+// operand is mma's A, so the 2:4 run computes Y^T = W^T . X^T: tiles are
+// (rows of W^T = N) x (columns = M), `sparse = "rhs"`, ranges still in Y's coordinates.
+// A100 tiles are 128x128x32 f16, shrunk to the problem rounded up to the mma's 16 x 8:
+// sparse rows min(128, 208) = 128, cols min(128, 40) = 40; dense rows min(128, 48) = 48.
+
+func.func @w24() -> tensor<40x200xf16> {
+  %X = sparsec.input @X : tensor<40x72xf16>
+  %W = sparsec.param @W : tensor<72x200xf16, #sparse_tensor.encoding<{ map = (d0, d1) -> (d1 : dense, d0 floordiv 4 : dense, d0 mod 4 : structured[2, 4]) }>>
+  %Y = sparsec.matmul %X, %W : (tensor<40x72xf16>, tensor<72x200xf16, #sparse_tensor.encoding<{ map = (d0, d1) -> (d1 : dense, d0 floordiv 4 : dense, d0 mod 4 : structured[2, 4]) }>>) -> tensor<40x200xf16>
+  func.return %Y : tensor<40x200xf16>
+}
+
+// SPARSE-LABEL: func.func @w24
+// SPARSE:       %[[ACC:.*]] = stc.zeros : tensor<40x200xf16>
+// SPARSE-NEXT:  %[[WC:.*]] = stc.compress %W : tensor<72x200xf16, #sparse_tensor.encoding<{ map = (d0, d1) -> (d1 : dense, d0 floordiv 4 : dense, d0 mod 4 : structured[2, 4]) }>>
+// SPARSE-NEXT:  %[[T0:.*]] = stc.tile %X, %[[WC]], %[[ACC]] {index = 0 : i64, m = array<i64: 0, 40>, n = array<i64: 0, 128>, tile = array<i64: 128, 40, 32>, sparse = "rhs"}
+// SPARSE-NEXT:  %[[T1:.*]] = stc.tile %X, %[[WC]], %[[T0]] {index = 1 : i64, m = array<i64: 0, 40>, n = array<i64: 128, 200>, tile = array<i64: 128, 40, 32>, sparse = "rhs"}
+// SPARSE-NEXT:  %{{.*}} = stc.store %[[T1]] : tensor<40x200xf16> -> tensor<40x200xf16>
+// SPARSE-NOT:   sparsec.matmul
+
+// DENSE-LABEL: func.func @w24
+// DENSE:       stc.zeros
+// DENSE-NOT:   stc.compress
+// DENSE-NEXT:  stc.tile %X, %W, %{{.*}} {index = 0 : i64, m = array<i64: 0, 40>, n = array<i64: 0, 128>, tile = array<i64: 48, 128, 32>} :
+// DENSE-NEXT:  stc.tile %X, %W, %{{.*}} {index = 1 : i64, m = array<i64: 0, 40>, n = array<i64: 128, 200>, tile = array<i64: 48, 128, 32>} :
+// DENSE-NEXT:  stc.store
+
+// fill_sms (default): 2 tiles would leave 6 of 8 SMs idle, so the 128x40 tile (rows = N
+// = 200, cols = M = 40) is split into power-of-two multiples of 16 x 8, keeping the split
+// with the most tiles that fit one wave: 128x32 -> 2*2 = 4, 128x16 -> 2*3 = 6, 32x40 ->
+// 7*1 = 7, 64x32 -> 4*2 = 8 (128x8 -> 2*5 = 10 and 64x16 -> 4*3 = 12 exceed 8 SMs).
+// FILL-LABEL: func.func @w24
+// FILL:       stc.tile {{.*}}index = 0 : i64, m = array<i64: 0, 32>, n = array<i64: 0, 64>, tile = array<i64: 64, 32, 32>, sparse = "rhs"}
+// FILL:       stc.tile {{.*}}index = 7 : i64, m = array<i64: 32, 40>, n = array<i64: 192, 200>, tile = array<i64: 64, 32, 32>, sparse = "rhs"}
+// FILL-NEXT:  stc.store
+
+// H100 tiles are 128x256x64: rows min(128, 208) = 128, cols min(256, 40) = 40.
+// H100-LABEL: func.func @w24
+// H100:       stc.tile {{.*}}index = 0 : i64, m = array<i64: 0, 40>, n = array<i64: 0, 128>, tile = array<i64: 128, 40, 64>, sparse = "rhs"}
+// H100:       stc.tile {{.*}}index = 1 : i64, m = array<i64: 0, 40>, n = array<i64: 128, 200>, tile = array<i64: 128, 40, 64>, sparse = "rhs"}
+
+// Y = X . W^T with W (N x K = 24 x 64) 2:4 along K = its dim 1 (PyTorch's nn.Linear
+// layout): W is A without a transpose of the data, the tiles still compute Y^T.
+
+func.func @linear() -> tensor<16x24xbf16> {
+  %X = sparsec.input @X : tensor<16x64xbf16>
+  %W = sparsec.param @W : tensor<24x64xbf16, #sparse_tensor.encoding<{ map = (d0, d1) -> (d0 : dense, d1 floordiv 4 : dense, d1 mod 4 : structured[2, 4]) }>>
+  %Y = sparsec.matmul %X, %W {transpose_b} : (tensor<16x64xbf16>, tensor<24x64xbf16, #sparse_tensor.encoding<{ map = (d0, d1) -> (d0 : dense, d1 floordiv 4 : dense, d1 mod 4 : structured[2, 4]) }>>) -> tensor<16x24xbf16>
+  func.return %Y : tensor<16x24xbf16>
+}
+
+// SPARSE-LABEL: func.func @linear
+// SPARSE:       stc.compress %W
+// SPARSE-NEXT:  stc.tile %X, %{{.*}}, %{{.*}} {index = 0 : i64, m = array<i64: 0, 16>, n = array<i64: 0, 24>, tile = array<i64: 32, 16, 32>, sparse = "rhs", transpose_b} : (tensor<16x64xbf16>
+// SPARSE-NEXT:  stc.store
+
+// A (M x K = 20 x 128) 2:4 along K (dim 1) is the hardware's A as it stands: no swap.
+// i8 chunks are 64 elements (the same 64 bytes per row as 32 f16).
+
+func.func @a24() -> tensor<20x8xi32> {
+  %A = sparsec.param @A : tensor<20x128xi8, #sparse_tensor.encoding<{ map = (d0, d1) -> (d0 : dense, d1 floordiv 4 : dense, d1 mod 4 : structured[2, 4]) }>>
+  %B = sparsec.input @B : tensor<128x8xi8>
+  %C = sparsec.matmul %A, %B : (tensor<20x128xi8, #sparse_tensor.encoding<{ map = (d0, d1) -> (d0 : dense, d1 floordiv 4 : dense, d1 mod 4 : structured[2, 4]) }>>, tensor<128x8xi8>) -> tensor<20x8xi32>
+  func.return %C : tensor<20x8xi32>
+}
+
+// SPARSE-LABEL: func.func @a24
+// SPARSE:       %[[AC:.*]] = stc.compress %A
+// SPARSE-NEXT:  stc.tile %[[AC]], %B, %{{.*}} {index = 0 : i64, m = array<i64: 0, 20>, n = array<i64: 0, 8>, tile = array<i64: 32, 8, 64>, sparse = "lhs"} : (tensor<20x128xi8
+// SPARSE-NEXT:  stc.store
+// H100-LABEL: func.func @a24
+// H100:       tile = array<i64: 32, 8, 128>, sparse = "lhs"}
+
+// Launch order: CUTLASS's swizzle in strips of `swizzle` tile-columns, columns fastest.
+// 32x24 with 16x8 tiles = 2 x 3 tiles; swizzle=2: strip {c0, c1}: (r0,c0) (r0,c1)
+// (r1,c0) (r1,c1), then strip {c2}: (r0,c2) (r1,c2).
+
+func.func @order() -> tensor<32x24xf16> {
+  %A = sparsec.input @A : tensor<32x16xf16>
+  %B = sparsec.param @B : tensor<16x24xf16, #sparse_tensor.encoding<{ map = (d0, d1) -> (d1 : dense, d0 floordiv 4 : dense, d0 mod 4 : structured[2, 4]) }>>
+  %C = sparsec.matmul %A, %B : (tensor<32x16xf16>, tensor<16x24xf16, #sparse_tensor.encoding<{ map = (d0, d1) -> (d1 : dense, d0 floordiv 4 : dense, d0 mod 4 : structured[2, 4]) }>>) -> tensor<32x24xf16>
+  func.return %C : tensor<32x24xf16>
+}
+
+// SWIZZLE-LABEL: func.func @order
+// SWIZZLE:       stc.tile {{.*}}index = 0 : i64, m = array<i64: 0, 16>, n = array<i64: 0, 8>, tile = array<i64: 16, 8, 32>}
+// SWIZZLE-NEXT:  stc.tile {{.*}}index = 1 : i64, m = array<i64: 0, 16>, n = array<i64: 8, 16>, tile = array<i64: 16, 8, 32>}
+// SWIZZLE-NEXT:  stc.tile {{.*}}index = 2 : i64, m = array<i64: 16, 32>, n = array<i64: 0, 8>, tile = array<i64: 16, 8, 32>}
+// SWIZZLE-NEXT:  stc.tile {{.*}}index = 3 : i64, m = array<i64: 16, 32>, n = array<i64: 8, 16>, tile = array<i64: 16, 8, 32>}
+// SWIZZLE-NEXT:  stc.tile {{.*}}index = 4 : i64, m = array<i64: 0, 16>, n = array<i64: 16, 24>, tile = array<i64: 16, 8, 32>}
+// SWIZZLE-NEXT:  stc.tile {{.*}}index = 5 : i64, m = array<i64: 16, 32>, n = array<i64: 16, 24>, tile = array<i64: 16, 8, 32>}
+// SWIZZLE-NEXT:  stc.store
