@@ -451,6 +451,11 @@ class QuantizedAttr(ParametrizedAttribute):
         return isinstance(self.symmetric, UnitAttr)
 
     @property
+    def is_dynamic(self) -> bool:
+        """Neither a scale nor an axis: one scale computed at run time from the values."""
+        return self.scale_value is None and self.channel_axis is None
+
+    @property
     def is_per_channel(self) -> bool:
         return isinstance(self.axis, IntAttr)
 

@@ -18,6 +18,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
+from sparsec.backends.common.quantization import quantize_values
 from sparsec.compiler.datastore import DataStore, current_store
 from sparsec.compiler.sources import round_to_dtype
 from sparsec.dialects.formats import CodebookAttr, QuantizedAttr, quantized
@@ -31,49 +32,6 @@ from sparsec.passes.common import (
     update_param_values,
     with_encoding,
 )
-
-
-@dataclass(frozen=True)
-class Quantization:
-    """Integer codes and the affine map back to values: w ~ scale * (q - zero_point)."""
-
-    codes: np.ndarray
-    scale: np.ndarray
-    zero_point: np.ndarray
-
-    def values(self, axis: int | None) -> np.ndarray:
-        scale, zero = self.scale, self.zero_point
-        if axis is not None:
-            shape = [1] * self.codes.ndim
-            shape[axis] = -1
-            scale, zero = scale.reshape(shape), zero.reshape(shape)
-        return (scale * (self.codes.astype(np.float64) - zero)).astype(np.float64)
-
-
-def quantize_values(values: np.ndarray, bits: int, symmetric: bool,
-                    axis: int | None) -> Quantization:
-    """Quantize per tensor (`axis` None) or per slice along `axis`, round to nearest."""
-    w = values.astype(np.float64)
-    reduce = None if axis is None else tuple(d for d in range(w.ndim) if d != axis)
-    if symmetric:
-        qmax = 2 ** (bits - 1) - 1
-        scale = np.max(np.abs(w), axis=reduce) / qmax
-        scale = np.where(scale > 0, scale, 1.0)
-        zero = np.zeros_like(scale)
-        low, high = -qmax - 1, qmax
-    else:
-        qmax = 2**bits - 1
-        lo = np.minimum(np.min(w, axis=reduce), 0.0)
-        hi = np.maximum(np.max(w, axis=reduce), 0.0)
-        scale = np.where(hi > lo, (hi - lo) / qmax, 1.0)
-        zero = np.round(-lo / scale)
-        low, high = 0, qmax
-    scale, zero = np.atleast_1d(scale), np.atleast_1d(zero)
-    shape = [1] * w.ndim
-    if axis is not None:
-        shape[axis] = -1
-    q = np.clip(np.round(w / scale.reshape(shape)) + zero.reshape(shape), low, high)
-    return Quantization(q.astype(np.int64), scale, zero.astype(np.int64))
 
 
 def channel_axis(target: Target) -> int:

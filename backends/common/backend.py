@@ -34,10 +34,13 @@ from xdsl.interpreter import (
 from xdsl.passes import ModulePass
 
 from sparsec.backends.common.numerics import matmul
+from sparsec.backends.common.quantization import quantize_dynamic
 from sparsec.backends.common.report import Check, Report
 from sparsec.backends.common.spec import AcceleratorSpec
 from sparsec.compiler.datastore import DataStore, store_key
+from sparsec.compiler.sources import round_to_dtype
 from sparsec.dialects import sparsec
+from sparsec.dialects.formats import QuantizedAttr
 from sparsec.dialects.sparsec import element_type_name
 
 
@@ -54,6 +57,17 @@ def enclosing_kernel(op: Any) -> str:
         parent = parent.parent_op()
     assert parent is not None, f"{op.name} is not inside a func.func"
     return parent.sym_name.data
+
+
+def arriving_values(values: np.ndarray, value_type: Any) -> np.ndarray:
+    """A runtime input as the program sees it: quantized on arrival when its format is
+    a quantized encoding with a dynamic scale (a per-tensor scale computed from the
+    values), else unchanged."""
+    encoding = getattr(value_type, "encoding", None)
+    if not isinstance(encoding, QuantizedAttr) or not encoding.is_dynamic:
+        return values
+    quantized = quantize_dynamic(values, encoding.bit_width, encoding.is_symmetric)
+    return round_to_dtype(quantized, dtype_of(value_type)).astype(values.dtype)
 
 
 @register_impls
@@ -83,7 +97,8 @@ class SparsecFunctions(InterpreterFunctions):
 
     @impl(sparsec.InputOp)
     def run_input(self, interpreter: Interpreter, op: sparsec.InputOp, args: tuple[Any, ...]):
-        return (self.store.get(store_key(enclosing_kernel(op), op.sym_name)),)
+        values = self.store.get(store_key(enclosing_kernel(op), op.sym_name))
+        return (arriving_values(values, op.result.type),)
 
     @impl(sparsec.ParamOp)
     def run_param(self, interpreter: Interpreter, op: sparsec.ParamOp, args: tuple[Any, ...]):

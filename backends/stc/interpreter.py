@@ -234,7 +234,7 @@ class StcMachine(Machine):
     def _start_gemm(self, op: isa.TileOp) -> GemmState:
         """Per-tile constants of the GEMM this first tile belongs to."""
         spec = self.spec
-        dtype = dtype_of(op.lhs.type)
+        dtype = isa.math_dtype(op.lhs.type, op.rhs.type)
         element = ELEMENT_BYTES[dtype]
         acc_shape = op.acc.type.get_shape()  # type: ignore[union-attr]
         k = op.problem_k()

@@ -57,6 +57,7 @@ from xdsl.irdl import (
 from xdsl.utils.exceptions import VerifyException
 
 from sparsec.backends.stc.spec import CUDA_CORE_DTYPES, TENSOR_DTYPES
+from sparsec.dialects.formats import QuantizedAttr, layout_of
 from sparsec.dialects.sparse_tensor import (
     LevelType,
     SparseTensorEncodingAttr,
@@ -96,7 +97,7 @@ def nm_layout(ttype: Attribute) -> tuple[int, int, int] | None:
     `d_axis mod m`); None for any other type. Cached: every tile asks about one type."""
     if not isinstance(ttype, TensorType) or ttype.get_num_dims() != 2:
         return None
-    encoding = ttype.encoding
+    encoding = layout_of(ttype.encoding)
     if not isinstance(encoding, SparseTensorEncodingAttr):
         return None
     levels = encoding.level_types
@@ -110,6 +111,18 @@ def nm_layout(ttype: Attribute) -> tuple[int, int, int] | None:
     if not isinstance(last.lhs, AffineDimExpr):
         return None
     return levels[2].n, levels[2].m, last.lhs.position
+
+
+def math_dtype(lhs_type: Attribute, rhs_type: Attribute) -> str:
+    """The element type the tensor cores multiply in: i8 when both operands are quantized
+    to at most 8 bits (`quantize` on both; the codes feed IMMA), else the declared type.
+    Values are still computed from the stored (dequantized) numbers, which the codes
+    represent exactly."""
+    declared = element_type_name(lhs_type.element_type)  # type: ignore[attr-defined]
+    encodings = [getattr(t, "encoding", None) for t in (lhs_type, rhs_type)]
+    if all(isinstance(e, QuantizedAttr) and e.bit_width <= 8 for e in encodings):
+        return "i8"
+    return declared
 
 
 def runs_on_two_four(ttype: Attribute, reduction_axis: int) -> bool:

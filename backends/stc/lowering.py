@@ -29,7 +29,7 @@ from xdsl.utils.exceptions import PassFailedException
 from sparsec.backends.common.energy import ELEMENT_BYTES
 from sparsec.backends.stc import isa
 from sparsec.backends.stc.spec import CUDA_CORE_DTYPES, MMA_M, MMA_N, TENSOR_DTYPES, StcSpec
-from sparsec.dialects.sparsec import InputOp, MatmulOp, ParamOp, element_type_name
+from sparsec.dialects.sparsec import InputOp, MatmulOp, ParamOp
 
 Range = tuple[int, int]
 PRUNE = "prune-nm{n=2 m=4}"
@@ -137,7 +137,7 @@ def _why_not_two_four(op: MatmulOp) -> str:
 def plan_matmul(op: MatmulOp, spec: StcSpec) -> GemmPlan:
     """Decide dense or 2:4 mma and the thread-block tile; refuse what the GPU cannot run."""
     m, n, k = op.problem_shape()
-    dtype = element_type_name(op.lhs.type.element_type)  # type: ignore[union-attr]
+    dtype = isa.math_dtype(op.lhs.type, op.rhs.type)
     if dtype not in TENSOR_DTYPES + CUDA_CORE_DTYPES:
         raise _fail(f"{op.name} has {dtype} operands; the tensor cores multiply "
                     f"{_either(TENSOR_DTYPES)} (and f32 runs dense on the CUDA cores)")
