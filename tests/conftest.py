@@ -43,3 +43,14 @@ def require_tool(name: str) -> str:
     if os.environ.get("SPARSEC_REQUIRE_TOOLS") == "1":
         pytest.fail(f"{name} is required (SPARSEC_REQUIRE_TOOLS=1) but not on PATH")
     pytest.skip(f"{name} not on PATH (install Debian's mlir-22-tools)")
+
+
+def require_package(name: str) -> None:
+    """Skip without an installed Python package; fail if SPARSEC_REQUIRE_TOOLS=1."""
+    import importlib.util
+
+    if importlib.util.find_spec(name) is not None:
+        return
+    if os.environ.get("SPARSEC_REQUIRE_TOOLS") == "1":
+        pytest.fail(f"Python package {name} is required (SPARSEC_REQUIRE_TOOLS=1)")
+    pytest.skip(f"{name} not installed (pip install --no-deps {name.replace('_', '-')})")
