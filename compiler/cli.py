@@ -84,6 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-execute", action="store_true",
                      help="account cycles from shapes and sparsity only; skip values")
 
+    cmp = sub.add_parser("compare", help="run one spec on several targets: table and plot")
+    cmp.add_argument("spec", help="kernel spec (.sk)")
+    cmp.add_argument("--targets", required=True,
+                     help="comma-separated targets, e.g. 'systolic,stc{preset=a100}'")
+    cmp.add_argument("-p", "--pipeline", default="",
+                     help="passes for every target (each target adds what it needs)")
+    cmp.add_argument("--plot", default=None, metavar="PNG", help="write a bar-chart PNG")
+    cmp.add_argument("--json", default=None, metavar="FILE", help="write all reports as JSON")
+    cmp.add_argument("--csv", default=None, metavar="FILE", help="write the table as CSV")
+    cmp.add_argument("--no-execute", action="store_true",
+                     help="account cycles only; skip values and checks")
+
     sub.add_parser("targets", help="list backends, presets and their parameters")
     return parser
 
@@ -245,8 +257,55 @@ def cmd_targets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from sparsec.compiler import compare
+
+    targets = compare.split_targets(args.targets)
+    if not Path(args.spec).is_file():
+        raise CompileError(f"{args.spec}: spec file not found")
+    rows = compare.compare(args.spec, targets, args.pipeline,
+                           execute_values=not args.no_execute)
+    print_comparison(rows, Path(args.spec).name)
+    if args.plot:
+        compare.plot(rows, f"{Path(args.spec).name}" + (f"  (-p {args.pipeline})"
+                                                          if args.pipeline else ""), args.plot)
+    if args.json:
+        write_atomically(args.json, compare.to_json(rows))
+    if args.csv:
+        write_atomically(args.csv, compare.to_csv(rows))
+    failed_checks = any(r.ok and not r.check_ok for r in rows)
+    return EXIT_CHECK_FAILED if failed_checks else 0
+
+
+def print_comparison(rows: list[Any], title: str) -> None:
+    from sparsec.compiler.compare import short_name, speedups
+
+    table = Table(title=title, title_justify="left")
+    for column in ("target", "cycles", "time (us)", "speedup", "peak util", "DRAM bytes",
+                   "energy (uJ)", "error vs orig", "check"):
+        table.add_column(column, justify="left" if column == "target" else "right")
+    for row, speedup in zip(rows, speedups(rows), strict=True):
+        if not row.ok:
+            table.add_row(short_name(row.target), "[yellow]cannot run[/yellow]", *[""] * 7)
+            continue
+        check = "ok" if row.check_ok else "[red]FAILED[/red]"
+        if any(r.check.skipped for r in row.reports):
+            check = "skipped"
+        table.add_row(short_name(row.target), f"{row.cycles:,}", f"{row.time_us:,.2f}",
+                      f"{speedup:.2f}x" if speedup else "", f"{row.utilization:.0%}",
+                      f"{row.dram_bytes:,}", f"{row.energy_pj / 1e6:,.3f}",
+                      f"{row.error_vs_original:.3g}", check)
+    console = Console(width=max(Console().width, 132))
+    console.print(table)
+    for row in rows:
+        if not row.ok:
+            console.print(f"  {row.target} cannot run: {row.error}", soft_wrap=True)
+        elif row.pipeline:
+            console.print(f"  {row.target} ran -p '{row.pipeline}'", soft_wrap=True)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "compile": cmd_compile, "run": cmd_run, "targets": cmd_targets,
+    "compile": cmd_compile, "run": cmd_run, "compare": cmd_compare, "targets": cmd_targets,
 }
 
 

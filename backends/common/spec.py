@@ -101,6 +101,11 @@ class AcceleratorSpec(ArgSpecConvertible):
         """The target in option syntax, with every field, e.g. `systolic{rows=32 ...}`."""
         return str(ArgSpec(self.name, {k: (v,) for k, v in self.config().items()}))
 
+    def prepare(self) -> str:
+        """Passes a kernel needs before this hardware can run it (e.g. 2:4 pruning for a
+        sparse tensor core); `sparsec compare` appends them to the user's pipeline."""
+        return ""
+
     def label(self) -> str:
         """Short name for tables: the target with only the options that differ from
         the dataclass defaults, e.g. `systolic{rows=16 dataflow=ws}`."""

@@ -97,6 +97,10 @@ class StcSpec(AcceleratorSpec):
     l2_pj_per_byte: float = L2_PJ_PER_BYTE
     hbm_pj_per_byte: float = HBM_PJ_PER_BYTE
 
+    def prepare(self) -> str:
+        """Sparse mma needs a 2:4 operand; dense mma runs any kernel."""
+        return "prune-nm{n=2 m=4}" if self.sparse else ""
+
     def validate(self) -> None:
         super().validate()
         for option in ("sms", "tensor_cores_per_sm", "f16_dense_macs", "f16_sparse_macs",
