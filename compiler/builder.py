@@ -7,6 +7,7 @@ assignment becomes the kernel op it calls; `out` names become the func's results
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,15 +16,28 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr, TensorType
 from xdsl.ir import Operation, SSAValue
 
+from sparsec.compiler.attention_rules import parse_mask
 from sparsec.compiler.datastore import DataStore, store_key
-from sparsec.compiler.sources import materialize
-from sparsec.compiler.spec import Assign, Call, Kernel, SpecError, SpecFile, attr_bool
+from sparsec.compiler.sources import materialize, read_pattern
+from sparsec.compiler.spec import (
+    Assign,
+    Call,
+    Kernel,
+    SpecError,
+    SpecFile,
+    attr_bool,
+    attr_number,
+)
 from sparsec.compiler.spec import TensorType as SpecTensorType
 from sparsec.dialects.sparsec import (
     OUTPUTS_ATTR,
+    AttentionOp,
     InputOp,
     MatmulOp,
     ParamOp,
+    SddmmOp,
+    SoftmaxOp,
+    SpmmOp,
     tensor_type,
 )
 
@@ -36,7 +50,24 @@ def _build_matmul(call: Call, operands: list[SSAValue], result: TensorType) -> O
                     transpose_b=attr_bool(call, "transpose_b", False))
 
 
+def _build_attention_family(call: Call, operands: list[SSAValue], result: TensorType,
+                            pattern: SSAValue | None) -> Operation:
+    mask = parse_mask(call)
+    window = mask.window
+    if call.op == "spmm":
+        return SpmmOp(operands[0], operands[1], result)
+    if call.op == "softmax":
+        return SoftmaxOp(operands[0], mask.kind, window, pattern)
+    head_dim = operands[0].type.get_shape()[-1]  # type: ignore[union-attr]
+    scale = attr_number(call, "scale", 1.0 / math.sqrt(head_dim))
+    if call.op == "sddmm":
+        return SddmmOp(operands[0], operands[1], result, scale, mask.kind, window, pattern)
+    return AttentionOp(operands[0], operands[1], operands[2], result, scale, mask.kind,
+                       window, pattern)
+
+
 OP_BUILDERS: dict[str, OpBuilder] = {"matmul": _build_matmul}
+ATTENTION_OPS = ("attention", "sddmm", "softmax", "spmm")
 """How each spec op becomes IR; the spec's checker has already validated operands."""
 
 
@@ -68,7 +99,7 @@ def build_kernel(kernel: Kernel, store: DataStore, base_dir: Path) -> func.FuncO
         ops.append(op)
         values[decl.name] = op.results[0]
     for assign in kernel.assigns:
-        op = _build_assign(assign, values, kernel)
+        op = _build_assign(assign, values, kernel, store, base_dir, ops)
         op.results[0].name_hint = assign.name
         ops.append(op)
         values[assign.name] = op.results[0]
@@ -80,12 +111,38 @@ def build_kernel(kernel: Kernel, store: DataStore, base_dir: Path) -> func.FuncO
     return function
 
 
-def _build_assign(assign: Assign, values: dict[str, SSAValue], kernel: Kernel) -> Operation:
-    builder = OP_BUILDERS.get(assign.call.op)
+def _build_assign(assign: Assign, values: dict[str, SSAValue], kernel: Kernel,
+                  store: DataStore, base_dir: Path, ops: list[Operation]) -> Operation:
+    call = assign.call
+    operands = [values[o.name] for o in call.operands]
+    result = ir_type(kernel.types[assign.name])
+    if call.op in ATTENTION_OPS:
+        pattern = _pattern_param(assign, kernel, store, base_dir, ops)
+        return _build_attention_family(call, operands, result, pattern)
+    builder = OP_BUILDERS.get(call.op)
     if builder is None:
-        raise SpecError(assign.call.loc, f"op '{assign.call.op}' has no IR lowering yet")
-    operands = [values[o.name] for o in assign.call.operands]
-    return builder(assign.call, operands, ir_type(kernel.types[assign.name]))
+        raise SpecError(call.loc, f"op '{call.op}' has no IR lowering yet")
+    return builder(call, operands, result)
+
+
+def _pattern_param(assign: Assign, kernel: Kernel, store: DataStore, base_dir: Path,
+                   ops: list[Operation]) -> SSAValue | None:
+    """Bind a `mask=pattern(...)` file as an i8 param `<name>_mask` and return it."""
+    mask = parse_mask(assign.call)
+    if mask.kind != "pattern":
+        return None
+    loc = assign.call.attrs["mask"].loc
+    shape = kernel.types[assign.name].shape
+    t, s = shape[-2], (shape[-1] if assign.call.op != "attention"
+                       else kernel.types[assign.call.operands[1].name].shape[-2])
+    pattern = read_pattern(mask.path or "", mask.key, base_dir, loc, (t, s))
+    name = f"{assign.name}_mask"
+    store.put(store_key(kernel.name, name), pattern, "i8")
+    nnz, density = density_stats(pattern)
+    param = ParamOp(name, tensor_type((t, s), "i8"), nnz=nnz, density=density)
+    param.results[0].name_hint = name
+    ops.append(param)
+    return param.results[0]
 
 
 def build_module(spec: SpecFile, store: DataStore) -> ModuleOp:

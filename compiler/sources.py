@@ -462,3 +462,35 @@ def materialize_kernel(
         for d in kernel.decls
         if d.role in roles and d.source is not None
     }
+
+
+def read_pattern(path_text: str, key: str | None, base_dir: Path, loc: Any,
+                 shape: tuple[int, int]) -> np.ndarray:
+    """An attention mask pattern from `.npz` (by key, or its only array) or `.npy`:
+    a 0/1 matrix of exactly `shape`, returned as int8."""
+    path = resolve_path(path_text, base_dir, loc)
+    if not path.is_file():
+        raise SpecError(loc, f"pattern: file not found: '{path_text}'")
+    try:
+        array = _read_pattern_array(path, path_text, key, loc)
+    except (OSError, ValueError) as err:
+        raise SpecError(loc, f"pattern: cannot read '{path_text}': {err}") from None
+    if tuple(array.shape) != shape:
+        raise SpecError(loc, f"pattern: '{path_text}' has shape {list(array.shape)}, the "
+                             f"scores are {list(shape)} (T x S)")
+    return (np.asarray(array) != 0).astype(np.int8)
+
+
+def _read_pattern_array(path: Path, path_text: str, key: str | None, loc: Any) -> np.ndarray:
+    if path.suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    with np.load(path, allow_pickle=False) as data:
+        names = list(data.files)
+        if key is None and len(names) != 1:
+            raise SpecError(loc, f"pattern: '{path_text}' holds {len(names)} arrays "
+                                 f"({', '.join(names)}); name one")
+        chosen = key if key is not None else names[0]
+        if chosen not in names:
+            raise SpecError(loc, f"pattern: no array '{chosen}' in '{path_text}' "
+                                 f"(it has: {', '.join(names)})")
+        return data[chosen]

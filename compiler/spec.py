@@ -1350,3 +1350,7 @@ def format_kernel(kernel: Kernel) -> str:
 def format_spec(spec: SpecFile) -> str:
     """All kernels of ``spec`` as canonical spec text."""
     return "\n".join(format_kernel(k) for k in spec.kernels)
+
+
+# The attention-family ops register their rules in OP_RULES (kept in their own module).
+from sparsec.compiler import attention_rules as _attention_rules  # noqa: E402, F401

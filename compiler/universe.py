@@ -38,6 +38,12 @@ def _stc_dialect() -> Dialect:
     return Stc
 
 
+def _eie_dialect() -> Dialect:
+    from sparsec.backends.eie.isa import Eie
+
+    return Eie
+
+
 def _lower_stc() -> type[ModulePass]:
     from sparsec.backends.stc.lowering import LowerStcPass
 
@@ -55,6 +61,7 @@ SPARSEC_DIALECTS = {
     "sparse_tensor": _sparse_tensor_dialect,
     "systolic": _systolic_dialect,
     "stc": _stc_dialect,
+    "eie": _eie_dialect,
 }
 
 def _lazy_pass(module: str, cls: str) -> Callable[[], type[ModulePass]]:
@@ -69,11 +76,14 @@ def _lazy_pass(module: str, cls: str) -> Callable[[], type[ModulePass]]:
 SPARSEC_PASSES = {
     "lower-systolic": _lower_systolic,
     "lower-stc": _lower_stc,
+    "lower-eie": _lazy_pass("sparsec.backends.eie.lowering", "LowerEiePass"),
     "prune-nm": _lazy_pass("sparsec.passes.prune_nm", "PruneNmPass"),
     "prune-magnitude": _lazy_pass("sparsec.passes.prune_magnitude", "PruneMagnitudePass"),
     "quantize": _lazy_pass("sparsec.passes.quantize", "QuantizePass"),
     "share-weights": _lazy_pass("sparsec.passes.share_weights", "ShareWeightsPass"),
     "sparsify": _lazy_pass("sparsec.passes.sparsify", "SparsifyPass"),
+    "decompose-attention": _lazy_pass("sparsec.passes.decompose_attention",
+                                      "DecomposeAttentionPass"),
 }
 
 SPARSEC_UNIVERSE = Universe(all_dialects=SPARSEC_DIALECTS, all_passes=SPARSEC_PASSES)

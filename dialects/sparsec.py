@@ -48,6 +48,7 @@ from xdsl.irdl import (
     prop_def,
     result_def,
     traits_def,
+    var_operand_def,
 )
 from xdsl.traits import NoMemoryEffect, Pure
 from xdsl.utils.exceptions import VerifyException
@@ -282,6 +283,240 @@ class MatmulOp(IRDLOperation):
                 f"{element_type_name(a.element_type)} operands, got {out.element_type}")
 
 
+MASK_KINDS = ("none", "causal", "window", "pattern")
+"""Attention masks: all pairs, j <= i (aligned to the last key), |i - j| <= window, or
+an explicit 0/1 pattern tensor [T, S] (an extra operand)."""
+
+
+class _MaskedOp(IRDLOperation):
+    """Shared mask properties and checks of the attention-family ops.
+
+    `mask` names the kind; `window` is the half-width of a band mask; a `pattern` mask
+    takes a 0/1 i8 tensor [T, S] as its last operand.
+    """
+
+    mask = opt_prop_def(StringAttr)
+    window = opt_prop_def(IntegerAttr)
+
+    @property
+    def mask_kind(self) -> str:
+        return self.mask.data if self.mask is not None else "none"
+
+    @property
+    def window_size(self) -> int | None:
+        return self.window.value.data if self.window is not None else None
+
+    def _verify_mask(self, scores: tuple[int, int], pattern: SSAValue | None) -> None:
+        kind = self.mask_kind
+        if kind not in MASK_KINDS:
+            raise VerifyException(f"{self.name}: mask must be one of {', '.join(MASK_KINDS)}, "
+                                  f"got '{kind}'")
+        if (kind == "window") != (self.window is not None):
+            raise VerifyException(f"{self.name}: a window mask needs `window` (and only it)")
+        if kind == "window" and self.window_size is not None and self.window_size < 0:
+            raise VerifyException(f"{self.name}: window must be >= 0, got {self.window_size}")
+        if (kind == "pattern") != (pattern is not None):
+            raise VerifyException(f"{self.name}: a pattern mask takes the pattern as its last "
+                                  "operand (and only a pattern mask does)")
+        if pattern is None:
+            return
+        ptype = _ranked(pattern, "pattern", self.name)
+        if tuple(ptype.get_shape()) != scores:
+            raise VerifyException(f"{self.name}: pattern must be {scores[0]}x{scores[1]} "
+                                  f"(T x S), got {ptype}")
+
+
+def _mask_properties(mask: str, window: int | None) -> dict[str, Attribute]:
+    properties: dict[str, Attribute] = {}
+    if mask != "none":
+        properties["mask"] = StringAttr(mask)
+    if window is not None:
+        properties["window"] = IntegerAttr(window, i64)
+    return properties
+
+
+def _heads_rows_cols(ttype: TensorType, role: str, op: str) -> tuple[int | None, int, int]:
+    """(heads or None, rows, cols) of a rank-2 or rank-3 (leading head dim) tensor."""
+    shape = ttype.get_shape()
+    if len(shape) == 2:
+        return None, shape[0], shape[1]
+    if len(shape) == 3:
+        return shape[0], shape[1], shape[2]
+    raise VerifyException(f"{op}: {role} must be [T, d] or [heads, T, d], got {ttype}")
+
+
+def _float_operands(op: str, *types: TensorType) -> None:
+    names = {element_type_name(t.element_type) for t in types}
+    if len(names) != 1:
+        raise VerifyException(f"{op}: operands must have one element type, got "
+                              f"{', '.join(sorted(names))}")
+    if names.pop().startswith("i"):
+        raise VerifyException(f"{op}: attention operands must be floating point")
+
+
+def _expect(op: str, result: TensorType, shape: tuple[int, ...], element: Attribute) -> None:
+    if tuple(result.get_shape()) != shape or result.element_type != element:
+        dims = "x".join(map(str, shape))
+        raise VerifyException(f"{op}: result must be tensor<{dims}x{element}>, got {result}")
+
+
+@irdl_op_definition
+class SddmmOp(_MaskedOp):
+    """Sampled dense-dense product: the attention scores on the mask's pattern.
+
+    Semantics (per head h when rank 3):
+        S[h, i, j] = scale * sum_d A[h, i, d] * B[h, j, d]   if mask(i, j)
+                   = 0                                        otherwise
+    """
+
+    name = "sparsec.sddmm"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    pattern = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    scale = prop_def(FloatAttr)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = (
+        "$lhs `,` $rhs (`pattern` $pattern^)? attr-dict `:` `(` type($lhs) `,` type($rhs) "
+        "(`,` type($pattern)^)? `)` `->` type($result)"
+    )
+
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, result_type: TensorType, scale: float,
+                 mask: str = "none", window: int | None = None,
+                 pattern: SSAValue | None = None):
+        properties = {"scale": FloatAttr(scale, f64), **_mask_properties(mask, window)}
+        super().__init__(operands=[lhs, rhs, [pattern] if pattern is not None else []],
+                         result_types=[result_type], properties=properties)
+
+    def verify_(self) -> None:
+        a = _ranked(self.lhs, "lhs", self.name)
+        b = _ranked(self.rhs, "rhs", self.name)
+        out = _ranked(self.result, "result", self.name)
+        _float_operands(self.name, a, b)
+        ha, t, d = _heads_rows_cols(a, "lhs", self.name)
+        hb, s_len, d2 = _heads_rows_cols(b, "rhs", self.name)
+        if ha != hb or d != d2:
+            raise VerifyException(f"{self.name}: lhs {a} and rhs {b} must agree in heads and "
+                                  "the contracted (last) dimension")
+        shape = (t, s_len) if ha is None else (ha, t, s_len)
+        _expect(self.name, out, shape, a.element_type)
+        self._verify_mask((t, s_len), self.pattern[0] if self.pattern else None)
+
+
+@irdl_op_definition
+class SoftmaxOp(_MaskedOp):
+    """Row softmax over the entries the mask allows (the others are 0).
+
+    Semantics: P[.., i, j] = exp(S[.., i, j] - m_i) / sum_{j' in mask(i)} exp(S[.., i, j'] - m_i)
+    for j in mask(i), m_i = max over mask(i); P = 0 elsewhere (a row with no allowed
+    entry is all 0).
+    """
+
+    name = "sparsec.softmax"
+    input = operand_def(TensorType)
+    pattern = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = (
+        "$input (`pattern` $pattern^)? attr-dict `:` `(` type($input) "
+        "(`,` type($pattern)^)? `)` `->` type($result)"
+    )
+
+    def __init__(self, value: SSAValue, mask: str = "none", window: int | None = None,
+                 pattern: SSAValue | None = None):
+        super().__init__(operands=[value, [pattern] if pattern is not None else []],
+                         result_types=[value.type], properties=_mask_properties(mask, window))
+
+    def verify_(self) -> None:
+        x = _ranked(self.input, "input", self.name)
+        _float_operands(self.name, x)
+        _, t, s_len = _heads_rows_cols(x, "input", self.name)
+        _expect(self.name, _ranked(self.result, "result", self.name), tuple(x.get_shape()),
+                x.element_type)
+        self._verify_mask((t, s_len), self.pattern[0] if self.pattern else None)
+
+
+@irdl_op_definition
+class SpmmOp(IRDLOperation):
+    """Sparse (attention probabilities) times dense (values), per head.
+
+    Semantics: O[.., i, e] = sum_j P[.., i, j] * V[.., j, e]
+    """
+
+    name = "sparsec.spmm"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = (
+        "$lhs `,` $rhs attr-dict `:` `(` type($lhs) `,` type($rhs) `)` `->` type($result)"
+    )
+
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, result_type: TensorType):
+        super().__init__(operands=[lhs, rhs], result_types=[result_type])
+
+    def verify_(self) -> None:
+        p = _ranked(self.lhs, "lhs", self.name)
+        v = _ranked(self.rhs, "rhs", self.name)
+        _float_operands(self.name, p, v)
+        hp, t, s_len = _heads_rows_cols(p, "lhs", self.name)
+        hv, s2, e = _heads_rows_cols(v, "rhs", self.name)
+        if hp != hv or s_len != s2:
+            raise VerifyException(f"{self.name}: lhs {p} and rhs {v} must agree in heads and "
+                                  "the contracted dimension (S)")
+        shape = (t, e) if hp is None else (hp, t, e)
+        _expect(self.name, _ranked(self.result, "result", self.name), shape, p.element_type)
+
+
+@irdl_op_definition
+class AttentionOp(_MaskedOp):
+    """Scaled dot-product attention, single or multi-head (leading head dimension).
+
+    Semantics: O = spmm(softmax(sddmm(Q, K, scale, mask), mask), V), i.e.
+        O[.., i, :] = sum_{j in mask(i)} softmax_j(scale * Q[.., i, :] . K[.., j, :]) V[.., j, :]
+    `decompose-attention` rewrites it into exactly those three ops.
+    """
+
+    name = "sparsec.attention"
+    query = operand_def(TensorType)
+    key = operand_def(TensorType)
+    value = operand_def(TensorType)
+    pattern = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    scale = prop_def(FloatAttr)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = (
+        "$query `,` $key `,` $value (`pattern` $pattern^)? attr-dict `:` `(` type($query) `,` "
+        "type($key) `,` type($value) (`,` type($pattern)^)? `)` `->` type($result)"
+    )
+
+    def __init__(self, query: SSAValue, key: SSAValue, value: SSAValue,
+                 result_type: TensorType, scale: float, mask: str = "none",
+                 window: int | None = None, pattern: SSAValue | None = None):
+        properties = {"scale": FloatAttr(scale, f64), **_mask_properties(mask, window)}
+        super().__init__(operands=[query, key, value, [pattern] if pattern is not None else []],
+                         result_types=[result_type], properties=properties)
+
+    def verify_(self) -> None:
+        q = _ranked(self.query, "query", self.name)
+        k = _ranked(self.key, "key", self.name)
+        v = _ranked(self.value, "value", self.name)
+        _float_operands(self.name, q, k, v)
+        hq, t, d = _heads_rows_cols(q, "query", self.name)
+        hk, s_len, dk = _heads_rows_cols(k, "key", self.name)
+        hv, sv, e = _heads_rows_cols(v, "value", self.name)
+        if not hq == hk == hv or d != dk or s_len != sv:
+            raise VerifyException(f"{self.name}: Q {q}, K {k}, V {v} must agree in heads, "
+                                  "Q and K in their last dimension, K and V in their rows")
+        shape = (t, e) if hq is None else (hq, t, e)
+        _expect(self.name, _ranked(self.result, "result", self.name), shape, q.element_type)
+        self._verify_mask((t, s_len), self.pattern[0] if self.pattern else None)
+
+
 OUTPUTS_ATTR = "sparsec.outputs"
 """func.func attribute naming the kernel's outputs, in the order of func.return."""
 
@@ -296,4 +531,8 @@ def output_names(attr: Attribute | None, count: int) -> list[str]:
     return [s.data for s in attr.data if isinstance(s, StringAttr)]  # type: ignore[attr-defined]
 
 
-Sparsec = Dialect("sparsec", [InputOp, ParamOp, MatmulOp], [*FORMAT_ATTRIBUTES])
+Sparsec = Dialect(
+    "sparsec",
+    [InputOp, ParamOp, MatmulOp, SddmmOp, SoftmaxOp, SpmmOp, AttentionOp],
+    [*FORMAT_ATTRIBUTES],
+)

@@ -6,6 +6,8 @@ zero maps to zero, so pruned zeros stay zeros. Asymmetric: scale = (max - min) /
 become scale * (q - zero_point) (the program computes with exactly the values the
 integer hardware represents); the codes and scales go to the DataStore (`#q`, `#scale`,
 `#zero_point`) and the tensor gets `#sparsec.quantized<...>` around its layout.
+Fixed point (`frac_bits=F`, symmetric, per tensor): scale = 2^-F, q = clip(round(w 2^F));
+a runtime input then declares that it arrives in that format (EIE's 16-bit activations).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from sparsec.backends.common.quantization import quantize_values
+from sparsec.backends.common.quantization import Quantization, quantize_values
 from sparsec.compiler.datastore import DataStore, current_store
 from sparsec.compiler.sources import round_to_dtype
 from sparsec.dialects.formats import CodebookAttr, QuantizedAttr, quantized
 from sparsec.passes.common import (
+    FORMAT_ONLY,
     Target,
     encoding_of,
     fail,
@@ -32,6 +35,14 @@ from sparsec.passes.common import (
     update_param_values,
     with_encoding,
 )
+
+
+def fixed_point_values(values: np.ndarray, bits: int, frac_bits: int) -> Quantization:
+    """Symmetric codes with the power-of-two scale 2^-frac_bits, clipped to `bits` bits."""
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    codes = np.clip(np.rint(np.ldexp(values.astype(np.float64), frac_bits)), low, high)
+    return Quantization(codes.astype(np.int64), np.array([np.ldexp(1.0, -frac_bits)]),
+                        np.zeros(1, dtype=np.int64))
 
 
 def channel_axis(target: Target) -> int:
@@ -49,29 +60,44 @@ class QuantizePass(ModulePass):
     operand: str = "b"
     per_channel: bool = False
     symmetric: bool = True
+    frac_bits: int = -1
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if not 2 <= self.bits <= 16:
             raise fail(self.name, None, f"bits must lie in [2, 16], got {self.bits}")
-        label = f"quantize{{bits={self.bits}{' per_channel=true' if self.per_channel else ''}}}"
+        fixed = self.frac_bits >= 0
+        if fixed and (self.per_channel or not self.symmetric or self.frac_bits > 62):
+            raise fail(self.name, None, "frac_bits (fixed point, scale 2^-frac_bits) takes a "
+                       "symmetric per-tensor quantization and lies in [0, 62]")
+        extra = " per_channel=true" if self.per_channel else ""
+        extra += f" frac_bits={self.frac_bits}" if fixed else ""
+        label = f"quantize{{bits={self.bits}{extra}}}"
         effect: dict[str, float | int | str] = {"pass": label, "bits": self.bits}
         for target in list(targets(op, self.operand, self.name)):
             layout = encoding_of(target.ttype)
             if isinstance(layout, (QuantizedAttr, CodebookAttr)):
                 raise fail(self.name, target, f"is already {layout.name}; quantize once")
             axis = channel_axis(target) if self.per_channel else None
+            scale = float(np.ldexp(1.0, -self.frac_bits)) if fixed else None
             if not target.is_param:
-                encoding = quantized(self.bits, axis=axis, symmetric=self.symmetric,
-                                     layout=layout)
+                encoding = quantized(self.bits, scale=scale, axis=axis,
+                                     symmetric=self.symmetric, layout=layout)
                 set_type(target, with_encoding(target.ttype, encoding))
-                record_format_only(target, effect)
+                note = (f"format only: runtime input, arrives in fixed point (multiples of "
+                        f"2^-{self.frac_bits})") if fixed else FORMAT_ONLY
+                record_format_only(target, {**effect, "note": note})
                 continue
             self._quantize_param(target, current_store(), axis, layout, effect)
 
     def _quantize_param(self, target: Target, store: DataStore, axis: int | None,
                         layout: object, effect: dict[str, float | int | str]) -> None:
         values = store.get(target.key)
-        q = quantize_values(values, self.bits, self.symmetric, axis)
+        if self.frac_bits >= 0:
+            q = fixed_point_values(values, self.bits, self.frac_bits)
+            unclipped = np.rint(np.ldexp(values.astype(np.float64), self.frac_bits))
+            effect = {**effect, "clipped": int(np.count_nonzero(unclipped != q.codes))}
+        else:
+            q = quantize_values(values, self.bits, self.symmetric, axis)
         dtype = store.dtypes[target.key]
         store.put(f"{target.key}#q", q.codes.astype(np.int32), "i32")
         store.put(f"{target.key}#scale", q.scale.astype(np.float64), "f64")

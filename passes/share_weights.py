@@ -6,6 +6,9 @@ with linear initialization between their min and max (Han et al. found linear in
 best: it keeps the rare large weights), and every nonzero weight becomes its centroid.
 The codebook and the per-weight indices go to the DataStore (`#codebook`, `#index`); the
 tensor gets `#sparsec.codebook<bits = b, layout = ...>` around its layout.
+With `frac_bits=F` the centroids are rounded to multiples of 2^-F (a fixed-point
+codebook, as EIE's 16-bit weight decoder holds it); a weight whose centroid rounds to 0
+becomes a zero.
 """
 
 from __future__ import annotations
@@ -65,12 +68,16 @@ class ShareWeightsPass(ModulePass):
 
     bits: int = 4
     operand: str = "b"
+    frac_bits: int = -1
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if not 1 <= self.bits <= 8:
             raise fail(self.name, None, f"bits must lie in [1, 8], got {self.bits}")
-        effect: dict[str, float | int | str] = {"pass": f"share-weights{{bits={self.bits}}}",
-                                                "bits": self.bits}
+        if self.frac_bits > 62:
+            raise fail(self.name, None, f"frac_bits must lie in [0, 62], got {self.frac_bits}")
+        fixed = f" frac_bits={self.frac_bits}" if self.frac_bits >= 0 else ""
+        effect: dict[str, float | int | str] = {
+            "pass": f"share-weights{{bits={self.bits}{fixed}}}", "bits": self.bits}
         for target in list(targets(op, self.operand, self.name)):
             layout = encoding_of(target.ttype)
             if isinstance(layout, (QuantizedAttr, CodebookAttr)):
@@ -86,11 +93,14 @@ class ShareWeightsPass(ModulePass):
             nonzero = values != 0
             centroids, index = kmeans_1d(values[nonzero], 2**self.bits - 1)
             dtype = store.dtypes[target.key]
+            if self.frac_bits >= 0:
+                centroids = np.ldexp(np.rint(np.ldexp(centroids, self.frac_bits)), -self.frac_bits)
             book = np.concatenate([[0.0], round_to_dtype(centroids, dtype).astype(np.float64)])
+            codes = np.where(book[index + 1] != 0, index + 1, 0)
             shared = np.zeros_like(values)
-            shared[nonzero] = book[index + 1]
+            shared[nonzero] = book[codes]
             indices = np.zeros(values.shape, dtype=np.uint8)
-            indices[nonzero] = index + 1
+            indices[nonzero] = codes
             store.put(f"{target.key}#codebook", book, "f64")
             store.put(f"{target.key}#index", indices, "i8")
             update_param_values(target, store, shared, effect)

@@ -33,6 +33,7 @@ from xdsl.interpreter import (
 )
 from xdsl.passes import ModulePass
 
+from sparsec.backends.common import attention
 from sparsec.backends.common.numerics import matmul
 from sparsec.backends.common.quantization import quantize_dynamic
 from sparsec.backends.common.report import Check, Report
@@ -57,6 +58,14 @@ def enclosing_kernel(op: Any) -> str:
         parent = parent.parent_op()
     assert parent is not None, f"{op.name} is not inside a func.func"
     return parent.sym_name.data
+
+
+def op_mask(op: Any, pattern: np.ndarray | None) -> np.ndarray | None:
+    """The boolean [T, S] mask of an attention-family op (None: every pair)."""
+    shape = op.results[0].type.get_shape()
+    t, s = (shape[-2], shape[-1]) if not isinstance(op, sparsec.AttentionOp) else (
+        shape[-2], op.key.type.get_shape()[-2])
+    return attention.mask_matrix(op.mask_kind, t, s, op.window_size, pattern)
 
 
 def arriving_values(values: np.ndarray, value_type: Any) -> np.ndarray:
@@ -103,6 +112,30 @@ class SparsecFunctions(InterpreterFunctions):
     @impl(sparsec.ParamOp)
     def run_param(self, interpreter: Interpreter, op: sparsec.ParamOp, args: tuple[Any, ...]):
         return (self.store.get(store_key(enclosing_kernel(op), op.sym_name)),)
+
+    @impl(sparsec.SddmmOp)
+    def run_sddmm(self, interpreter: Interpreter, op: sparsec.SddmmOp, args: tuple[Any, ...]):
+        q, k = args[0], args[1]
+        mask = op_mask(op, args[2] if len(args) > 2 else None)
+        return (attention.sddmm(q, k, op.scale.value.data, mask, dtype_of(op.result.type)),)
+
+    @impl(sparsec.SoftmaxOp)
+    def run_softmax(self, interpreter: Interpreter, op: sparsec.SoftmaxOp,
+                    args: tuple[Any, ...]):
+        mask = op_mask(op, args[1] if len(args) > 1 else None)
+        return (attention.masked_softmax(args[0], mask, dtype_of(op.result.type)),)
+
+    @impl(sparsec.SpmmOp)
+    def run_spmm(self, interpreter: Interpreter, op: sparsec.SpmmOp, args: tuple[Any, ...]):
+        return (attention.spmm(args[0], args[1], dtype_of(op.result.type)),)
+
+    @impl(sparsec.AttentionOp)
+    def run_attention(self, interpreter: Interpreter, op: sparsec.AttentionOp,
+                      args: tuple[Any, ...]):
+        q, k, v = args[:3]
+        mask = op_mask(op, args[3] if len(args) > 3 else None)
+        return (attention.attention(q, k, v, op.scale.value.data, mask,
+                                    dtype_of(op.result.type)),)
 
     @impl(sparsec.MatmulOp)
     def run_matmul(self, interpreter: Interpreter, op: sparsec.MatmulOp,
