@@ -55,10 +55,11 @@ def matmul(a: np.ndarray, b: np.ndarray, dtype: str, result_dtype: str) -> np.nd
 
 
 def effectual_macs(a: np.ndarray, b: np.ndarray) -> int:
-    """Products a[i, k] * b[k, j] with both factors nonzero: the useful work of a @ b.
+    """Products a[.., i, k] * b[.., k, j] with both factors nonzero: the useful work of a @ b
+    (per head for rank-3 operands).
 
-    sum_k nnz(a[:, k]) * nnz(b[k, :]), counted from the real zeros of the operands.
+    sum_k nnz(a[.., :, k]) * nnz(b[.., k, :]), counted from the real zeros of the operands.
     """
-    per_k_a = np.count_nonzero(a, axis=0).astype(np.int64)
-    per_k_b = np.count_nonzero(b, axis=1).astype(np.int64)
-    return int(per_k_a @ per_k_b)
+    per_k_a = np.count_nonzero(a, axis=-2).astype(np.int64)
+    per_k_b = np.count_nonzero(b, axis=-1).astype(np.int64)
+    return int(np.sum(per_k_a * per_k_b))

@@ -14,7 +14,8 @@ import numpy as np
 from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
 from xdsl.ir import SSAValue
 
-from sparsec.backends.common.backend import Machine, dtype_of
+from sparsec.backends.common import attention
+from sparsec.backends.common.backend import Machine, dtype_of, op_mask
 from sparsec.backends.common.memory import MemoryLevel
 from sparsec.backends.common.numerics import (
     accumulate_dtype,
@@ -35,7 +36,7 @@ from sparsec.backends.systolic.buffers import (
 from sparsec.backends.systolic.lowering import spatial_temporal
 from sparsec.backends.systolic.spec import SystolicSpec
 
-UNITS = ("ifmap_dma", "filter_dma", "array", "ofmap_dma", "ofmap_flush")
+UNITS = ("ifmap_dma", "filter_dma", "array", "vector", "ofmap_dma", "ofmap_flush")
 
 
 @dataclass
@@ -48,6 +49,7 @@ class GemmState:
     resident: dict[str, tuple[int, int, int, int] | None] = field(default_factory=dict)
     fold_length: int = 0
     temporal: int = 0
+    epilogue: Event | None = None
 
 
 class SystolicMachine(Machine):
@@ -124,6 +126,22 @@ class SystolicMachine(Machine):
         self.srams["ifmap"].read((m1 - m0) * (k1 - k0) * spec.word_bytes)
         self.srams["filter"].read((k1 - k0) * (n1 - n0) * spec.word_bytes)
 
+    def epilogue(self, op: isa.EpilogueOp) -> None:
+        """Scale and mask the accumulator on the vector unit: ceil(elements / lanes)."""
+        elements = _elements(op.acc.type)
+        self.gemm.epilogue = self.timeline.issue("vector", -(-elements // self.spec.lanes),
+                                                 after=[self.gemm.folds[-1]])
+
+    def softmax(self, op: isa.SoftmaxOp) -> None:
+        """Masked row softmax on the vector unit: 3 passes (max; exp and sum; normalize),
+        ceil(3 * elements / lanes) cycles, once its input has drained; its result stays
+        in the output SRAM for the next GEMM to read."""
+        elements = _elements(op.input.type)
+        self.srams["ofmap"].read(elements * self.spec.word_bytes)
+        self.srams["ofmap"].write(elements * self.spec.word_bytes)
+        self.ready[op.result] = self.timeline.issue(
+            "vector", -(-3 * elements // self.spec.lanes), after=[self.ready.get(op.input)])
+
     def count_effectual(self, a: np.ndarray, b: np.ndarray) -> None:
         """Useful MACs of a GEMM (nonzero times nonzero); the array performs them all."""
         self.effectual_macs += effectual_macs(a, b)
@@ -148,6 +166,8 @@ class SystolicMachine(Machine):
                                   capacity_words=self.spec.sram_words("ofmap"))
         lines_left, drains = buffer.replay(words)
         last_row = self.gemm.folds[-1].end - 1
+        if self.gemm.epilogue is not None:
+            last_row = max(last_row, self.gemm.epilogue.end)
         prefix = [0]
         for record in self.gemm.records[:-1]:
             prefix.append(prefix[-1] + record.words)
@@ -236,6 +256,21 @@ class SystolicMachine(Machine):
         )
 
 
+def _elements(value_type: Any) -> int:
+    count = 1
+    for d in value_type.get_shape():
+        count *= d
+    return count
+
+
+def _head(array: np.ndarray, head: int | None) -> np.ndarray:
+    return array if head is None else array[head]
+
+
+def _matrix_t(array: np.ndarray, transposed: bool) -> np.ndarray:
+    return np.swapaxes(array, -1, -2) if transposed else array
+
+
 @register_impls
 class SystolicFunctions(InterpreterFunctions):
     """numpy semantics of the systolic ISA, with accounting by the machine."""
@@ -261,15 +296,35 @@ class SystolicFunctions(InterpreterFunctions):
         self.machine.fold(op)
         lhs, rhs, acc = args
         if op.index.value.data == 0:
-            self.machine.count_effectual(lhs.T if op.transpose_a else lhs,
-                                         rhs.T if op.transpose_b else rhs)
+            self.machine.count_effectual(_matrix_t(lhs, op.transpose_a is not None),
+                                         _matrix_t(rhs, op.transpose_b is not None))
         if not self.machine.execute:
             return (None,)
         (m0, m1), (n0, n1), (k0, k1) = op.tile()
-        a = lhs[k0:k1, m0:m1].T if op.transpose_a else lhs[m0:m1, k0:k1]
-        b = rhs[n0:n1, k0:k1].T if op.transpose_b else rhs[k0:k1, n0:n1]
-        acc[m0:m1, n0:n1] += matmul_accumulate(a, b, dtype_of(op.lhs.type))
+        head = op.head_index
+        a = _matrix_t(_head(lhs, head), op.transpose_a is not None)[m0:m1, k0:k1]
+        b = _matrix_t(_head(rhs, head), op.transpose_b is not None)[k0:k1, n0:n1]
+        _head(acc, head)[m0:m1, n0:n1] += matmul_accumulate(a, b, dtype_of(op.lhs.type))
         return (acc,)
+
+    @impl(isa.EpilogueOp)
+    def run_epilogue(self, interpreter: Interpreter, op: isa.EpilogueOp,
+                     args: tuple[Any, ...]):
+        self.machine.epilogue(op)
+        acc = args[0]
+        if not self.machine.execute:
+            return (None,)
+        mask = op_mask(op, args[1] if len(args) > 1 else None)
+        scaled = acc * acc.dtype.type(op.scale.value.data)
+        return (scaled if mask is None else np.where(mask, scaled, acc.dtype.type(0)),)
+
+    @impl(isa.SoftmaxOp)
+    def run_softmax(self, interpreter: Interpreter, op: isa.SoftmaxOp, args: tuple[Any, ...]):
+        self.machine.softmax(op)
+        if not self.machine.execute:
+            return (None,)
+        mask = op_mask(op, args[1] if len(args) > 1 else None)
+        return (attention.masked_softmax(args[0], mask, dtype_of(op.result.type)),)
 
     @impl(isa.WritebackOp)
     def run_writeback(self, interpreter: Interpreter, op: isa.WritebackOp,

@@ -22,10 +22,12 @@ import functools
 
 from xdsl.dialects.builtin import (
     DenseArrayBase,
+    FloatAttr,
     IntegerAttr,
     StringAttr,
     TensorType,
     UnitAttr,
+    f64,
     i64,
 )
 from xdsl.ir import Attribute, Dialect, SSAValue
@@ -37,6 +39,7 @@ from xdsl.irdl import (
     opt_prop_def,
     prop_def,
     result_def,
+    var_operand_def,
 )
 from xdsl.utils.exceptions import VerifyException
 
@@ -118,6 +121,7 @@ class FoldOp(IRDLOperation):
     m = prop_def(DenseArrayBase)
     n = prop_def(DenseArrayBase)
     k = prop_def(DenseArrayBase)
+    head = opt_prop_def(IntegerAttr)
     transpose_a = opt_prop_def(UnitAttr)
     transpose_b = opt_prop_def(UnitAttr)
     irdl_options = (ParsePropInAttrDict(),)
@@ -128,10 +132,13 @@ class FoldOp(IRDLOperation):
 
     def __init__(self, lhs: SSAValue, rhs: SSAValue, acc: SSAValue, index: int,
                  m: tuple[int, int], n: tuple[int, int], k: tuple[int, int],
-                 transpose_a: bool = False, transpose_b: bool = False):
+                 transpose_a: bool = False, transpose_b: bool = False,
+                 head: int | None = None):
         properties: dict[str, Attribute] = {
             "index": IntegerAttr(index, i64), "m": _range(m), "n": _range(n), "k": _range(k),
         }
+        if head is not None:
+            properties["head"] = IntegerAttr(head, i64)
         if transpose_a:
             properties["transpose_a"] = UnitAttr()
         if transpose_b:
@@ -144,15 +151,26 @@ class FoldOp(IRDLOperation):
         return (_bounds(self.m, "m", self.name), _bounds(self.n, "n", self.name),
                 _bounds(self.k, "k", self.name))
 
+    @property
+    def head_index(self) -> int | None:
+        return self.head.value.data if self.head is not None else None
+
     def verify_(self) -> None:
         (m0, m1), (n0, n1), (k0, k1) = self.tile()
-        acc_shape = self.acc.type.get_shape()  # type: ignore[union-attr]
+        full_shape = self.acc.type.get_shape()  # type: ignore[union-attr]
         if self.result.type != self.acc.type:
             raise VerifyException("systolic.fold: result type must equal the accumulator's")
+        if (self.head is None) != (len(full_shape) == 2):
+            raise VerifyException("systolic.fold: rank-3 (multi-head) operands need `head`, "
+                                  "rank-2 ones take none")
+        if self.head is not None and not 0 <= self.head_index < full_shape[0]:
+            raise VerifyException(f"systolic.fold: head {self.head_index} is out of range for "
+                                  f"{full_shape[0]} heads")
+        acc_shape = full_shape[-2:]
         if m1 > acc_shape[0] or n1 > acc_shape[1]:
             raise VerifyException(f"systolic.fold: tile m={m0}:{m1} n={n0}:{n1} exceeds the "
                                   f"accumulator {acc_shape[0]}x{acc_shape[1]}")
-        a = self.lhs.type.get_shape()  # type: ignore[union-attr]
+        a = self.lhs.type.get_shape()[-2:]  # type: ignore[union-attr]
         k_extent = a[0] if self.transpose_a else a[1]
         if k1 > k_extent:
             raise VerifyException(f"systolic.fold: k={k0}:{k1} exceeds the operand's K="
@@ -184,4 +202,68 @@ class WritebackOp(IRDLOperation):
                                   "accumulator's")
 
 
-Systolic = Dialect("systolic", [ZerosOp, PrefetchOp, FoldOp, WritebackOp], [])
+class _VectorOp(IRDLOperation):
+    """Shared mask properties of the ops the vector unit runs on attention scores."""
+
+    mask = opt_prop_def(StringAttr)
+    window = opt_prop_def(IntegerAttr)
+
+    @property
+    def mask_kind(self) -> str:
+        return self.mask.data if self.mask is not None else "none"
+
+    @property
+    def window_size(self) -> int | None:
+        return self.window.value.data if self.window is not None else None
+
+
+def _mask_props(mask: str, window: int | None) -> dict[str, Attribute]:
+    props: dict[str, Attribute] = {}
+    if mask != "none":
+        props["mask"] = StringAttr(mask)
+    if window is not None:
+        props["window"] = IntegerAttr(window, i64)
+    return props
+
+
+@irdl_op_definition
+class EpilogueOp(_VectorOp):
+    """The vector unit scales and masks the accumulated scores before they drain:
+    acc = scale * acc where mask(i, j), 0 elsewhere (SDDMM's sampling)."""
+
+    name = "systolic.epilogue"
+    acc = operand_def(TensorType)
+    pattern = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    scale = prop_def(FloatAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = ("$acc (`pattern` $pattern^)? attr-dict `:` `(` type($acc) "
+                       "(`,` type($pattern)^)? `)` `->` type($result)")
+
+    def __init__(self, acc: SSAValue, scale: float, mask: str, window: int | None,
+                 pattern: SSAValue | None):
+        super().__init__(operands=[acc, [pattern] if pattern is not None else []],
+                         result_types=[acc.type],
+                         properties={"scale": FloatAttr(scale, f64), **_mask_props(mask, window)})
+
+
+@irdl_op_definition
+class SoftmaxOp(_VectorOp):
+    """The vector unit's masked row softmax (max, exp and sum, normalize: 3 passes)."""
+
+    name = "systolic.softmax"
+    input = operand_def(TensorType)
+    pattern = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = ("$input (`pattern` $pattern^)? attr-dict `:` `(` type($input) "
+                       "(`,` type($pattern)^)? `)` `->` type($result)")
+
+    def __init__(self, value: SSAValue, mask: str, window: int | None,
+                 pattern: SSAValue | None):
+        super().__init__(operands=[value, [pattern] if pattern is not None else []],
+                         result_types=[value.type], properties=_mask_props(mask, window))
+
+
+Systolic = Dialect("systolic", [ZerosOp, PrefetchOp, FoldOp, WritebackOp, EpilogueOp,
+                                SoftmaxOp], [])

@@ -7,24 +7,24 @@ Example: `lower-systolic{rows=32 cols=32 dataflow=os}` turns
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import Operation
+from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     PatternRewriter,
     PatternRewriteWalker,
     RewritePattern,
-    op_type_rewrite_pattern,
 )
 
 from sparsec.backends.systolic import isa
 from sparsec.backends.systolic.spec import SystolicSpec
-from sparsec.dialects.sparsec import MatmulOp
+from sparsec.dialects.sparsec import MatmulOp, SddmmOp, SoftmaxOp, SpmmOp
+from sparsec.passes.decompose_attention import DecomposeAttention
 
 Range = tuple[int, int]
 
@@ -86,39 +86,91 @@ def ofmap_words(m: int, n: int, k: int, spec: SystolicSpec) -> int:
     return m * n * cdiv(k, spec.rows)
 
 
-def lower_matmul(op: MatmulOp, spec: SystolicSpec) -> list[Operation]:
-    """The ISA ops computing one matmul on the array described by `spec`."""
-    m, n, k = op.problem_shape()
-    zeros = isa.ZerosOp(op.result.type)  # type: ignore[arg-type]
+def lower_gemm(lhs: SSAValue, rhs: SSAValue, result_type: TensorType, spec: SystolicSpec, *,
+               transpose_a: bool = False, transpose_b: bool = False,
+               epilogue: Callable[[SSAValue], Operation] | None = None) -> list[Operation]:
+    """The ISA ops computing lhs . rhs (per head for rank-3 operands) on the array.
+
+    One prefetch per operand, the folds of every head in turn, an optional vector-unit
+    epilogue on the accumulator (SDDMM's scale and mask), then the write-back.
+    """
+    shape = result_type.get_shape()
+    heads = shape[0] if len(shape) == 3 else None
+    a = lhs.type.get_shape()[-2:]  # type: ignore[union-attr]
+    m, n = shape[-2], shape[-1]
+    k = a[0] if transpose_a else a[1]
+    count = heads or 1
+    zeros = isa.ZerosOp(result_type)
     ops: list[Operation] = [
         zeros,
-        isa.PrefetchOp(op.lhs, "ifmap", m * k, first_use("ifmap", k, spec)),
-        isa.PrefetchOp(op.rhs, "filter", k * n, first_use("filter", k, spec)),
+        isa.PrefetchOp(lhs, "ifmap", count * m * k, first_use("ifmap", k, spec)),
+        isa.PrefetchOp(rhs, "filter", count * k * n, first_use("filter", k, spec)),
     ]
     acc = zeros.result
-    for index, (mt, nt, kt) in enumerate(fold_tiles(m, n, k, spec)):
-        fold = isa.FoldOp(op.lhs, op.rhs, acc, index, mt, nt, kt,
-                          transpose_a=op.transpose_a is not None,
-                          transpose_b=op.transpose_b is not None)
-        ops.append(fold)
-        acc = fold.result
-    ops.append(isa.WritebackOp(acc, ofmap_words(m, n, k, spec)))
+    index = 0
+    for head in range(count):
+        for mt, nt, kt in fold_tiles(m, n, k, spec):
+            fold = isa.FoldOp(lhs, rhs, acc, index, mt, nt, kt, transpose_a=transpose_a,
+                              transpose_b=transpose_b, head=head if heads else None)
+            ops.append(fold)
+            acc = fold.result
+            index += 1
+    if epilogue is not None:
+        ops.append(epilogue(acc))
+        acc = ops[-1].results[0]
+    ops.append(isa.WritebackOp(acc, count * ofmap_words(m, n, k, spec)))
     return ops
 
 
+def lower_matmul(op: MatmulOp, spec: SystolicSpec) -> list[Operation]:
+    """The ISA ops computing one matmul on the array described by `spec`."""
+    return lower_gemm(op.lhs, op.rhs, op.result.type, spec,  # type: ignore[arg-type]
+                      transpose_a=op.transpose_a is not None,
+                      transpose_b=op.transpose_b is not None)
+
+
+def lower_sddmm(op: SddmmOp, spec: SystolicSpec) -> list[Operation]:
+    """Q K^T on the array, then scale and mask on the vector unit before draining."""
+    pattern = op.pattern[0] if op.pattern else None
+
+    def epilogue(acc: SSAValue) -> Operation:
+        return isa.EpilogueOp(acc, op.scale.value.data, op.mask_kind, op.window_size, pattern)
+
+    return lower_gemm(op.lhs, op.rhs, op.result.type, spec,  # type: ignore[arg-type]
+                      transpose_b=True, epilogue=epilogue)
+
+
+def lower_spmm(op: SpmmOp, spec: SystolicSpec) -> list[Operation]:
+    """P V as a dense GEMM: the array multiplies the zeros of P too."""
+    return lower_gemm(op.lhs, op.rhs, op.result.type, spec)  # type: ignore[arg-type]
+
+
+def lower_softmax(op: SoftmaxOp, spec: SystolicSpec) -> list[Operation]:
+    pattern = op.pattern[0] if op.pattern else None
+    return [isa.SoftmaxOp(op.input, op.mask_kind, op.window_size, pattern)]
+
+
+LOWERINGS: dict[type[Operation], Callable[[Any, SystolicSpec], list[Operation]]] = {
+    MatmulOp: lower_matmul, SddmmOp: lower_sddmm, SpmmOp: lower_spmm, SoftmaxOp: lower_softmax,
+}
+
+
 @dataclass
-class LowerMatmul(RewritePattern):
+class LowerKernelOps(RewritePattern):
     spec: SystolicSpec
 
-    @op_type_rewrite_pattern
-    def match_and_rewrite(self, op: MatmulOp, rewriter: PatternRewriter) -> None:
-        ops = lower_matmul(op, self.spec)
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        lowering = LOWERINGS.get(type(op))
+        if lowering is None:
+            return
+        ops = lowering(op, self.spec)
         rewriter.replace(op, ops, [ops[-1].results[0]])
 
 
 @dataclass(frozen=True)
 class LowerSystolicPass(SystolicSpec, ModulePass):
-    """Lower every sparsec.matmul to systolic folds; options are the array's spec.
+    """Lower matmuls (and attention: sddmm, softmax, spmm) to systolic folds and
+    vector-unit ops; options are the array's spec. Attention is decomposed first.
 
     Example: `lower-systolic{rows=16 cols=16 dataflow=ws}`.
     """
@@ -130,4 +182,5 @@ class LowerSystolicPass(SystolicSpec, ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         spec = self.hardware()
-        PatternRewriteWalker(LowerMatmul(spec), apply_recursively=False).rewrite_module(op)
+        PatternRewriteWalker(DecomposeAttention(), apply_recursively=False).rewrite_module(op)
+        PatternRewriteWalker(LowerKernelOps(spec), apply_recursively=False).rewrite_module(op)

@@ -17,9 +17,10 @@ class SystolicSpec(AcceleratorSpec):
     """A rows x cols array of MAC PEs with three operand SRAMs and a DRAM interface.
 
     Sizes follow SCALE-Sim: SRAMs in kB of `word_bytes`-byte words (SCALE-Sim counts
-    1-byte words); `mode=calc` is SCALE-Sim's `InterfaceBandwidth: CALC` (DRAM never
-    stalls the array), `mode=user` limits DRAM to `bandwidth` words per cycle per operand
-    buffer, with double-buffered SRAMs.
+    1-byte words); a vector unit of `vector_lanes` lanes (default: one per column) runs
+    softmax and the SDDMM scale-and-mask epilogue; `mode=calc` is SCALE-Sim's
+    `InterfaceBandwidth: CALC` (DRAM never stalls the array), `mode=user` limits DRAM to
+    `bandwidth` words per cycle per operand buffer, with double-buffered SRAMs.
     """
 
     name: ClassVar[str] = "systolic"
@@ -44,6 +45,7 @@ class SystolicSpec(AcceleratorSpec):
     mode: str = "calc"
     bandwidth: int = 10
     clock_ghz: float = 1.0
+    vector_lanes: int = 0
     mac_pj: float = 0.23
     sram_pj_per_byte: float = SRAM_PJ_PER_BYTE
     dram_pj_per_byte: float = DRAM_PJ_PER_BYTE
@@ -60,6 +62,11 @@ class SystolicSpec(AcceleratorSpec):
         for option in ("ifmap_sram_kb", "filter_sram_kb", "ofmap_sram_kb"):
             self.require(getattr(self, option) >= 1, option, "must be >= 1 kB")
         self.require(self.clock_ghz > 0, "clock_ghz", "must be > 0")
+
+    @property
+    def lanes(self) -> int:
+        """Lanes of the vector unit beside the array (softmax, SDDMM epilogue); 0 = cols."""
+        return self.vector_lanes or self.cols
 
     def sram_words(self, operand: str) -> int:
         """Capacity of an operand's SRAM in words (`ifmap`, `filter` or `ofmap`)."""
