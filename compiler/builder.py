@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from xdsl.dialects import func
@@ -17,7 +18,7 @@ from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr, TensorType
 from xdsl.ir import Operation, SSAValue
 
 from sparsec.compiler.attention_rules import parse_mask
-from sparsec.compiler.datastore import DataStore, store_key
+from sparsec.compiler.datastore import DataStore, is_sparse, store_key
 from sparsec.compiler.sources import materialize, read_pattern
 from sparsec.compiler.spec import (
     Assign,
@@ -75,10 +76,14 @@ def ir_type(ttype: SpecTensorType) -> TensorType:
     return tensor_type(ttype.shape, ttype.dtype)
 
 
-def density_stats(array: np.ndarray) -> tuple[int, float]:
-    """(nnz, density) of an array, for the IR's summary of a stored value."""
-    nnz = int(np.count_nonzero(array))
-    return nnz, (nnz / array.size if array.size else 0.0)
+def density_stats(array: Any) -> tuple[int, float]:
+    """(nnz, density) of a dense array or a scipy sparse matrix, for the IR's summary."""
+    if is_sparse(array):
+        nnz = int(np.count_nonzero(array.data))
+        size = array.shape[0] * array.shape[1]
+    else:
+        nnz, size = int(np.count_nonzero(array)), array.size
+    return nnz, (nnz / size if size else 0.0)
 
 
 def build_kernel(kernel: Kernel, store: DataStore, base_dir: Path) -> func.FuncOp:

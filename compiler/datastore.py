@@ -15,11 +15,35 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 META_KEY = "__sparsec_meta__"
 """npz entry holding the JSON metadata (element type name of every array)."""
+
+SPARSE_PARTS = ("data", "indices", "indptr")
+"""A scipy CSR value is saved as `<key>#csr.data`, `#csr.indices`, `#csr.indptr`."""
+
+DENSIFY_LIMIT = 1 << 27
+"""Largest element count a sparse value may be densified to (512 MiB of f32)."""
+
+
+def is_sparse(value: Any) -> bool:
+    """Whether a stored value is a scipy sparse matrix (a large .mtx, say)."""
+    return hasattr(value, "tocsr") and hasattr(value, "nnz")
+
+
+def dense(value: Any, what: str) -> np.ndarray:
+    """A stored value as a dense array; refuse (naming `what`) one too large to densify."""
+    if not is_sparse(value):
+        return value
+    rows, cols = value.shape
+    if rows * cols > DENSIFY_LIMIT:
+        raise DataStoreError(f"{what} is a {rows}x{cols} sparse matrix ({value.nnz} nonzeros): "
+                             "too large to densify; use a target that streams sparse data "
+                             "(hottiles)")
+    return value.toarray()
 
 
 class DataStoreError(Exception):
@@ -38,12 +62,17 @@ class DataStore:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     dtypes: dict[str, str] = field(default_factory=dict)
 
-    def put(self, key: str, array: np.ndarray, dtype: str) -> None:
+    def put(self, key: str, array: Any, dtype: str) -> None:
         """Store `array` under `key`, declared as spec element type `dtype`."""
         self.arrays[key] = array
         self.dtypes[key] = dtype
 
-    def get(self, key: str) -> np.ndarray:
+    def get(self, key: str) -> Any:
+        """The value under `key`: a numpy array, or a scipy CSR matrix for large sparse
+        data (see `dense`)."""
+        return self._get(key)
+
+    def _get(self, key: str) -> Any:
         if key not in self.arrays:
             known = ", ".join(sorted(self.arrays)) or "none"
             raise DataStoreError(f"no data for symbol '{key}' (the store has: {known}); "
@@ -57,10 +86,23 @@ class DataStore:
         return list(self.arrays)
 
     def save(self, path: str | Path) -> None:
-        """Write the store as one .npz, atomically (a failed write leaves no file)."""
+        """Write the store as one .npz, atomically (a failed write leaves no file).
+
+        Sparse values are written as their CSR arrays, so size stays proportional to nnz.
+        """
         path = Path(path)
-        meta = json.dumps({"dtypes": self.dtypes})
-        payload = {**self.arrays, META_KEY: np.frombuffer(meta.encode(), dtype=np.uint8)}
+        payload: dict[str, np.ndarray] = {}
+        sparse: dict[str, list[int]] = {}
+        for key, value in self.arrays.items():
+            if not is_sparse(value):
+                payload[key] = value
+                continue
+            csr = value.tocsr()
+            sparse[key] = list(csr.shape)
+            for part in SPARSE_PARTS:
+                payload[f"{key}#csr.{part}"] = getattr(csr, part)
+        meta = json.dumps({"dtypes": self.dtypes, "sparse": sparse})
+        payload[META_KEY] = np.frombuffer(meta.encode(), dtype=np.uint8)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
         os.close(fd)
         try:
@@ -85,7 +127,16 @@ class DataStore:
         if meta_bytes is None:
             raise DataStoreError(f"{path}: not a sparsec data bundle (no {META_KEY} entry)")
         meta = json.loads(meta_bytes.tobytes().decode())
+        for key, shape in meta.get("sparse", {}).items():
+            arrays[key] = _csr_from_parts(arrays, key, tuple(shape))
         return cls(arrays=arrays, dtypes=dict(meta["dtypes"]))
+
+
+def _csr_from_parts(arrays: dict[str, np.ndarray], key: str, shape: tuple[int, ...]) -> Any:
+    import scipy.sparse
+
+    data, indices, indptr = (arrays.pop(f"{key}#csr.{part}") for part in SPARSE_PARTS)
+    return scipy.sparse.csr_matrix((data, indices, indptr), shape=shape)
 
 
 _ACTIVE: contextvars.ContextVar[DataStore | None] = contextvars.ContextVar(

@@ -280,8 +280,9 @@ def _read_npz(path: Path, params: LoadParams, loc: Any) -> np.ndarray:
         return data[key]
 
 
-def _read_mtx(path: Path, params: LoadParams, loc: Any) -> np.ndarray:
-    """A Matrix Market file, densified (scipy expands symmetry; pattern -> ones)."""
+def _read_mtx(path: Path, params: LoadParams, loc: Any) -> Any:
+    """A Matrix Market file as a scipy CSR matrix, never densified (memory stays
+    proportional to nnz); scipy expands symmetric storage, pattern entries are ones."""
     import scipy.io
     import scipy.sparse
 
@@ -293,7 +294,7 @@ def _read_mtx(path: Path, params: LoadParams, loc: Any) -> np.ndarray:
         )
     data = scipy.io.mmread(str(path))
     if scipy.sparse.issparse(data):
-        return np.asarray(data.toarray())
+        return scipy.sparse.csr_matrix(data)
     return np.asarray(data)
 
 
@@ -365,7 +366,7 @@ def _read(params: LoadParams, base_dir: Path, loc: Any) -> np.ndarray:
     if path.is_dir():
         raise SpecError(loc, f"load: cannot read '{params.path}': it is a directory")
     try:
-        return np.asarray(_READERS[params.fmt](path, params, loc))
+        return _READERS[params.fmt](path, params, loc)
     except SpecError:
         raise
     except OSError as err:
@@ -377,8 +378,34 @@ def _read(params: LoadParams, base_dir: Path, loc: Any) -> np.ndarray:
         ) from None
 
 
+def _fit_sparse(data: Any, params: LoadParams, ttype: TensorType, loc: Any) -> Any:
+    """A scipy sparse matrix checked against the declaration, values converted; CSR."""
+    if ttype.rank != 2:
+        raise SpecError(loc, f"load: Matrix Market files hold matrices, but the tensor is {ttype}")
+    if params.transpose:
+        data = data.T
+    data = data.tocsr()
+    values = data.data
+    if values.dtype.kind not in "biuf":
+        raise SpecError(loc, f"load: cannot convert {values.dtype} data to {ttype.dtype}")
+    if ttype.dtype in INT_TYPES and values.dtype.kind == "f":
+        raise SpecError(loc, f"load: cannot convert {values.dtype} data to {ttype.dtype} "
+                             "(integer type)")
+    after = " after transpose" if params.transpose else ""
+    if tuple(data.shape) != ttype.shape:
+        raise SpecError(loc, f"load: data has shape {_shape_str(data.shape)}{after} but the "
+                             f"tensor is {ttype}")
+    data.data = round_to_dtype(values, ttype.dtype)
+    data.sum_duplicates()
+    return data
+
+
 def _fit(data: np.ndarray, params: LoadParams, ttype: TensorType, loc: Any) -> np.ndarray:
     """Transpose, check shape and dtype against the declaration, convert."""
+    import scipy.sparse
+
+    if scipy.sparse.issparse(data):
+        return _fit_sparse(data, params, ttype, loc)
     kind = data.dtype.kind
     if kind not in "biuf":
         raise SpecError(loc, f"load: cannot convert {data.dtype} data to {ttype.dtype}")

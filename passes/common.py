@@ -26,7 +26,7 @@ from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.rewriter import Rewriter
 from xdsl.utils.exceptions import PassFailedException
 
-from sparsec.compiler.datastore import DataStore, store_key
+from sparsec.compiler.datastore import DataStore, dense, store_key
 from sparsec.dialects.sparsec import InputOp, MatmulOp, ParamOp
 
 FORMAT_ONLY = "format only: runtime input, values arrive at run time"
@@ -133,6 +133,12 @@ def with_encoding(ttype: TensorType, encoding: Attribute | None) -> TensorType:
     return TensorType(ttype.element_type, ttype.get_shape(), encoding)
 
 
+def param_values(store: DataStore, target: Target) -> np.ndarray:
+    """A param's values as a dense array (a sparse .mtx value is densified when small
+    enough; otherwise the DataStore says the tensor is too large for this pass)."""
+    return dense(store.get(target.key), f"{target.describe()}")
+
+
 def update_param_values(target: Target, store: DataStore, values: np.ndarray,
                         effect: dict[str, float | int | str]) -> None:
     """Store a param's new values, refresh its nnz/density, record the pass's effect.
@@ -141,7 +147,7 @@ def update_param_values(target: Target, store: DataStore, values: np.ndarray,
     relative error ||W - W'|| / ||W|| next to what the pass supplies.
     """
     assert isinstance(target.op, ParamOp)
-    old = store.get(target.key).astype(np.float64)
+    old = param_values(store, target).astype(np.float64)
     new = values.astype(np.float64)
     norm = float(np.linalg.norm(old))
     nnz = int(np.count_nonzero(values))

@@ -16,7 +16,13 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
 from sparsec.compiler.datastore import current_store
-from sparsec.passes.common import fail, record_format_only, targets, update_param_values
+from sparsec.passes.common import (
+    fail,
+    param_values,
+    record_format_only,
+    targets,
+    update_param_values,
+)
 
 
 def prune_to_sparsity(values: np.ndarray, sparsity: float) -> np.ndarray:
@@ -59,7 +65,7 @@ class PruneMagnitudePass(ModulePass):
                 record_format_only(target, {**effect, "note": "runtime input: not pruned"})
                 continue
             store = current_store()
-            values = store.get(target.key)
+            values = param_values(store, target)
             pruned = (prune_below(values, self.threshold) if self.threshold >= 0
                       else prune_to_sparsity(values, self.sparsity))
             update_param_values(target, store, pruned, effect)

@@ -21,6 +21,7 @@ from sparsec.passes.common import (
     Target,
     encoding_of,
     fail,
+    param_values,
     record_format_only,
     set_type,
     targets,
@@ -79,7 +80,7 @@ class PruneNmPass(ModulePass):
                 record_format_only(target, effect)
                 continue
             store = current_store()
-            values = store.get(target.key)
+            values = param_values(store, target)
             pruned = prune_nm_values(values, self.n, self.m, target.reduction_axis)
             update_param_values(target, store, pruned, effect)
             set_type(target, with_encoding(target.ttype, encoding))

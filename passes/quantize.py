@@ -29,6 +29,7 @@ from sparsec.passes.common import (
     Target,
     encoding_of,
     fail,
+    param_values,
     record_format_only,
     set_type,
     targets,
@@ -91,7 +92,7 @@ class QuantizePass(ModulePass):
 
     def _quantize_param(self, target: Target, store: DataStore, axis: int | None,
                         layout: object, effect: dict[str, float | int | str]) -> None:
-        values = store.get(target.key)
+        values = param_values(store, target)
         if self.frac_bits >= 0:
             q = fixed_point_values(values, self.bits, self.frac_bits)
             unclipped = np.rint(np.ldexp(values.astype(np.float64), self.frac_bits))

@@ -27,6 +27,7 @@ from sparsec.dialects.formats import CodebookAttr, QuantizedAttr, codebook
 from sparsec.passes.common import (
     encoding_of,
     fail,
+    param_values,
     record_format_only,
     set_type,
     targets,
@@ -89,7 +90,7 @@ class ShareWeightsPass(ModulePass):
                 record_format_only(target, effect)
                 continue
             store = current_store()
-            values = store.get(target.key)
+            values = param_values(store, target)
             nonzero = values != 0
             centroids, index = kmeans_1d(values[nonzero], 2**self.bits - 1)
             dtype = store.dtypes[target.key]

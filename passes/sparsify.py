@@ -26,6 +26,7 @@ from sparsec.passes.common import (
     Target,
     encoding_of,
     fail,
+    param_values,
     record_format_only,
     set_type,
     targets,
@@ -79,7 +80,7 @@ class SparsifyPass(ModulePass):
     def _storage(self, target: Target, store: DataStore, encoding: Attribute | None
                  ) -> dict[str, float | int | str]:
         """Exact bits in the new format against dense storage; refuse data that does not fit."""
-        values = store.get(target.key)
+        values = param_values(store, target)
         value_bits = 8 * ELEMENT_BYTES[store.dtypes[target.key]]
         aux = {name: store.get(f"{target.key}#{name}") for name in ("codebook", "scale",
                "zero_point") if f"{target.key}#{name}" in store}

@@ -9,8 +9,11 @@ integer matmul.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from sparsec.compiler.datastore import is_sparse
 from sparsec.compiler.sources import carrier_dtype, round_to_dtype
 
 ACCUMULATOR: dict[str, type] = {
@@ -29,8 +32,16 @@ def accumulate_dtype(dtype: str) -> type:
 
 
 def matmul_accumulate(a: np.ndarray, b: np.ndarray, dtype: str) -> np.ndarray:
-    """a @ b in the accumulator type of `dtype` (no final rounding)."""
+    """a @ b in the accumulator type of `dtype` (no final rounding).
+
+    Either operand may be a scipy sparse matrix (a large .mtx); the product is dense.
+    """
     acc = ACCUMULATOR[dtype]
+    if is_sparse(a) or is_sparse(b):
+        wide = np.float64 if is_integer(dtype) else acc
+        product = a.astype(wide) @ b.astype(wide)
+        product = np.asarray(product.toarray() if is_sparse(product) else product)
+        return product.astype(np.int64) if is_integer(dtype) else product
     if not is_integer(dtype):
         return np.matmul(a.astype(acc, copy=False), b.astype(acc, copy=False))
     if a.size == 0 or b.size == 0:
@@ -60,6 +71,15 @@ def effectual_macs(a: np.ndarray, b: np.ndarray) -> int:
 
     sum_k nnz(a[.., :, k]) * nnz(b[.., k, :]), counted from the real zeros of the operands.
     """
-    per_k_a = np.count_nonzero(a, axis=-2).astype(np.int64)
-    per_k_b = np.count_nonzero(b, axis=-1).astype(np.int64)
+    per_k_a = _nonzeros(a, axis=-2)
+    per_k_b = _nonzeros(b, axis=-1)
     return int(np.sum(per_k_a * per_k_b))
+
+
+def _nonzeros(x: Any, axis: int) -> np.ndarray:
+    """Nonzeros along `axis` of a dense array or a scipy sparse matrix."""
+    if is_sparse(x):
+        csr = x.tocsr()
+        csr.eliminate_zeros()
+        return np.asarray(csr.getnnz(axis=axis % 2), dtype=np.int64)
+    return np.count_nonzero(x, axis=axis).astype(np.int64)

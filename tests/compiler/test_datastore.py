@@ -54,3 +54,31 @@ def test_active_store_is_scoped():
         assert current_store() is store
     with pytest.raises(DataStoreError):
         current_store()
+
+
+def test_sparse_values_round_trip_as_csr_parts(tmp_path):
+    import scipy.sparse
+
+    from sparsec.compiler.datastore import dense, is_sparse
+
+    matrix = scipy.sparse.random(50, 40, density=0.05, format="csr", random_state=1,
+                                 dtype=np.float32)
+    store = DataStore()
+    store.put("k.A", matrix, "f32")
+    store.save(tmp_path / "s.npz")
+    with np.load(tmp_path / "s.npz") as raw:
+        assert "k.A#csr.indptr" in raw.files and "k.A" not in raw.files
+    back = DataStore.load(tmp_path / "s.npz").get("k.A")
+    assert is_sparse(back) and back.shape == (50, 40)
+    np.testing.assert_array_equal(back.toarray(), matrix.toarray())
+    np.testing.assert_array_equal(dense(back, "A"), matrix.toarray())
+
+
+def test_too_large_sparse_value_is_not_densified():
+    import scipy.sparse
+
+    from sparsec.compiler.datastore import dense
+
+    huge = scipy.sparse.eye(400_000, format="csr", dtype=np.float32)
+    with pytest.raises(DataStoreError, match="too large to densify"):
+        dense(huge, "operand A")

@@ -285,18 +285,21 @@ def test_load_mtx_general_pattern_symmetric(tmp_path: Path) -> None:
     (tmp_path / "s.mtx").write_text(
         "%%MatrixMarket matrix coordinate real symmetric\n3 3 3\n1 1 4.0\n2 1 1.5\n3 2 -2.0\n"
     )
-    source, ttype = decl_source(tmp_path, 'param X: f32[2, 3] = load("g.mtx")')
-    assert materialize(source, ttype).tolist() == [[1.0, 0.0, 2.5], [0.0, -3.0, 0.0]]
-    source, ttype = decl_source(tmp_path, 'param X: f32[2, 3] = load("p.mtx")')
-    assert materialize(source, ttype).tolist() == [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
-    source, ttype = decl_source(tmp_path, 'param X: f64[3, 3] = load("s.mtx")')
-    assert materialize(source, ttype).tolist() == [
+    def load(decl: str) -> list[list[float]]:
+        source, ttype = decl_source(tmp_path, decl)
+        loaded = materialize(source, ttype)
+        assert scipy.sparse.issparse(loaded)          # never densified: memory ~ nnz
+        return loaded.toarray().tolist()
+
+    assert load('param X: f32[2, 3] = load("g.mtx")') == [[1.0, 0.0, 2.5], [0.0, -3.0, 0.0]]
+    assert load('param X: f32[2, 3] = load("p.mtx")') == [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    assert load('param X: f64[3, 3] = load("s.mtx")') == [
         [4.0, 1.5, 0.0],
         [1.5, 0.0, -2.0],
         [0.0, -2.0, 0.0],
     ]
-    source, ttype = decl_source(tmp_path, 'param X: f32[3, 2] = load("g.mtx", transpose=true)')
-    assert materialize(source, ttype).tolist() == [[1.0, 0.0], [0.0, -3.0], [2.5, 0.0]]
+    assert load('param X: f32[3, 2] = load("g.mtx", transpose=true)') == [
+        [1.0, 0.0], [0.0, -3.0], [2.5, 0.0]]
 
 
 def test_load_safetensors(tmp_path: Path) -> None:
