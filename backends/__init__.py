@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 BACKEND_MODULES: dict[str, str] = {
     "systolic": "sparsec.backends.systolic",
     "stc": "sparsec.backends.stc",
+    "eie": "sparsec.backends.eie",
 }
 """Target name -> module whose `BACKEND` attribute describes the backend."""
 

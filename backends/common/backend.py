@@ -35,7 +35,7 @@ from xdsl.passes import ModulePass
 
 from sparsec.backends.common import attention
 from sparsec.backends.common.numerics import matmul
-from sparsec.backends.common.quantization import quantize_dynamic
+from sparsec.backends.common.quantization import quantize_dynamic, quantize_static
 from sparsec.backends.common.report import Check, Report
 from sparsec.backends.common.spec import AcceleratorSpec
 from sparsec.compiler.datastore import DataStore, store_key
@@ -69,13 +69,18 @@ def op_mask(op: Any, pattern: np.ndarray | None) -> np.ndarray | None:
 
 
 def arriving_values(values: np.ndarray, value_type: Any) -> np.ndarray:
-    """A runtime input as the program sees it: quantized on arrival when its format is
-    a quantized encoding with a dynamic scale (a per-tensor scale computed from the
-    values), else unchanged."""
+    """A runtime input as the program sees it: quantized on arrival when its format is a
+    per-tensor quantized encoding (with its static scale, e.g. fixed point, or a dynamic
+    scale computed from the values), else unchanged."""
     encoding = getattr(value_type, "encoding", None)
-    if not isinstance(encoding, QuantizedAttr) or not encoding.is_dynamic:
+    if not isinstance(encoding, QuantizedAttr) or encoding.is_per_channel:
         return values
-    quantized = quantize_dynamic(values, encoding.bit_width, encoding.is_symmetric)
+    bits, symmetric = encoding.bit_width, encoding.is_symmetric
+    if encoding.is_dynamic:
+        quantized = quantize_dynamic(values, bits, symmetric)
+    else:
+        quantized = quantize_static(values, bits, symmetric, encoding.scale_value or 1.0,
+                                    encoding.zero_point_value or 0)
     return round_to_dtype(quantized, dtype_of(value_type)).astype(values.dtype)
 
 

@@ -59,3 +59,13 @@ def quantize_dynamic(values: np.ndarray, bits: int, symmetric: bool) -> np.ndarr
     themselves: what hardware does to a runtime input as it arrives."""
     q = quantize_values(values, bits, symmetric, None)
     return q.values(None)
+
+
+def quantize_static(values: np.ndarray, bits: int, symmetric: bool, scale: float,
+                    zero_point: int) -> np.ndarray:
+    """Values after quantization with a given per-tensor scale and zero point (codes
+    clipped to the `bits`-bit range): a runtime input declared in a fixed format."""
+    low, high = ((-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if symmetric
+                 else (0, 2**bits - 1))
+    codes = np.clip(np.rint(values.astype(np.float64) / scale) + zero_point, low, high)
+    return scale * (codes - zero_point)
