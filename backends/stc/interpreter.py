@@ -5,7 +5,9 @@ tiles form a wave, and a wave ends when its slowest tile does (the next tiles ta
 freed SMs). Within a tile, K streams through double-buffered shared memory: the loads of
 chunk k+1 overlap the mma of chunk k. Units: `hbm` and `l2` (busy = bytes moved at the
 whole GPU's bandwidth), `tensor_cores` / `cuda_cores` (busy = math cycles averaged over
-all SMs, so utilization is the fraction of peak). Equations: backends/stc/README.md.
+all SMs, so utilization is the fraction of peak), `stream` (busy = kernel launches: a
+stream runs its kernels in order, each after its launch). Equations:
+backends/stc/README.md.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from sparsec.backends.stc.lowering import PRUNE, operand_name
 from sparsec.backends.stc.spec import CUDA_CORE_DTYPES, StcSpec
 from sparsec.compiler.datastore import DataStoreError
 
-UNITS = ("hbm", "l2", "tensor_cores", "cuda_cores")
+UNITS = ("stream", "hbm", "l2", "tensor_cores", "cuda_cores")
 METADATA_BYTES_PER_BLOCK = 0.5
 """Two 2-bit indices per 4-block of the 2:4 operand."""
 
@@ -108,6 +110,18 @@ def compress_two_four(dense: np.ndarray, axis: int, kept: int, name: str,
     return TwoFour(dense, axis, k, kept_values, indices.astype(np.uint8))
 
 
+def unpadded_extent(op: isa.TileOp) -> tuple[int, int]:
+    """(M, N) of the matmul a tile belongs to: its accumulator's, less the rows (columns)
+    stc.pad added to its dense lhs (rhs)."""
+    m, n = op.acc.type.get_shape()  # type: ignore[union-attr]
+    lhs, rhs = op.lhs.owner, op.rhs.owner
+    if isinstance(lhs, isa.PadOp):
+        m = lhs.source.type.get_shape()[lhs.dim.value.data]  # type: ignore[union-attr]
+    if isinstance(rhs, isa.PadOp):
+        n = rhs.source.type.get_shape()[rhs.dim.value.data]  # type: ignore[union-attr]
+    return m, n
+
+
 def _dense(value: Any) -> np.ndarray:
     return value.dense if isinstance(value, TwoFour) else value
 
@@ -172,6 +186,8 @@ class StcMachine(Machine):
         self.compute_cycles = 0
         self.stall_cycles = 0
         self.compressed: list[dict[str, Any]] = []
+        self.kernels: list[dict[str, Any]] = []
+        self.kernel_start = 0
 
     def functions(self) -> InterpreterFunctions:
         return StcFunctions(self)
@@ -196,6 +212,53 @@ class StcMachine(Machine):
         })
         return compressed
 
+    def launch(self, op: isa.LaunchOp) -> None:
+        """Launch the next kernel: after the previous kernel's last instruction, the
+        stream spends `launch_cycles`; the kernel's instructions follow it."""
+        self._close_kernel()
+        cycles = self.spec.launch_cycles
+        self.last = self.timeline.issue("stream", cycles, after=[self.last])
+        self.kernel_start = self.last.end
+        self.kernels.append({"kernel": op.kernel.data, "launch_cycles": cycles, "cycles": 0})
+
+    def pad(self, op: isa.PadOp, source: np.ndarray | None) -> np.ndarray | None:
+        """Zero-pad the operand: one kernel streaming the source in and the padded copy
+        out at HBM bandwidth. Without execution the source stands in for its padded copy
+        (only the nonzeros of an operand are read then, and padding adds none)."""
+        element = ELEMENT_BYTES[dtype_of(op.source.type)]
+        read = math.prod(op.source.type.get_shape()) * element  # type: ignore[union-attr]
+        write = math.prod(op.result.type.get_shape()) * element  # type: ignore[union-attr]
+        self._stream_kernel(read, write)
+        if not self.execute or source is None:
+            return source
+        rows, cols = source.shape
+        out_rows, out_cols = op.result.type.get_shape()  # type: ignore[union-attr]
+        return np.pad(source, ((0, out_rows - rows), (0, out_cols - cols)))
+
+    def copy_out(self, op: isa.CopyOutOp) -> None:
+        """The result in the user's layout: free as a view, else one kernel reading the
+        library's (padded, transposed) output and writing the M x N result."""
+        if op.view is not None:
+            return
+        read = math.prod(op.source.type.get_shape())  # type: ignore[union-attr]
+        write = math.prod(op.result.type.get_shape())  # type: ignore[union-attr]
+        element = ELEMENT_BYTES[dtype_of(op.result.type)]
+        self._stream_kernel(read * element, write * element)
+
+    def _stream_kernel(self, read: int, write: int) -> None:
+        """A memory-bound kernel (pad, copy): (read + write) bytes at HBM bandwidth."""
+        cycles = math.ceil((read + write) / self.spec.hbm_bytes_per_clk)
+        self.hbm.read(read)
+        self.hbm.write(write)
+        self.last = self.timeline.issue("hbm", cycles, after=[self.last])
+
+    def _close_kernel(self) -> None:
+        """Record how long the last launched kernel ran, from its launch to its last
+        instruction's end."""
+        if not self.kernels or self.last is None:
+            return
+        self.kernels[-1]["cycles"] = self.last.end - self.kernel_start
+
     def tile(self, op: isa.TileOp) -> None:
         """Queue one thread-block tile on the current wave; issue the wave when full."""
         gemm = self.gemm if self.gemm is not None else self._start_gemm(op)
@@ -207,7 +270,9 @@ class StcMachine(Machine):
                                   rows * cols * gemm.out_bytes))
         gemm.tiles += 1
         tm, tn, _ = gemm.tile
-        self.dense_macs += (m1 - m0) * (n1 - n0) * gemm.k
+        m_real, n_real = unpadded_extent(op)
+        self.dense_macs += (max(0, min(m1, m_real) - m0) * max(0, min(n1, n_real) - n0)
+                            * gemm.k)
         executed = tm * tn * gemm.k_chunks * gemm.tile[2] // (2 if gemm.sparse else 1)
         self.executed_macs += executed
         self.mac_energy_pj += executed * self.spec.mac_pj(gemm.dtype)
@@ -349,6 +414,7 @@ class StcMachine(Machine):
         }
 
     def report(self, kernel: str) -> Report:
+        self._close_kernel()
         spec = self.spec
         span = self.timeline.cycles
         memories = [self.hbm, self.l2, self.smem]
@@ -376,6 +442,9 @@ class StcMachine(Machine):
                 "achieved_tflops": 2 * self.dense_macs / seconds / 1e12,
                 "gemms": self.gemms,
                 "compressed": self.compressed,
+                "path": spec.path,
+                "launch_cycles": sum(k["launch_cycles"] for k in self.kernels),
+                "kernels": self.kernels,
                 "energy_breakdown_pj": energy,
             },
         )
@@ -429,4 +498,26 @@ class StcFunctions(InterpreterFunctions):
         (acc,) = args
         if not self.machine.execute:
             return (None,)
-        return (finish(acc, dtype_of(op.result.type)),)
+        result = finish(acc, dtype_of(op.result.type))
+        return (result.T if op.transpose else result,)
+
+    @impl(isa.LaunchOp)
+    def run_launch(self, interpreter: Interpreter, op: isa.LaunchOp, args: tuple[Any, ...]):
+        self.machine.launch(op)
+        return ()
+
+    @impl(isa.PadOp)
+    def run_pad(self, interpreter: Interpreter, op: isa.PadOp, args: tuple[Any, ...]):
+        (source,) = args
+        return (self.machine.pad(op, source),)
+
+    @impl(isa.CopyOutOp)
+    def run_copy_out(self, interpreter: Interpreter, op: isa.CopyOutOp,
+                     args: tuple[Any, ...]):
+        self.machine.copy_out(op)
+        (source,) = args
+        if not self.machine.execute:
+            return (None,)
+        rows, cols = op.result.type.get_shape()  # type: ignore[union-attr]
+        layout = source.T if op.transpose else source
+        return (np.ascontiguousarray(layout[:rows, :cols]),)

@@ -19,7 +19,21 @@ Semantics (numpy): compress: (values, indices) = the two kept entries of every 4
 along K and their 2-bit positions; tile: acc[m0:m1, n0:n1] = A[m0:m1, :] @ B[:, n0:n1]
 over the whole K (the sparse operand rebuilt from values and indices), accumulated in
 f32 (floats) or exactly (integers); store: round(acc) to the result element type.
-Durations come from the target spec and the tile shape (backends/stc/README.md).
+
+The library path (`path=library`, what PyTorch runs through cuSPARSELt) adds around a
+2:4 GEMM on X (1 x K) . W^T:
+
+    stc.launch {kernel = "pad"}
+    %X_pad = stc.pad %X {dim = 0, multiple = 32} : tensor<1xKxf16> -> tensor<32xKxf16>
+    stc.launch {kernel = "sparse_gemm"}
+    ... zeros, compress, tiles on the 32-row problem ...
+    %Yt = stc.store %acc {transpose} : tensor<32xNxf16> -> tensor<Nx32xf16>
+    %Y = stc.copy_out %Yt {transpose, view} : tensor<Nx32xf16> -> tensor<1xNxf16>
+
+launch: none on values (the stream's in-order kernel launch); pad: zeros with the source
+in the top-left corner; store {transpose}: round(acc)^T; copy_out: (source^T if
+transpose else source)[:rows, :cols]. Durations come from the target spec and the tile
+shape (backends/stc/README.md).
 """
 
 from __future__ import annotations
@@ -319,7 +333,8 @@ class TileOp(IRDLOperation):
 
 @irdl_op_definition
 class StoreOp(IRDLOperation):
-    """The GEMM's output: result = round(acc) to the result element type.
+    """The GEMM's output: result = round(acc) to the result element type, or its transpose
+    with `transpose` (a library computing Y = X . W^T as Y^T = W . X^T writes Y^T).
 
     Each tile's epilogue writes its C tile to memory as the tile finishes; store waits for
     the last wave and adds no traffic of its own.
@@ -328,14 +343,148 @@ class StoreOp(IRDLOperation):
     name = "stc.store"
     acc = operand_def(TensorType)
     result = result_def(TensorType)
+    transpose = opt_prop_def(UnitAttr)
+    irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$acc attr-dict `:` type($acc) `->` type($result)"
 
-    def __init__(self, acc: SSAValue):
-        super().__init__(operands=[acc], result_types=[acc.type])
+    def __init__(self, acc: SSAValue, transpose: bool = False):
+        result_type = acc.type
+        properties: dict[str, Attribute] = {}
+        if transpose:
+            result_type = _transposed(acc.type)  # type: ignore[arg-type]
+            properties["transpose"] = UnitAttr()
+        super().__init__(operands=[acc], result_types=[result_type], properties=properties)
 
     def verify_(self) -> None:
-        if self.result.type != self.acc.type:
-            raise VerifyException("stc.store: result type must equal the accumulator's")
+        expected = _transposed(self.acc.type) if self.transpose else self.acc.type  # type: ignore[arg-type]
+        if self.result.type != expected:
+            which = "the accumulator's transpose" if self.transpose else "the accumulator's"
+            raise VerifyException(f"stc.store: result type must equal {which} type, "
+                                  f"{expected}")
 
 
-Stc = Dialect("stc", [ZerosOp, CompressOp, TileOp, StoreOp], [])
+def _transposed(ttype: TensorType) -> TensorType:
+    """The rank-2 tensor type with its two dimensions swapped (element type and encoding kept)."""
+    rows, cols = ttype.get_shape()
+    return TensorType(ttype.element_type, [cols, rows], ttype.encoding)
+
+
+def _matrix_shape(value: SSAValue, op: str, what: str) -> tuple[int, int]:
+    shape = value.type.get_shape()  # type: ignore[union-attr]
+    if len(shape) != 2:
+        raise VerifyException(f"{op}: {what} must be a matrix, got {value.type}")
+    return shape[0], shape[1]
+
+
+KERNELS = ("pad", "gemm", "sparse_gemm", "copy_out")
+"""What a launch starts: the pad kernel, the dense GEMM (cuBLAS), the 2:4 GEMM
+(cuSPARSELt or CUTLASS), the copy of the result into a contiguous tensor."""
+
+
+@irdl_op_definition
+class LaunchOp(IRDLOperation):
+    """A kernel launch on the stream: the GPU finishes the previous kernel, spends the
+    launch (`launch_us`) on the stream, then runs the kernel the next ops form.
+
+    Semantics: none on values; a stream runs its kernels one after another.
+    """
+
+    name = "stc.launch"
+    kernel = prop_def(StringAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "attr-dict"
+
+    def __init__(self, kernel: str):
+        super().__init__(properties={"kernel": StringAttr(kernel)})
+
+    def verify_(self) -> None:
+        if self.kernel.data not in KERNELS:
+            raise VerifyException(f"stc.launch: kernel must be one of {KERNELS}, got "
+                                  f"'{self.kernel.data}'")
+
+
+@irdl_op_definition
+class PadOp(IRDLOperation):
+    """Zero-pad dimension `dim` of a dense matrix up to a multiple of `multiple` (PyTorch
+    pads a matmul's dense operand to a shape its 2:4 library supports).
+
+    Semantics (numpy): result = zeros(result shape); result[:rows, :cols] = source.
+    One kernel: it reads the source and writes the whole padded copy.
+    """
+
+    name = "stc.pad"
+    source = operand_def(TensorType)
+    result = result_def(TensorType)
+    dim = prop_def(IntegerAttr)
+    multiple = prop_def(IntegerAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$source attr-dict `:` type($source) `->` type($result)"
+
+    def __init__(self, source: SSAValue, dim: int, multiple: int):
+        ttype = source.type
+        assert isinstance(ttype, TensorType)
+        shape = list(ttype.get_shape())
+        shape[dim] = -(-shape[dim] // multiple) * multiple
+        super().__init__(operands=[source],
+                         result_types=[TensorType(ttype.element_type, shape, ttype.encoding)],
+                         properties={"dim": IntegerAttr(dim, i64),
+                                     "multiple": IntegerAttr(multiple, i64)})
+
+    def verify_(self) -> None:
+        source = _matrix_shape(self.source, self.name, "source")
+        result = _matrix_shape(self.result, self.name, "result")
+        dim, multiple = self.dim.value.data, self.multiple.value.data
+        if dim not in (0, 1) or multiple < 1:
+            raise VerifyException(f"stc.pad: dim must be 0 or 1 and multiple >= 1, got dim "
+                                  f"{dim}, multiple {multiple}")
+        expected = list(source)
+        expected[dim] = -(-source[dim] // multiple) * multiple
+        if list(result) != expected:
+            raise VerifyException(f"stc.pad: padding dim {dim} of {source[0]}x{source[1]} to "
+                                  f"a multiple of {multiple} gives {expected[0]}x"
+                                  f"{expected[1]}, not {result[0]}x{result[1]}")
+        if self.result.type.element_type != self.source.type.element_type:  # type: ignore[union-attr]
+            raise VerifyException("stc.pad: result element type must equal the source's")
+
+
+@irdl_op_definition
+class CopyOutOp(IRDLOperation):
+    """The matmul's result from the library's output: undo its transpose, drop its padding.
+
+    Semantics (numpy): s = source.T if transpose else source; result = s[:rows, :cols].
+    With `view` no kernel runs (PyTorch returns `res.t()[:rows]`, a strided view, and the
+    first consumer that needs contiguous rows pays the copy); without it, one kernel
+    reads the source and writes the result.
+    """
+
+    name = "stc.copy_out"
+    source = operand_def(TensorType)
+    result = result_def(TensorType)
+    transpose = opt_prop_def(UnitAttr)
+    view = opt_prop_def(UnitAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$source attr-dict `:` type($source) `->` type($result)"
+
+    def __init__(self, source: SSAValue, result_type: TensorType, transpose: bool = False,
+                 view: bool = False):
+        properties: dict[str, Attribute] = {}
+        if transpose:
+            properties["transpose"] = UnitAttr()
+        if view:
+            properties["view"] = UnitAttr()
+        super().__init__(operands=[source], result_types=[result_type], properties=properties)
+
+    def verify_(self) -> None:
+        rows, cols = _matrix_shape(self.source, self.name, "source")
+        if self.transpose:
+            rows, cols = cols, rows
+        out_rows, out_cols = _matrix_shape(self.result, self.name, "result")
+        if out_rows > rows or out_cols > cols:
+            raise VerifyException(f"stc.copy_out: a {out_rows}x{out_cols} result does not fit "
+                                  f"the {rows}x{cols} source"
+                                  f"{' (transposed)' if self.transpose else ''}")
+        if self.result.type.element_type != self.source.type.element_type:  # type: ignore[union-attr]
+            raise VerifyException("stc.copy_out: result element type must equal the source's")
+
+
+Stc = Dialect("stc", [ZerosOp, CompressOp, TileOp, StoreOp, LaunchOp, PadOp, CopyOutOp], [])

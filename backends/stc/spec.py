@@ -34,6 +34,25 @@ L2_PJ_PER_BYTE = 12.5
 HBM_PJ_PER_BYTE = 31.2
 """HBM2: about 3.9 pJ/bit (O'Connor et al., "Fine-Grained DRAM", MICRO 2017) = 31.2 pJ/byte."""
 
+PATHS = ("library", "kernel")
+"""`library`: what PyTorch + cuBLAS / cuSPARSELt run (launches, padding, fixed tiles);
+`kernel`: one ideal kernel per matmul (no launch cost, the tile fitted to the problem)."""
+SPARSE_LIBRARIES = ("cusparselt", "cutlass")
+"""The 2:4 GEMM library of the library path: cuSPARSELt (PyTorch's
+`_FORCE_CUTLASS = False`) or PyTorch's own CUTLASS kernel (PyTorch 2.1's default)."""
+LAUNCH_US = 1.3
+"""Cost of one kernel launch on a stream, in microseconds: Hazy Research measured about 1.3
+us of launch cost per kernel on an H100 even with CUDA graphs, time in which the GPU does
+no useful work ("Look Ma, No Bubbles!", 2025-05-27). It is the GPU-side floor; an eager
+launch also costs the host 5-20 us (Meta's Holistic Trace Analysis docs, "CUDA kernel
+launch statistics"), which the host hides whenever it runs ahead of the GPU."""
+PAD_MULTIPLE = {"f16": 32, "bf16": 32, "i8": 64, "f32": 16}
+"""Rows the dense operand is zero-padded to a multiple of before the 2:4 library call.
+PyTorch issue #111339 (jcaip): "1x4096 is not technically a supported shape - so we pad
+to the nearest multiple of 64/32/16 depending on dtype. For float16, it's 32"; PyTorch
+2.1's `_DTYPE_TO_SEMI_STRUCTURED_SPARSE_CONFIG` has min_rows 32 for f16/bf16 (and 32,
+not 64, for int8; the comment's 64 is kept here)."""
+
 TENSOR_DTYPES = ("f16", "bf16", "i8")
 """Operand element types the (sparse) tensor cores multiply."""
 CUDA_CORE_DTYPES = ("f32",)
@@ -50,6 +69,16 @@ class StcSpec(AcceleratorSpec):
     16-bit elements (64 bytes of each row per stage, so 2x the elements for i8 and half
     for f32) through `stages` shared-memory buffers. `swizzle` is the width, in tiles,
     of the column strips CUTLASS's `GemmIdentityThreadblockSwizzle<N>` launches tiles in.
+
+    `path` says what runs a matmul. `kernel`: one ideal kernel (its tile fitted to the
+    problem and split to fill the SMs, no launch cost), what the hardware allows.
+    `library` (default): what PyTorch runs through cuBLAS and cuSPARSELt. Every kernel
+    costs a launch of `launch_us` on the stream; a 2:4 matmul first pads its dense
+    operand to a multiple of PAD_MULTIPLE rows (a pad kernel), then runs the library's
+    kernel on the padded problem with a tile that is not split to fill the SMs
+    (`sparse_library=cutlass`: nor shrunk to the problem), and returns a strided view
+    of its transposed, padded result (`copy_out=true`: a copy kernel makes it a
+    contiguous tensor, as a consumer that needs one does).
     """
 
     name: ClassVar[str] = "stc"
@@ -69,6 +98,10 @@ class StcSpec(AcceleratorSpec):
     }
 
     sparse: bool = True
+    path: str = "library"
+    launch_us: float = LAUNCH_US
+    sparse_library: str = "cutlass"
+    copy_out: bool = False
     sms: int = 108
     tensor_cores_per_sm: int = 4
     clock_ghz: float = 1.41
@@ -110,6 +143,10 @@ class StcSpec(AcceleratorSpec):
             self.require(getattr(self, option) >= 1, option, "must be >= 1")
         for option in ("clock_ghz", "hbm_gbps"):
             self.require(getattr(self, option) > 0, option, "must be > 0")
+        self.require(self.path in PATHS, "path",
+                     f"must be {' or '.join(PATHS)}, got '{self.path}'")
+        self.require(self.sparse_library in SPARSE_LIBRARIES, "sparse_library",
+                     f"must be {' or '.join(SPARSE_LIBRARIES)}, got '{self.sparse_library}'")
         self.require(self.tile_m >= MMA_M and self.tile_m % MMA_M == 0, "tile_m",
                      f"must be a positive multiple of {MMA_M} (the mma's m), got {self.tile_m}")
         self.require(self.tile_n >= MMA_N and self.tile_n % MMA_N == 0, "tile_n",
@@ -143,6 +180,11 @@ class StcSpec(AcceleratorSpec):
     def mac_pj(self, dtype: str) -> float:
         """Energy of one executed multiply-accumulate on operands of `dtype`."""
         return getattr(self, f"{dtype}_mac_pj")
+
+    @property
+    def launch_cycles(self) -> int:
+        """One kernel launch in core clocks (launch_us at clock_ghz)."""
+        return round(self.launch_us * self.clock_ghz * 1e3)
 
     @property
     def hbm_bytes_per_clk(self) -> float:

@@ -87,6 +87,53 @@
 
 // -----
 
+%acc = stc.zeros : tensor<8x4xf16>
+%r = stc.store %acc {transpose} : tensor<8x4xf16> -> tensor<8x4xf16>
+// CHECK: stc.store: result type must equal the accumulator's transpose type, tensor<4x8xf16>
+
+// -----
+
+stc.launch {kernel = "relu"}
+// CHECK: stc.launch: kernel must be one of ('pad', 'gemm', 'sparse_gemm', 'copy_out'), got 'relu'
+
+// -----
+
+%x = "test.op"() : () -> tensor<1x64xf16>
+%p = stc.pad %x {dim = 0 : i64, multiple = 32 : i64} : tensor<1x64xf16> -> tensor<16x64xf16>
+// CHECK: stc.pad: padding dim 0 of 1x64 to a multiple of 32 gives 32x64, not 16x64
+
+// -----
+
+%x = "test.op"() : () -> tensor<1x64xf16>
+%p = stc.pad %x {dim = 2 : i64, multiple = 32 : i64} : tensor<1x64xf16> -> tensor<32x64xf16>
+// CHECK: stc.pad: dim must be 0 or 1 and multiple >= 1, got dim 2, multiple 32
+
+// -----
+
+%x = "test.op"() : () -> tensor<1x64xf16>
+%p = stc.pad %x {dim = 0 : i64, multiple = 32 : i64} : tensor<1x64xf16> -> tensor<32x64xbf16>
+// CHECK: stc.pad: result element type must equal the source's
+
+// -----
+
+%x = "test.op"() : () -> tensor<64xf16>
+%p = stc.pad %x {dim = 0 : i64, multiple = 32 : i64} : tensor<64xf16> -> tensor<64xf16>
+// CHECK: stc.pad: source must be a matrix, got tensor<64xf16>
+
+// -----
+
+%y = "test.op"() : () -> tensor<4096x32xf16>
+%r = stc.copy_out %y {transpose} : tensor<4096x32xf16> -> tensor<1x8192xf16>
+// CHECK: stc.copy_out: a 1x8192 result does not fit the 32x4096 source (transposed)
+
+// -----
+
+%y = "test.op"() : () -> tensor<32x64xf16>
+%r = stc.copy_out %y {view} : tensor<32x64xf16> -> tensor<1x64xbf16>
+// CHECK: stc.copy_out: result element type must equal the source's
+
+// -----
+
 // lower-stc (sparse=true by default) refuses a matmul without a 2:4 operand.
 func.func @dense() -> tensor<8x16xf16> {
   %X = sparsec.input @X : tensor<8x32xf16>

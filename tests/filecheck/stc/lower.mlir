@@ -1,8 +1,21 @@
-// RUN: xdsl-opt %s -p 'lower-stc{fill_sms=false}' | filecheck %s --check-prefix=SPARSE
-// RUN: xdsl-opt %s -p 'lower-stc{sparse=false fill_sms=false}' | filecheck %s --check-prefix=DENSE
-// RUN: xdsl-opt %s -p 'lower-stc{preset=h100 fill_sms=false}' | filecheck %s --check-prefix=H100
-// RUN: xdsl-opt %s -p 'lower-stc{sparse=false tile_m=16 tile_n=8 swizzle=2}' | filecheck %s --check-prefix=SWIZZLE
-// RUN: xdsl-opt %s -p 'lower-stc{sms=8}' | filecheck %s --check-prefix=FILL
+// RUN: xdsl-opt %s -p 'lower-stc{path=kernel fill_sms=false}' | filecheck %s --check-prefix=SPARSE
+// RUN: xdsl-opt %s -p 'lower-stc{path=kernel sparse=false fill_sms=false}' | filecheck %s --check-prefix=DENSE
+// RUN: xdsl-opt %s -p 'lower-stc{path=kernel preset=h100 fill_sms=false}' | filecheck %s --check-prefix=H100
+// RUN: xdsl-opt %s -p 'lower-stc{path=kernel sparse=false tile_m=16 tile_n=8 swizzle=2}' | filecheck %s --check-prefix=SWIZZLE
+// RUN: xdsl-opt %s -p 'lower-stc{path=kernel sms=8}' | filecheck %s --check-prefix=FILL
+// RUN: xdsl-opt %s -p 'lower-stc{sparse_library=cusparselt}' | filecheck %s --check-prefix=LIB
+// RUN: xdsl-opt %s -p 'lower-stc{sms=8 sparse_library=cusparselt}' | filecheck %s --check-prefix=LIBFILL
+// RUN: xdsl-opt %s -p 'lower-stc{copy_out=true sparse_library=cusparselt}' | filecheck %s --check-prefix=LIBCOPY
+// RUN: xdsl-opt %s -p 'lower-stc{sparse=false}' | filecheck %s --check-prefix=LIBDENSE
+// RUN: xdsl-opt %s -p 'lower-stc{sparse_library=cutlass}' | filecheck %s --check-prefix=CUTLASS
+// RUN: xdsl-opt %s -p 'lower-stc{sparse_library=cusparselt}' | xdsl-opt | filecheck %s --check-prefix=LIB
+
+// path=kernel (the first five RUN lines): one ideal kernel per matmul. The default
+// path=library (LIB*, CUTLASS) adds what PyTorch runs through cuSPARSELt: a launch
+// before every kernel, the dense operand padded to a multiple of 32 rows (f16/bf16; 64
+// for i8), the 2:4 GEMM on the padded problem without the fill-SMs split, its result
+// stored transposed (Y^T = W . X^T) and handed back as a strided view (copy_out=true:
+// a launch and a copy kernel). The last RUN line checks the ISA parses back.
 
 // Y = X . W with W (K x N = 72 x 200) 2:4 along K (its dim 0). The hardware's sparse
 // operand is mma's A, so the 2:4 run computes Y^T = W^T . X^T: tiles are
@@ -24,6 +37,47 @@ func.func @w24() -> tensor<40x200xf16> {
 // SPARSE-NEXT:  %[[T1:.*]] = stc.tile %X, %[[WC]], %[[T0]] {index = 1 : i64, m = array<i64: 0, 40>, n = array<i64: 128, 200>, tile = array<i64: 128, 40, 32>, sparse = "rhs"}
 // SPARSE-NEXT:  %{{.*}} = stc.store %[[T1]] : tensor<40x200xf16> -> tensor<40x200xf16>
 // SPARSE-NOT:   sparsec.matmul
+
+// Library path: M = 40 rows of X are padded to 64 (a multiple of 32) by their own
+// kernel; the 2:4 GEMM runs 64 x 200 (rows N = 200, cols padded M = 64: tile 128x64).
+// LIB-LABEL: func.func @w24
+// LIB:       stc.launch {kernel = "pad"}
+// LIB-NEXT:  %[[XP:.*]] = stc.pad %X {dim = 0 : i64, multiple = 32 : i64} : tensor<40x72xf16> -> tensor<64x72xf16>
+// LIB-NEXT:  stc.launch {kernel = "sparse_gemm"}
+// LIB-NEXT:  %[[ACC:.*]] = stc.zeros : tensor<64x200xf16>
+// LIB-NEXT:  %[[WC:.*]] = stc.compress %W
+// LIB-NEXT:  %[[T0:.*]] = stc.tile %[[XP]], %[[WC]], %[[ACC]] {index = 0 : i64, m = array<i64: 0, 64>, n = array<i64: 0, 128>, tile = array<i64: 128, 64, 32>, sparse = "rhs"}
+// LIB-NEXT:  %[[T1:.*]] = stc.tile %[[XP]], %[[WC]], %[[T0]] {index = 1 : i64, m = array<i64: 0, 64>, n = array<i64: 128, 200>, tile = array<i64: 128, 64, 32>, sparse = "rhs"}
+// LIB-NEXT:  %[[YT:.*]] = stc.store %[[T1]] {transpose} : tensor<64x200xf16> -> tensor<200x64xf16>
+// LIB-NEXT:  %[[Y:.*]] = stc.copy_out %[[YT]] {transpose, view} : tensor<200x64xf16> -> tensor<40x200xf16>
+// LIB-NEXT:  func.return %[[Y]] : tensor<40x200xf16>
+
+// On 8 SMs the kernel path splits its tile (FILL below); the library's 2:4 kernel keeps
+// its 2 tiles of 128x64.
+// LIBFILL-LABEL: func.func @w24
+// LIBFILL:       stc.tile {{.*}}index = 1 : i64, m = array<i64: 0, 64>, n = array<i64: 128, 200>, tile = array<i64: 128, 64, 32>, sparse = "rhs"}
+// LIBFILL-NEXT:  stc.store
+
+// copy_out=true: the transposed result is copied into a contiguous 40x200 tensor by a
+// third kernel.
+// LIBCOPY-LABEL: func.func @w24
+// LIBCOPY:       %[[YT:.*]] = stc.store %{{.*}} {transpose} : tensor<64x200xf16> -> tensor<200x64xf16>
+// LIBCOPY-NEXT:  stc.launch {kernel = "copy_out"}
+// LIBCOPY-NEXT:  stc.copy_out %[[YT]] {transpose} : tensor<200x64xf16> -> tensor<40x200xf16>
+
+// Dense on the library path: cuBLAS, one launch, the kernel path's tiles (split to fill
+// the SMs: 40x200 on 108 SMs gives 3 x 25 = 75 tiles of 16x8), no pad, no copy.
+// LIBDENSE-LABEL: func.func @w24
+// LIBDENSE:       stc.launch {kernel = "gemm"}
+// LIBDENSE-NEXT:  stc.zeros : tensor<40x200xf16>
+// LIBDENSE-NEXT:  stc.tile %X, %W, %{{.*}} {index = 0 : i64, m = array<i64: 0, 16>, n = array<i64: 0, 8>, tile = array<i64: 16, 8, 32>}
+// LIBDENSE:       stc.tile %X, %W, %{{.*}} {index = 74 : i64,
+// LIBDENSE-NEXT:  stc.store %{{.*}} : tensor<40x200xf16> -> tensor<40x200xf16>
+// LIBDENSE-NEXT:  func.return
+
+// sparse_library=cutlass: a fixed tile, not shrunk to the 64 padded columns.
+// CUTLASS-LABEL: func.func @w24
+// CUTLASS:       stc.tile {{.*}}index = 0 : i64, m = array<i64: 0, 64>, n = array<i64: 0, 128>, tile = array<i64: 128, 128, 32>, sparse = "rhs"}
 
 // DENSE-LABEL: func.func @w24
 // DENSE:       stc.zeros
@@ -75,6 +129,21 @@ func.func @a24() -> tensor<20x8xi32> {
 // SPARSE:       %[[AC:.*]] = stc.compress %A
 // SPARSE-NEXT:  stc.tile %[[AC]], %B, %{{.*}} {index = 0 : i64, m = array<i64: 0, 20>, n = array<i64: 0, 8>, tile = array<i64: 32, 8, 64>, sparse = "lhs"} : (tensor<20x128xi8
 // SPARSE-NEXT:  stc.store
+
+// Library path, 2:4 lhs: the dense B's N = 8 columns are padded to 64 (i8); the result
+// is not transposed, only sliced (a view).
+// LIB-LABEL: func.func @a24
+// LIB:       stc.launch {kernel = "pad"}
+// LIB-NEXT:  %[[BP:.*]] = stc.pad %B {dim = 1 : i64, multiple = 64 : i64} : tensor<128x8xi8> -> tensor<128x64xi8>
+// LIB-NEXT:  stc.launch {kernel = "sparse_gemm"}
+// LIB-NEXT:  stc.zeros : tensor<20x64xi32>
+// LIB-NEXT:  %[[AC:.*]] = stc.compress %A
+// LIB-NEXT:  stc.tile %[[AC]], %[[BP]], %{{.*}} {index = 0 : i64, m = array<i64: 0, 20>, n = array<i64: 0, 64>, tile = array<i64: 32, 64, 64>, sparse = "lhs"}
+// LIB-NEXT:  %[[C:.*]] = stc.store %{{.*}} : tensor<20x64xi32> -> tensor<20x64xi32>
+// LIB-NEXT:  stc.copy_out %[[C]] {view} : tensor<20x64xi32> -> tensor<20x8xi32>
+// LIBCOPY-LABEL: func.func @a24
+// LIBCOPY:       stc.launch {kernel = "copy_out"}
+// LIBCOPY-NEXT:  stc.copy_out %{{.*}} : tensor<20x64xi32> -> tensor<20x8xi32>
 // H100-LABEL: func.func @a24
 // H100:       tile = array<i64: 32, 8, 128>, sparse = "lhs"}
 
@@ -97,3 +166,11 @@ func.func @order() -> tensor<32x24xf16> {
 // SWIZZLE-NEXT:  stc.tile {{.*}}index = 4 : i64, m = array<i64: 0, 16>, n = array<i64: 16, 24>, tile = array<i64: 16, 8, 32>}
 // SWIZZLE-NEXT:  stc.tile {{.*}}index = 5 : i64, m = array<i64: 16, 32>, n = array<i64: 16, 24>, tile = array<i64: 16, 8, 32>}
 // SWIZZLE-NEXT:  stc.store
+
+// Library path with M = 32 (already a multiple of 32): no pad, the result is still
+// transposed.
+// LIB-LABEL: func.func @order
+// LIB-NOT:   stc.pad
+// LIB:       stc.launch {kernel = "sparse_gemm"}
+// LIB:       stc.store %{{.*}} {transpose} : tensor<32x24xf16> -> tensor<24x32xf16>
+// LIB-NEXT:  stc.copy_out %{{.*}} {transpose, view} : tensor<24x32xf16> -> tensor<32x24xf16>
