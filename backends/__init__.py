@@ -12,6 +12,7 @@ BACKEND_MODULES: dict[str, str] = {
     "systolic": "sparsec.backends.systolic",
     "stc": "sparsec.backends.stc",
     "eie": "sparsec.backends.eie",
+    "asadi": "sparsec.backends.asadi",
 }
 """Target name -> module whose `BACKEND` attribute describes the backend."""
 

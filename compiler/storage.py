@@ -58,6 +58,7 @@ from xdsl.ir.affine import (
 from sparsec.dialects.formats import (
     BitmapAttr,
     CodebookAttr,
+    DiagonalAttr,
     QuantizedAttr,
     RcscAttr,
     describe,
@@ -951,6 +952,8 @@ def pack(
         raise ValueError(f"value_bits must be >= 1 (the element type's width), got {value_bits}")
     if isinstance(encoding, NoneAttr):
         encoding = None
+    if isinstance(encoding, DiagonalAttr):
+        return pack_diagonal(x, encoding, value_bits, aux)
     layout = _pack_layout(x, layout_of(encoding))
     if isinstance(encoding, CodebookAttr):
         slot_buffers, side, widths = _encode_codebook(layout.values, layout.slots, encoding, value_bits, aux)
@@ -972,6 +975,8 @@ def pack(
 
 def unpack(packed: Packed) -> np.ndarray:
     """The dense logical values of a packed tensor (zeros where nothing is stored)."""
+    if isinstance(packed.encoding, DiagonalAttr):
+        return unpack_diagonal(packed)
     slots = _layout_slots(layout_of(packed.encoding), packed.shape, packed.buffers)
     values = _decode_values(packed, slots)
     dense = np.zeros(packed.shape, dtype=packed.dtype)
@@ -990,3 +995,284 @@ def storage_bits(
 ) -> int:
     """Exact storage in bits of `array` in `encoding` (see `pack`)."""
     return pack(array, encoding, value_bits=value_bits, aux=aux).bits
+
+
+# ===----------------------------------------------------------------------=== #
+# Diagonal (DIA) storage: ASADI's format for attention masks and scores
+# ===----------------------------------------------------------------------=== #
+
+DIAGONAL_OVERFLOW = ("extend", "drop")
+"""What `place_diagonals` does with an off-band element that finds no bubble in its
+column: `extend` stores it on an overflow diagonal (lossless; ASADI: "store them in a
+new diagonal"), `drop` removes it (lossy)."""
+
+
+def _bits_for(count: int) -> int:
+    """Bits of an unsigned index that takes `count` distinct values (at least 1)."""
+    return max(1, math.ceil(math.log2(count))) if count > 1 else 1
+
+
+def band_offsets(t: int, s: int, w: int) -> np.ndarray:
+    """The `w` consecutive offsets (j - i) of the central band of a T x S matrix.
+
+    The band starts at (S - T) - w // 2 (centred on the diagonal that aligns queries
+    with the last keys, as attention masks do), shifted to lie inside the T + S - 1
+    offsets the matrix has; w is capped at T + S - 1.
+    """
+    total = t + s - 1
+    w = max(1, min(w, total))
+    lo = (s - t) - w // 2
+    lo = min(max(lo, -(t - 1)), (s - 1) - (w - 1))
+    return np.arange(lo, lo + w, dtype=np.int64)
+
+
+def overflow_offsets(band: np.ndarray, count: int, t: int, s: int) -> np.ndarray:
+    """Offsets of `count` overflow diagonals: the free offsets nearest the band, above
+    and below in turn (hi + 1, lo - 1, hi + 2, ...). They only label the diagonals
+    (ASADI's row selector shifts Q by them); their slots hold moved elements."""
+    free = np.setdiff1d(np.arange(-(t - 1), s, dtype=np.int64), band)
+    centre = (band[0] + band[-1]) / 2
+    order = np.lexsort((free < centre, np.abs(free - centre)))
+    return free[order][:count]
+
+
+@dataclass(frozen=True, eq=False)
+class DiagonalLayout:
+    """Which element each DIA slot holds: the structure `#sparsec.diagonal` describes.
+
+    `offsets` [D]: the band's `band` consecutive offsets, then the overflow diagonals'.
+    `moved` [M, 3]: (diagonal index k, column j, original row R_o) of every element
+    stored in a slot that is not its own, sorted by (k, j); its R_d is j - offsets[k].
+    A band slot (k, j) holds element (R_o, j) when an element moved there, else its
+    natural element (j - offsets[k], j) when that lies inside the matrix; an overflow
+    diagonal's slot holds only an element moved there. Every other slot is padding.
+    """
+
+    shape: tuple[int, int]
+    band: int
+    offsets: np.ndarray
+    moved: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return int(self.offsets.size)
+
+    @property
+    def num_moved(self) -> int:
+        return int(self.moved.shape[0])
+
+    def slot_rows(self) -> np.ndarray:
+        """[D, S] row of the element each slot holds, -1 for padding."""
+        t, s = self.shape
+        rows = np.arange(s, dtype=np.int64)[None, :] - self.offsets[:, None]
+        rows = np.where((rows >= 0) & (rows < t), rows, -1)
+        rows[self.band:] = -1
+        k, j, origin = self.moved.T
+        rows[k, j] = origin
+        return rows
+
+    def lengths(self) -> np.ndarray:
+        """[D] slots of each diagonal in use: a band diagonal's slots inside the matrix
+        (the length of its ReRAM vector), an overflow diagonal's moved elements."""
+        t, s = self.shape
+        o = self.offsets
+        inside = np.maximum(0, np.minimum(s, t + o) - np.maximum(0, o))
+        return np.where(np.arange(self.count) < self.band, inside, self.moved_per_diagonal())
+
+    def moved_per_diagonal(self) -> np.ndarray:
+        """[D] moved elements stored in each diagonal (the copies of ASADI's (R_d, R_o))."""
+        return np.bincount(self.moved[:, 0], minlength=self.count).astype(np.int64)
+
+    def gather(self, array: np.ndarray) -> np.ndarray:
+        """[.., D, S] slot values of a dense [.., T, S] array (0 in padding slots)."""
+        rows = self.slot_rows()
+        live = rows >= 0
+        cols = np.broadcast_to(np.arange(self.shape[1]), rows.shape)
+        values = np.zeros((*array.shape[:-2], *rows.shape), dtype=array.dtype)
+        values[..., live] = array[..., rows[live], cols[live]]
+        return values
+
+    def scatter(self, values: np.ndarray) -> np.ndarray:
+        """The dense [.., T, S] array whose slot values are `values` [.., D, S]."""
+        rows = self.slot_rows()
+        live = rows >= 0
+        cols = np.broadcast_to(np.arange(self.shape[1]), rows.shape)
+        dense = np.zeros((*values.shape[:-2], *self.shape), dtype=values.dtype)
+        dense[..., rows[live], cols[live]] = values[..., live]
+        return dense
+
+    def covered(self) -> np.ndarray:
+        """[T, S] True where some slot holds the element."""
+        return self.scatter(np.ones((self.count, self.shape[1]), dtype=bool))
+
+    def aux(self) -> dict[str, np.ndarray]:
+        """The arrays the DataStore keeps beside the tensor (`#offsets`, `#moved`)."""
+        return {"offsets": self.offsets, "moved": self.moved}
+
+    @classmethod
+    def from_aux(cls, shape: tuple[int, int], band: int,
+                 aux: Mapping[str, np.ndarray]) -> DiagonalLayout:
+        """The layout from the DataStore's `#offsets` and `#moved` arrays."""
+        offsets = _aux_array(aux, "offsets", "give the diagonal offsets (<kernel>.<symbol>"
+                             "#offsets) as aux={'offsets': ..., 'moved': ...}")
+        moved = aux.get("moved", aux.get("#moved", np.zeros((0, 3))))
+        return cls(shape, band, offsets.astype(np.int64).ravel(),
+                   np.asarray(moved).astype(np.int64).reshape(-1, 3))
+
+
+@dataclass(frozen=True, eq=False)
+class DiagonalPlacement:
+    """What `place_diagonals` did: the layout, and the elements it could not store."""
+
+    layout: DiagonalLayout
+    dropped: np.ndarray
+    """[X, 2] (row, column) of the off-band elements `overflow=drop` removed."""
+    off_band: int
+    """Nonzeros outside the band (moved into bubbles, to overflow diagonals or dropped)."""
+    into_bubbles: int
+    """Off-band nonzeros moved into bubbles of the band."""
+
+
+def _bubbles(mask: np.ndarray, band: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Band slots whose natural element is zero: (per-column count, first index of each
+    column, rows), rows listed column by column from the top of the band (highest
+    offset) down."""
+    t, s = mask.shape
+    cols = np.arange(s, dtype=np.int64)[:, None]
+    rows = cols - band[::-1][None, :]
+    inside = (rows >= 0) & (rows < t)
+    bubble = inside.copy()
+    bubble[inside] = ~mask[rows[inside], np.broadcast_to(cols, rows.shape)[inside]]
+    count = bubble.sum(axis=1).astype(np.int64)
+    return count, np.cumsum(count) - count, rows[bubble]
+
+
+def _group_rank(groups: np.ndarray) -> np.ndarray:
+    """Position of each element within its run of equal (sorted) group keys."""
+    first = np.searchsorted(groups, groups, side="left")
+    return np.arange(groups.size, dtype=np.int64) - first
+
+
+def place_diagonals(mask: np.ndarray, w: int, overflow: str = "extend") -> DiagonalPlacement:
+    """ASADI's bubble-containing DIA compression of a boolean [T, S] mask (Fig. 7).
+
+    The central `w` diagonals are kept (`band_offsets`). Each nonzero outside the band
+    keeps its column and moves to a bubble of that column in the band: in each column,
+    off-band elements are taken nearest-first (distance to the band; above the band
+    before below on ties); an element above the band takes the topmost free bubble (the
+    kept diagonal nearest to it), one below the band the bottommost, until the column's
+    bubbles run out. The rest overflow: `extend` stores the n-th of each column (same
+    order) in slot j of the n-th overflow diagonal (`overflow_offsets`); `drop` removes
+    them. When the band plus overflow diagonals would exceed the T + S - 1 diagonals of
+    the matrix, `extend` keeps all of them as the band instead (nothing moves).
+    """
+    if overflow not in DIAGONAL_OVERFLOW:
+        raise ValueError(f"overflow must be {' or '.join(DIAGONAL_OVERFLOW)}, got '{overflow}'")
+    mask = np.asarray(mask) != 0
+    t, s = mask.shape
+    band = band_offsets(t, s, w)
+    lo, hi = int(band[0]), int(band[-1])
+    rows, cols = np.nonzero(mask)
+    off = (cols - rows < lo) | (cols - rows > hi)
+    rows, cols = rows[off].astype(np.int64), cols[off].astype(np.int64)
+    below = (cols - rows < lo).astype(np.int64)
+    distance = np.where(below == 1, lo - (cols - rows), (cols - rows) - hi)
+    order = np.lexsort((rows, below, distance, cols))
+    rows, cols, below = rows[order], cols[order], below[order]
+    count, first, bubble_rows = _bubbles(mask, band)
+    rank = _group_rank(cols)
+    accepted = rank < count[cols]
+    moved = [_take_bubbles(rows, cols, accepted & (below == side), side, count, first,
+                           bubble_rows, lo) for side in (0, 1)]
+    rest = ~accepted
+    extra = np.zeros(0, dtype=np.int64)
+    dropped = np.stack([rows[rest], cols[rest]], axis=1)
+    if overflow == "extend" and rest.any():
+        level = (rank - count[cols])[rest]
+        extra = overflow_offsets(band, int(level.max()) + 1, t, s)
+        if band.size + int(level.max()) + 1 > t + s - 1:
+            return place_diagonals(mask, t + s - 1, overflow)
+        moved.append(np.stack([band.size + level, cols[rest], rows[rest]], axis=1))
+        dropped = np.zeros((0, 2), dtype=np.int64)
+    moved_all = np.concatenate(moved).astype(np.int64)
+    moved_all = moved_all[np.lexsort((moved_all[:, 1], moved_all[:, 0]))]
+    layout = DiagonalLayout((t, s), int(band.size), np.concatenate([band, extra]), moved_all)
+    return DiagonalPlacement(layout, dropped, int(off.sum()), int(accepted.sum()))
+
+
+def _take_bubbles(rows: np.ndarray, cols: np.ndarray, chosen: np.ndarray, below: int,
+                  count: np.ndarray, first: np.ndarray, bubble_rows: np.ndarray,
+                  lo: int) -> np.ndarray:
+    """(band index, column, original row) of the chosen elements of one side: the n-th
+    nearest element of a column takes the n-th bubble from its side of the band."""
+    c, r = cols[chosen], rows[chosen]
+    rank = _group_rank(c)
+    index = first[c] + (count[c] - 1 - rank if below else rank)
+    destination = bubble_rows[index]
+    return np.stack([c - destination - lo, c, r], axis=1).astype(np.int64)
+
+
+def _diagonal_layout(x: np.ndarray, enc: DiagonalAttr,
+                     aux: Mapping[str, np.ndarray] | None) -> DiagonalLayout:
+    """The layout from `aux`, or placed (lossless) from the data's nonzeros."""
+    shape = (int(x.shape[-2]), int(x.shape[-1]))
+    if aux and ("offsets" in aux or "#offsets" in aux):
+        layout = DiagonalLayout.from_aux(shape, enc.band, aux)
+    else:
+        nonzero = (x != 0).reshape(-1, *shape).any(axis=0)
+        layout = place_diagonals(nonzero, enc.band, "extend").layout
+    if layout.count != enc.count or layout.band != enc.band:
+        raise ValueError(f"{enc} holds {enc.count} diagonals ({enc.band} central) but the "
+                         f"data needs {layout.count} ({layout.band} central); run "
+                         "encode-diagonal to place it")
+    return layout
+
+
+def pack_diagonal(x: np.ndarray, enc: DiagonalAttr, value_bits: int,
+                  aux: Mapping[str, np.ndarray] | None = None) -> Packed:
+    """Pack [.., T, S] values into DIA buffers: `offsets` (biased by T - 1), `values`
+    [.., D, S], `moved_ptr` [D + 1], `moved_col` (R_d's slot) and `moved_row` (R_o) [M]."""
+    if x.ndim not in (2, 3):
+        raise ValueError(f"sparsec.diagonal: expected a [T, S] or [heads, T, S] array, got "
+                         f"shape {x.shape}")
+    layout = _diagonal_layout(x, enc, aux)
+    t, s = layout.shape
+    lost = (x != 0).reshape(-1, t, s).any(axis=0) & ~layout.covered()
+    if lost.any():
+        row, col = (int(v[0]) for v in np.nonzero(lost))
+        raise ValueError(f"element ({row}, {col}) is nonzero but no diagonal of {enc} holds "
+                         "it; encode the mask with encode-diagonal first")
+    _, j, origin = layout.moved.T
+    buffers = {
+        "offsets": _as_uint(layout.offsets + (t - 1), _bits_for(t + s - 1), "offsets"),
+        "values": layout.gather(x),
+        "moved_ptr": np.concatenate(([0], np.cumsum(layout.moved_per_diagonal()))),
+        "moved_col": j.astype(np.int64),
+        "moved_row": origin.astype(np.int64),
+    }
+    widths = {"offsets": _bits_for(t + s - 1), "values": value_bits,
+              "moved_ptr": _bits_for(layout.num_moved + 1), "moved_col": _bits_for(s),
+              "moved_row": _bits_for(t)}
+    meta = {"nnz": int(np.count_nonzero(x)), "stored": int(buffers["values"].size),
+            "moved": layout.num_moved, "diagonals": layout.count, "band": layout.band}
+    return Packed(enc, tuple(int(v) for v in x.shape), x.dtype, value_bits, buffers,
+                  widths, meta)
+
+
+def diagonal_layout_of(packed: Packed) -> DiagonalLayout:
+    """The layout a packed DIA tensor stores (offsets and moved elements)."""
+    enc = packed.encoding
+    assert isinstance(enc, DiagonalAttr)
+    t, s = packed.shape[-2:]
+    offsets = packed.buffers["offsets"].astype(np.int64) - (t - 1)
+    counts = np.diff(packed.buffers["moved_ptr"].astype(np.int64))
+    k = np.repeat(np.arange(offsets.size, dtype=np.int64), counts)
+    moved = np.stack([k, packed.buffers["moved_col"].astype(np.int64),
+                      packed.buffers["moved_row"].astype(np.int64)], axis=1)
+    return DiagonalLayout((t, s), enc.band, offsets, moved.reshape(-1, 3))
+
+
+def unpack_diagonal(packed: Packed) -> np.ndarray:
+    """The dense values of a packed DIA tensor."""
+    values = diagonal_layout_of(packed).scatter(packed.buffers["values"])
+    return values.astype(packed.dtype)

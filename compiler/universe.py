@@ -62,6 +62,7 @@ SPARSEC_DIALECTS = {
     "systolic": _systolic_dialect,
     "stc": _stc_dialect,
     "eie": _eie_dialect,
+    "asadi": lambda: importlib.import_module("sparsec.backends.asadi.isa").Asadi,
 }
 
 def _lazy_pass(module: str, cls: str) -> Callable[[], type[ModulePass]]:
@@ -77,6 +78,7 @@ SPARSEC_PASSES = {
     "lower-systolic": _lower_systolic,
     "lower-stc": _lower_stc,
     "lower-eie": _lazy_pass("sparsec.backends.eie.lowering", "LowerEiePass"),
+    "lower-asadi": _lazy_pass("sparsec.backends.asadi.lowering", "LowerAsadiPass"),
     "prune-nm": _lazy_pass("sparsec.passes.prune_nm", "PruneNmPass"),
     "prune-magnitude": _lazy_pass("sparsec.passes.prune_magnitude", "PruneMagnitudePass"),
     "quantize": _lazy_pass("sparsec.passes.quantize", "QuantizePass"),
@@ -84,6 +86,7 @@ SPARSEC_PASSES = {
     "sparsify": _lazy_pass("sparsec.passes.sparsify", "SparsifyPass"),
     "decompose-attention": _lazy_pass("sparsec.passes.decompose_attention",
                                       "DecomposeAttentionPass"),
+    "encode-diagonal": _lazy_pass("sparsec.passes.encode_diagonal", "EncodeDiagonalPass"),
 }
 
 SPARSEC_UNIVERSE = Universe(all_dialects=SPARSEC_DIALECTS, all_passes=SPARSEC_PASSES)

@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 from xdsl.dialects.builtin import (
     AnyFloat,
+    ArrayAttr,
     FloatData,
     IntAttr,
     NoneAttr,
@@ -59,6 +60,7 @@ __all__ = [
     "FORMAT_ATTRIBUTES",
     "QuantizedAttr",
     "RcscAttr",
+    "RowClusteredAttr",
     "bitmap",
     "codebook",
     "describe",
@@ -591,11 +593,397 @@ class QuantizedAttr(ParametrizedAttribute):
         printer.print_string(">")
 
 
+# ===----------------------------------------------------------------------=== #
+# Diagonal (DIA) storage of attention masks and scores: ASADI
+# ===----------------------------------------------------------------------=== #
+
+
+@irdl_attr_definition
+class DiagonalAttr(ParametrizedAttribute):
+    """`#sparsec.diagonal<w = 64, diagonals = 80>`: ASADI's (HPCA 2024) diagonal (DIA)
+    format of an attention mask or score matrix [T, S] (or [heads, T, S], every head with
+    the same structure).
+
+    Every stored diagonal k has one slot per key column j (classic DIA, keyed by column)
+    and an offset o_k. The first `w` diagonals are the central band: `w` consecutive
+    offsets around S - T, slot j holding element (j - o_k, j). An element off the band
+    keeps its column and is moved into a band slot of that column whose own element is
+    zero (a bubble); the slot then holds row R_o instead (ASADI's (R_d, R_o) list, R_d =
+    j - o_k). Elements that find no bubble go to the `diagonals - w` overflow diagonals
+    ("a new diagonal", ASADI Sec. III-B), whose slots hold moved elements only. The
+    offsets and the moved elements live in the DataStore (`<kernel>.<symbol>#offsets`,
+    `#moved`), never here; `encode-diagonal` places them and `compiler/storage.py` packs
+    and unpacks.
+
+    Storage bits = D * offset_bits + [heads *] D * S * value_bits + (D + 1) * ptr_bits
+                   + moved * (col_bits + row_bits),
+    with D = diagonals, offset_bits = ceil(log2(T + S - 1)), col_bits = ceil(log2 S),
+    row_bits = ceil(log2 T), ptr_bits = ceil(log2(moved + 1)), each at least 1: the
+    offsets, the values of every slot, and per diagonal the list of its moved elements
+    (slot column j, i.e. R_d, and original row R_o).
+    """
+
+    name = "sparsec.diagonal"
+
+    w: IntAttr
+    diagonals: IntAttr
+
+    def __init__(self, w: int, diagonals: int | None = None):
+        super().__init__(IntAttr(w), IntAttr(w if diagonals is None else diagonals))
+
+    @property
+    def band(self) -> int:
+        """Diagonals of the central band (the first `band` stored diagonals)."""
+        return self.w.data
+
+    @property
+    def count(self) -> int:
+        """Stored diagonals: the band plus the extra diagonals."""
+        return self.diagonals.data
+
+    def verify(self) -> None:
+        if self.band < 1:
+            raise VerifyException(f"sparsec.diagonal: w must be >= 1, got {self.band}")
+        if self.count < self.band:
+            raise VerifyException(
+                f"sparsec.diagonal: diagonals ({self.count}) must be >= w ({self.band}): "
+                "the band is always stored"
+            )
+
+    def verify_tensor_type(self, tensor_type: TensorType[Attribute]) -> None:
+        rank = tensor_type.get_num_dims()
+        if rank not in (2, 3):
+            raise VerifyException(
+                "sparsec.diagonal: expected a [T, S] or [heads, T, S] tensor, got "
+                f"{_shape_text(tensor_type)}"
+            )
+        t, s = tensor_type.get_shape()[-2:]
+        if self.count > t + s - 1:
+            raise VerifyException(
+                f"sparsec.diagonal: {self.count} diagonals exceed the {t + s - 1} a "
+                f"{t}x{s} matrix has"
+            )
+
+    def describe(self) -> str:
+        extra = self.count - self.band
+        return f"diagonal (DIA), {self.band} central diagonals" + (
+            f" + {extra} overflow" if extra else ""
+        )
+
+    def layout(self) -> Attribute | None:
+        return self
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> list[Attribute]:
+        fields = _parse_fields(
+            parser, "sparsec.diagonal", {"w": _parse_int, "diagonals": _parse_int}
+        )
+        _require(parser, fields, "w", "#sparsec.diagonal<w = 64, diagonals = 80>")
+        w = int(fields["w"])  # type: ignore[arg-type]
+        return [IntAttr(w), IntAttr(int(fields.get("diagonals", w)))]  # type: ignore[arg-type]
+
+    def print_parameters(self, printer: Printer) -> None:
+        printer.print_string(f"<w = {self.band}, diagonals = {self.count}>")
+
+
+# ===----------------------------------------------------------------------=== #
+# Hot/cold tiling of an irregular sparse matrix: HotTiles
+# ===----------------------------------------------------------------------=== #
+
+
+@irdl_attr_definition
+class TiledAttr(ParametrizedAttribute):
+    """`#sparsec.tiled<tile = [256, 256], workers = [2, 16], hot = 12, cold = 340,
+    policy = hottiles>`: HotTiles' (Gerogiannis et al., HPCA 2024) partition of a sparse
+    matrix [M, K] into a grid of `tile` = [r, c] tiles, each non-empty tile labelled hot
+    (run by one of `workers[0]` hot workers) or cold (one of `workers[1]` cold workers).
+
+    `hot` and `cold` count the labelled (non-empty) tiles; `policy` names the rule that
+    chose the labels (hottiles, hotonly, coldonly, best, random, roundrobin). The
+    per-tile labels, worker assignment and model estimates are large, so they live in
+    the DataStore (`<kernel>.<symbol>#tile_ids`, `#tile_kind`, `#tile_worker`, ...),
+    never here; `tile-hot-cold` writes them.
+
+    Storage (each tile a CSR block with `index_bits`-wide indices, the backend's
+    accounting): nnz * (value_bits + index_bits) + tiles * (r + 1) * index_bits.
+    """
+
+    name = "sparsec.tiled"
+
+    tile_rows: IntAttr
+    tile_cols: IntAttr
+    hot_workers: IntAttr
+    cold_workers: IntAttr
+    hot: IntAttr
+    cold: IntAttr
+    policy: StringAttr
+
+    def __init__(self, tile: tuple[int, int], workers: tuple[int, int], hot: int = 0,
+                 cold: int = 0, policy: str = "hottiles"):
+        super().__init__(IntAttr(tile[0]), IntAttr(tile[1]), IntAttr(workers[0]),
+                         IntAttr(workers[1]), IntAttr(hot), IntAttr(cold), StringAttr(policy))
+
+    @property
+    def tile(self) -> tuple[int, int]:
+        """(rows, cols) of one tile (edge tiles are cut by the matrix)."""
+        return self.tile_rows.data, self.tile_cols.data
+
+    @property
+    def workers(self) -> tuple[int, int]:
+        """(hot, cold) workers the partition was made for."""
+        return self.hot_workers.data, self.cold_workers.data
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        """(hot, cold) labelled tiles."""
+        return self.hot.data, self.cold.data
+
+    @property
+    def policy_name(self) -> str:
+        return self.policy.data
+
+    def grid(self, shape: tuple[int, int]) -> tuple[int, int]:
+        """Tiles along each dimension of a matrix of `shape`."""
+        return -(-shape[0] // self.tile[0]), -(-shape[1] // self.tile[1])
+
+    def verify(self) -> None:
+        rows, cols = self.tile
+        if rows < 1 or cols < 1:
+            raise VerifyException(f"sparsec.tiled: tile sizes must be >= 1, got [{rows}, {cols}]")
+        hot_workers, cold_workers = self.workers
+        if hot_workers < 0 or cold_workers < 0 or hot_workers + cold_workers == 0:
+            raise VerifyException(
+                f"sparsec.tiled: workers must be >= 0 and not both 0, got [{hot_workers}, "
+                f"{cold_workers}]"
+            )
+        hot, cold = self.counts
+        if hot < 0 or cold < 0:
+            raise VerifyException(f"sparsec.tiled: tile counts must be >= 0, got hot = {hot}, "
+                                  f"cold = {cold}")
+        if hot and not hot_workers:
+            raise VerifyException(f"sparsec.tiled: {hot} hot tiles but no hot worker")
+        if cold and not cold_workers:
+            raise VerifyException(f"sparsec.tiled: {cold} cold tiles but no cold worker")
+        if self.policy_name not in TILED_POLICIES:
+            raise VerifyException(
+                f"sparsec.tiled: policy must be one of {', '.join(TILED_POLICIES)}, got "
+                f"'{self.policy_name}'"
+            )
+
+    def verify_tensor_type(self, tensor_type: TensorType[Attribute]) -> None:
+        if tensor_type.get_num_dims() != 2:
+            raise VerifyException(
+                f"sparsec.tiled: expected a matrix, got {_shape_text(tensor_type)}"
+            )
+        shape = tuple(tensor_type.get_shape())
+        grid_rows, grid_cols = self.grid((shape[0], shape[1]))
+        hot, cold = self.counts
+        if hot + cold > grid_rows * grid_cols:
+            raise VerifyException(
+                f"sparsec.tiled: {hot} hot + {cold} cold tiles exceed the {grid_rows * grid_cols} "
+                f"tiles of a {shape[0]}x{shape[1]} matrix in {self.tile[0]}x{self.tile[1]} tiles"
+            )
+
+    def describe(self) -> str:
+        hot, cold = self.counts
+        hot_workers, cold_workers = self.workers
+        return (f"hot/cold tiled {self.tile[0]}x{self.tile[1]} ({self.policy_name}): {hot} hot "
+                f"tiles on {hot_workers} hot worker{'s' * (hot_workers != 1)}, {cold} cold on "
+                f"{cold_workers} cold worker{'s' * (cold_workers != 1)}")
+
+    def layout(self) -> Attribute | None:
+        return self
+
+    @staticmethod
+    def _parse_pair(parser: AttrParser) -> tuple[int, int]:
+        parser.parse_punctuation("[", " to open a pair such as [256, 256]")
+        first = _parse_int(parser)
+        parser.parse_punctuation(",", " between the two numbers of a pair")
+        second = _parse_int(parser)
+        parser.parse_punctuation("]", " to close the pair")
+        return first, second
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> list[Attribute]:
+        fields = _parse_fields(
+            parser,
+            "sparsec.tiled",
+            {"tile": cls._parse_pair, "workers": cls._parse_pair, "hot": _parse_int,
+             "cold": _parse_int, "policy": _parse_name},
+        )
+        example = "#sparsec.tiled<tile = [256, 256], workers = [2, 16], hot = 3, cold = 40>"
+        _require(parser, fields, "tile", example)
+        _require(parser, fields, "workers", example)
+        tile: tuple[int, int] = fields["tile"]  # type: ignore[assignment]
+        workers: tuple[int, int] = fields["workers"]  # type: ignore[assignment]
+        return [IntAttr(tile[0]), IntAttr(tile[1]), IntAttr(workers[0]), IntAttr(workers[1]),
+                IntAttr(int(fields.get("hot", 0))),  # type: ignore[arg-type]
+                IntAttr(int(fields.get("cold", 0))),  # type: ignore[arg-type]
+                StringAttr(str(fields.get("policy", "hottiles")))]
+
+    def print_parameters(self, printer: Printer) -> None:
+        (rows, cols), (hot_workers, cold_workers) = self.tile, self.workers
+        hot, cold = self.counts
+        printer.print_string(
+            f"<tile = [{rows}, {cols}], workers = [{hot_workers}, {cold_workers}], "
+            f"hot = {hot}, cold = {cold}, policy = {self.policy_name}>"
+        )
+
+
+TILED_POLICIES = ("hottiles", "hotonly", "coldonly", "best", "random", "roundrobin")
+"""How a `#sparsec.tiled` partition was chosen: HotTiles' heuristic, every tile on one
+worker type (hot, cold, or the better of the two), or heterogeneity-unaware splits."""
+
+
+# ===----------------------------------------------------------------------=== #
+# Row-clustered queries of approximate attention: SpARC
+# ===----------------------------------------------------------------------=== #
+
+
+def _parse_int_lists(parser: AttrParser) -> list[list[int]]:
+    """`[[1, 2], [3, 4]]`: one list of integers per head."""
+    square = AttrParser.Delimiter.SQUARE
+    return parser.parse_comma_separated_list(
+        square, lambda: parser.parse_comma_separated_list(square, lambda: _parse_int(parser)))
+
+
+def _int_lists(values: list[list[int]] | tuple[tuple[int, ...], ...]) -> ArrayAttr:
+    return ArrayAttr([ArrayAttr([IntAttr(int(v)) for v in row]) for row in values])
+
+
+def _lists_text(values: tuple[tuple[int, ...], ...]) -> str:
+    return "[" + ", ".join("[" + ", ".join(map(str, row)) + "]" for row in values) + "]"
+
+
+@irdl_attr_definition
+class RowClusteredAttr(ParametrizedAttribute):
+    """`#sparsec.row_clustered<block = 64, columns = [[0, 5, 9], ...], clusters = [[8, 6],
+    ...]>`: SpARC's (Cho et al., DAC 2024) row-clustered query of approximate attention.
+
+    The tensor is the query Q [T, d] (or [heads, T, d]) of a `sparsec.attention`. Its rows
+    are cut into blocks of `block` rows (the last may be shorter); per head h, block b is
+    clustered at run time into `clusters[h][b]` clusters using the low-rank scores
+    Q[:, c] K[:, c]^T over the key columns c = `columns[h]` (the same count per head),
+    and attention is computed once per cluster, then expanded to every row of it
+    (backends/sparc/clustering.py gives the exact semantics; `cluster-rows` chooses
+    the columns and the counts). The values are stored densely: the format changes
+    what attention over Q computes, not how Q is stored. The lists are small (heads x
+    blocks), so they are the attribute's own data; `cluster-rows` also keeps them in
+    the DataStore (`<kernel>.<symbol>#columns`, `#clusters`, `#kl`).
+
+    Storage bits = numel * value_bits (dense).
+    """
+
+    name = "sparsec.row_clustered"
+
+    block: IntAttr
+    columns: ArrayAttr[ArrayAttr[IntAttr]]
+    clusters: ArrayAttr[ArrayAttr[IntAttr]]
+
+    def __init__(self, block: int, columns: list[list[int]] | tuple[tuple[int, ...], ...],
+                 clusters: list[list[int]] | tuple[tuple[int, ...], ...]):
+        super().__init__(IntAttr(block), _int_lists(columns), _int_lists(clusters))
+
+    @property
+    def block_rows(self) -> int:
+        """Rows per block (the last block of a head may be shorter)."""
+        return self.block.data
+
+    @property
+    def column_lists(self) -> tuple[tuple[int, ...], ...]:
+        """Per head, the key columns of the low-rank scores."""
+        return tuple(tuple(v.data for v in row.data) for row in self.columns.data)
+
+    @property
+    def cluster_lists(self) -> tuple[tuple[int, ...], ...]:
+        """Per head, the clusters of each row block."""
+        return tuple(tuple(v.data for v in row.data) for row in self.clusters.data)
+
+    @property
+    def heads(self) -> int:
+        return len(self.columns.data)
+
+    def verify(self) -> None:
+        if self.block_rows < 1:
+            raise VerifyException(f"sparsec.row_clustered: block must be >= 1, got {self.block_rows}")
+        columns, clusters = self.column_lists, self.cluster_lists
+        if not columns or len(columns) != len(clusters):
+            raise VerifyException(
+                f"sparsec.row_clustered: columns and clusters need one list per head, got "
+                f"{len(columns)} and {len(clusters)}")
+        if len({len(row) for row in columns}) != 1 or not columns[0]:
+            raise VerifyException("sparsec.row_clustered: every head needs the same number "
+                                  "(>= 1) of key columns")
+        for head, row in enumerate(columns):
+            if len(set(row)) != len(row) or min(row) < 0:
+                raise VerifyException(f"sparsec.row_clustered: columns of head {head} must be "
+                                      f"distinct and >= 0, got {list(row)}")
+        for head, row in enumerate(clusters):
+            if not row or min(row) < 1:
+                raise VerifyException(f"sparsec.row_clustered: clusters of head {head} must be "
+                                      f">= 1 per block, got {list(row)}")
+
+    def verify_tensor_type(self, tensor_type: TensorType[Attribute]) -> None:
+        shape = tuple(tensor_type.get_shape())
+        if len(shape) not in (2, 3):
+            raise VerifyException("sparsec.row_clustered: expected a query [T, d] or [heads, "
+                                  f"T, d], got {_shape_text(tensor_type)}")
+        heads, rows, width = (1, *shape) if len(shape) == 2 else shape
+        if heads != self.heads:
+            raise VerifyException(f"sparsec.row_clustered: columns and clusters for "
+                                  f"{self.heads} head(s), but the query has {heads}")
+        if max(max(row) for row in self.column_lists) >= width:
+            raise VerifyException(f"sparsec.row_clustered: a key column exceeds the query's "
+                                  f"last dimension d = {width}")
+        blocks = -(-rows // self.block_rows)
+        for head, row in enumerate(self.cluster_lists):
+            if len(row) != blocks:
+                raise VerifyException(
+                    f"sparsec.row_clustered: head {head} has {len(row)} cluster counts, but "
+                    f"{rows} rows in blocks of {self.block_rows} make {blocks} blocks")
+            sizes = [min(self.block_rows, rows - b * self.block_rows) for b in range(blocks)]
+            over = [b for b, (k, n) in enumerate(zip(row, sizes, strict=True)) if k > n]
+            if over:
+                b = over[0]
+                raise VerifyException(
+                    f"sparsec.row_clustered: block {b} of head {head} has {sizes[b]} rows but "
+                    f"{row[b]} clusters")
+
+    def describe(self) -> str:
+        total = sum(sum(row) for row in self.cluster_lists)
+        blocks = sum(len(row) for row in self.cluster_lists)
+        return (f"row-clustered: {total} clusters over {blocks} blocks of {self.block_rows} "
+                f"rows, low-rank scores over {len(self.column_lists[0])} key columns")
+
+    def layout(self) -> Attribute | None:
+        return None
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> list[Attribute]:
+        fields = _parse_fields(
+            parser, "sparsec.row_clustered",
+            {"block": _parse_int, "columns": _parse_int_lists, "clusters": _parse_int_lists})
+        example = "#sparsec.row_clustered<block = 64, columns = [[0, 5]], clusters = [[8, 6]]>"
+        for key in ("block", "columns", "clusters"):
+            _require(parser, fields, key, example)
+        return [IntAttr(int(fields["block"])),  # type: ignore[arg-type]
+                _int_lists(fields["columns"]),  # type: ignore[arg-type]
+                _int_lists(fields["clusters"])]  # type: ignore[arg-type]
+
+    def print_parameters(self, printer: Printer) -> None:
+        printer.print_string(
+            f"<block = {self.block_rows}, columns = {_lists_text(self.column_lists)}, "
+            f"clusters = {_lists_text(self.cluster_lists)}>")
+
+
 FORMAT_ATTRIBUTES: tuple[type[ParametrizedAttribute], ...] = (
     BitmapAttr,
     RcscAttr,
     CodebookAttr,
     QuantizedAttr,
+    DiagonalAttr,
+    TiledAttr,
+    RowClusteredAttr,
 )
 """The attributes registered in the sparsec dialect by this module."""
 

@@ -119,15 +119,15 @@ def mask_groups(module: ModuleOp) -> list[MaskGroup]:
         for op in function.walk():
             if not isinstance(op, (AttentionOp, SddmmOp, SoftmaxOp)):
                 continue
-            group = MaskGroup(function.sym_name.data)
             key = (op.pattern[0] if op.pattern else
                    (op.mask_kind, op.window_size, group_shape(op)))
-            by_key.setdefault(key, group).ops.append(op)
+            by_key.setdefault(key, MaskGroup(function.sym_name.data)).ops.append(op)
         groups.extend(by_key.values())
     return groups
 
 
 def group_shape(op: MaskedOp) -> tuple[int, int]:
+    """(T, S) of an attention-family op's scores."""
     return MaskGroup("", [op]).scores_shape
 
 
@@ -230,7 +230,7 @@ class EncodeDiagonalPass(ModulePass):
         update_param_values(target, store, final.astype(np.int8), effect)
         self._store_layout(target, store, placement)
         set_type(target, tensor_type((t, s), "i8", encoding))
-        self._retype_chain(group, binder.result, encoding)
+        self._retype_chain(group, encoding)
 
     def _group_mask(self, group: MaskGroup, store: DataStore) -> np.ndarray:
         """The group's mask as a boolean [T, S] matrix."""
@@ -286,18 +286,18 @@ class EncodeDiagonalPass(ModulePass):
             group.ops[index] = _with_pattern(op, param.result)
         return param
 
-    def _retype_chain(self, group: MaskGroup, pattern: SSAValue,
-                      encoding: DiagonalAttr) -> None:
-        """Scores and probabilities of the group's sddmm/softmax ops are stored in the
-        mask's diagonals: their result types get the encoding."""
+    def _retype_chain(self, group: MaskGroup, encoding: DiagonalAttr) -> None:
+        """Scores and probabilities the group's sddmm/softmax ops pass on inside the
+        kernel are stored in the mask's diagonals: their result types get the encoding
+        (a kernel's outputs keep the type it declares)."""
         for op in group.ops:
-            if isinstance(op, AttentionOp):
-                continue
             result = op.results[0]
-            rtype = result.type
-            assert isinstance(rtype, TensorType)
+            if isinstance(op, AttentionOp) or not _internal(result):
+                continue
             if isinstance(op, SoftmaxOp) and not isinstance(op.input.owner, SddmmOp):
                 continue
+            rtype = result.type
+            assert isinstance(rtype, TensorType)
             new_type = TensorType(rtype.element_type, rtype.get_shape(), encoding)
             Rewriter.replace_value_with_new_type(result, new_type)
 
@@ -311,6 +311,8 @@ class EncodeDiagonalPass(ModulePass):
             "pass": self.label(), "w": layout.band, "diagonals": layout.count,
             "overflow_diagonals": layout.count - layout.band, "off_band": placement.off_band,
             "moved": placement.into_bubbles, "dropped": int(placement.dropped.shape[0]),
+            "overflowed": placement.off_band - placement.into_bubbles
+            - int(placement.dropped.shape[0]),
             "storage_bits": pack(values, encoding, value_bits=8, aux=aux).bits,
             "csr_bits": csr_bits, "dense_bits": 8 * shape[0] * shape[1],
         }
@@ -338,6 +340,11 @@ class EncodeDiagonalPass(ModulePass):
         self._store_layout(target, store, placement)
         set_type(target, TensorType(target.ttype.element_type, target.ttype.get_shape(),
                                     encoding))
+
+
+def _internal(value: SSAValue) -> bool:
+    """Whether only attention-family ops use `value` (it is not a kernel output)."""
+    return all(isinstance(use.operation, (SoftmaxOp, SpmmOp)) for use in value.uses)
 
 
 def _fresh_symbol(store: DataStore, kernel: str, base: str) -> str:
