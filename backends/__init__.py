@@ -13,6 +13,7 @@ BACKEND_MODULES: dict[str, str] = {
     "stc": "sparsec.backends.stc",
     "eie": "sparsec.backends.eie",
     "asadi": "sparsec.backends.asadi",
+    "hottiles": "sparsec.backends.hottiles",
 }
 """Target name -> module whose `BACKEND` attribute describes the backend."""
 

@@ -63,6 +63,7 @@ SPARSEC_DIALECTS = {
     "stc": _stc_dialect,
     "eie": _eie_dialect,
     "asadi": lambda: importlib.import_module("sparsec.backends.asadi.isa").Asadi,
+    "hottiles": lambda: importlib.import_module("sparsec.backends.hottiles.isa").Hottiles,
 }
 
 def _lazy_pass(module: str, cls: str) -> Callable[[], type[ModulePass]]:
@@ -79,6 +80,7 @@ SPARSEC_PASSES = {
     "lower-stc": _lower_stc,
     "lower-eie": _lazy_pass("sparsec.backends.eie.lowering", "LowerEiePass"),
     "lower-asadi": _lazy_pass("sparsec.backends.asadi.lowering", "LowerAsadiPass"),
+    "lower-hottiles": _lazy_pass("sparsec.backends.hottiles.lowering", "LowerHottilesPass"),
     "prune-nm": _lazy_pass("sparsec.passes.prune_nm", "PruneNmPass"),
     "prune-magnitude": _lazy_pass("sparsec.passes.prune_magnitude", "PruneMagnitudePass"),
     "quantize": _lazy_pass("sparsec.passes.quantize", "QuantizePass"),
@@ -87,6 +89,7 @@ SPARSEC_PASSES = {
     "decompose-attention": _lazy_pass("sparsec.passes.decompose_attention",
                                       "DecomposeAttentionPass"),
     "encode-diagonal": _lazy_pass("sparsec.passes.encode_diagonal", "EncodeDiagonalPass"),
+    "tile-hot-cold": _lazy_pass("sparsec.passes.tile_hot_cold", "TileHotColdPass"),
 }
 
 SPARSEC_UNIVERSE = Universe(all_dialects=SPARSEC_DIALECTS, all_passes=SPARSEC_PASSES)
