@@ -14,6 +14,7 @@ BACKEND_MODULES: dict[str, str] = {
     "eie": "sparsec.backends.eie",
     "asadi": "sparsec.backends.asadi",
     "hottiles": "sparsec.backends.hottiles",
+    "sparc": "sparsec.backends.sparc",
 }
 """Target name -> module whose `BACKEND` attribute describes the backend."""
 

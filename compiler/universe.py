@@ -64,6 +64,7 @@ SPARSEC_DIALECTS = {
     "eie": _eie_dialect,
     "asadi": lambda: importlib.import_module("sparsec.backends.asadi.isa").Asadi,
     "hottiles": lambda: importlib.import_module("sparsec.backends.hottiles.isa").Hottiles,
+    "sparc": lambda: importlib.import_module("sparsec.backends.sparc.isa").Sparc,
 }
 
 def _lazy_pass(module: str, cls: str) -> Callable[[], type[ModulePass]]:
@@ -79,6 +80,7 @@ SPARSEC_PASSES = {
     "lower-systolic": _lower_systolic,
     "lower-stc": _lower_stc,
     "lower-eie": _lazy_pass("sparsec.backends.eie.lowering", "LowerEiePass"),
+    "lower-sparc": _lazy_pass("sparsec.backends.sparc.lowering", "LowerSparcPass"),
     "lower-asadi": _lazy_pass("sparsec.backends.asadi.lowering", "LowerAsadiPass"),
     "lower-hottiles": _lazy_pass("sparsec.backends.hottiles.lowering", "LowerHottilesPass"),
     "prune-nm": _lazy_pass("sparsec.passes.prune_nm", "PruneNmPass"),
@@ -88,6 +90,7 @@ SPARSEC_PASSES = {
     "sparsify": _lazy_pass("sparsec.passes.sparsify", "SparsifyPass"),
     "decompose-attention": _lazy_pass("sparsec.passes.decompose_attention",
                                       "DecomposeAttentionPass"),
+    "cluster-rows": _lazy_pass("sparsec.passes.cluster_rows", "ClusterRowsPass"),
     "encode-diagonal": _lazy_pass("sparsec.passes.encode_diagonal", "EncodeDiagonalPass"),
     "tile-hot-cold": _lazy_pass("sparsec.passes.tile_hot_cold", "TileHotColdPass"),
 }

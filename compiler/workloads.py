@@ -41,7 +41,7 @@ import string
 import tempfile
 import time
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -492,6 +492,11 @@ def _load_weights(path: Path) -> dict[str, np.ndarray]:
     return {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in raw.items()}
 
 
+AttentionHook = Callable[[int, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""`hook(layer, q, k, v) -> (probs, context)` on per-head [h, T, dh] tensors: replaces a
+layer's softmax attention (e.g. with an approximate one, to measure its effect)."""
+
+
 class BertModel:
     """A BERT encoder (all-MiniLM-L6-v2 layout) that runs in float32 numpy."""
 
@@ -501,6 +506,8 @@ class BertModel:
         self.weights = weights
         self.tokenizer = tokenizer
         self.source = source
+        self.attention_hook: AttentionHook | None = None
+        """When set, every layer's attention is `attention_hook(layer, q, k, v)`."""
         self._check_weights()
 
     @classmethod
@@ -593,9 +600,12 @@ class BertModel:
         q = project("attention.self.query")
         k = project("attention.self.key")
         v = project("attention.self.value")
-        k_t = np.ascontiguousarray(k.transpose(0, 2, 1))     # numpy's batched matmul is fast only on this
-        probs = _softmax((q @ k_t) * np.float32(1 / np.sqrt(dh)))
-        context = probs @ v
+        if self.attention_hook is not None:
+            probs, context = self.attention_hook(index, q, k, v)
+        else:
+            k_t = np.ascontiguousarray(k.transpose(0, 2, 1))  # numpy's batched matmul is fast only on this
+            probs = _softmax((q @ k_t) * np.float32(1 / np.sqrt(dh)))
+            context = probs @ v
         merged = context.transpose(1, 0, 2).reshape(tokens, heads * dh)
         attn = (merged @ self._w(f"{p}attention.output.dense.weight").T
                 + self._w(f"{p}attention.output.dense.bias"))

@@ -24,9 +24,20 @@ from xdsl.pattern_rewriter import (
 from sparsec.dialects.sparsec import AttentionOp, SddmmOp, SoftmaxOp, SpmmOp
 
 
+def redefines_attention(op: AttentionOp) -> bool:
+    """Whether the query's format makes this attention approximate (SpARC's row
+    clustering): such an op is not the plain sddmm/softmax/spmm chain, so it stays whole."""
+    from sparsec.backends.common.backend import QUERY_FORMAT_SEMANTICS
+
+    encoding = getattr(op.query.type, "encoding", None)
+    return getattr(encoding, "name", "") in QUERY_FORMAT_SEMANTICS
+
+
 class DecomposeAttention(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: AttentionOp, rewriter: PatternRewriter) -> None:
+        if redefines_attention(op):
+            return
         q_shape = op.query.type.get_shape()  # type: ignore[union-attr]
         s_len = op.key.type.get_shape()[-2]  # type: ignore[union-attr]
         scores_type = TensorType(op.result.type.element_type,  # type: ignore[union-attr]
@@ -45,7 +56,8 @@ class DecomposeAttention(RewritePattern):
 
 @dataclass(frozen=True)
 class DecomposeAttentionPass(ModulePass):
-    """Split every sparsec.attention into sddmm, softmax and spmm."""
+    """Split every sparsec.attention into sddmm, softmax and spmm (except attention whose
+    query format redefines it, e.g. row-clustered: that one stays whole)."""
 
     name: ClassVar[str] = "decompose-attention"
 

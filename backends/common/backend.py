@@ -11,6 +11,7 @@ reference outputs from kernel IR and real outputs from ISA IR.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -84,6 +85,22 @@ def arriving_values(values: np.ndarray, value_type: Any) -> np.ndarray:
     return round_to_dtype(quantized, dtype_of(value_type)).astype(values.dtype)
 
 
+QUERY_FORMAT_SEMANTICS: dict[str, tuple[str, str]] = {
+    "sparsec.row_clustered": ("sparsec.backends.sparc.clustering", "clustered_attention"),
+}
+"""Query encodings that redefine what attention computes (approximate attention): the
+encoding's attribute name -> (module, function) of its numpy semantics, called as
+`function(encoding, q, k, v, scale, mask, dtype)`; imported only when used."""
+
+
+def query_format_semantics(query_type: Any) -> Any | None:
+    """The attention semantics a query's encoding defines, or None for plain attention."""
+    entry = QUERY_FORMAT_SEMANTICS.get(getattr(getattr(query_type, "encoding", None), "name", ""))
+    if entry is None:
+        return None
+    return getattr(importlib.import_module(entry[0]), entry[1])
+
+
 @register_impls
 class KernelFuncFunctions(InterpreterFunctions):
     """func.func / func.return for kernels.
@@ -139,6 +156,10 @@ class SparsecFunctions(InterpreterFunctions):
                       args: tuple[Any, ...]):
         q, k, v = args[:3]
         mask = op_mask(op, args[3] if len(args) > 3 else None)
+        semantics = query_format_semantics(op.query.type)
+        if semantics is not None:
+            return (semantics(op.query.type.encoding, q, k, v, op.scale.value.data, mask,  # type: ignore[union-attr]
+                              dtype_of(op.result.type)),)
         return (attention.attention(q, k, v, op.scale.value.data, mask,
                                     dtype_of(op.result.type)),)
 

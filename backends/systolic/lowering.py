@@ -20,10 +20,11 @@ from xdsl.pattern_rewriter import (
     PatternRewriteWalker,
     RewritePattern,
 )
+from xdsl.utils.exceptions import PassFailedException
 
 from sparsec.backends.systolic import isa
 from sparsec.backends.systolic.spec import SystolicSpec
-from sparsec.dialects.sparsec import MatmulOp, SddmmOp, SoftmaxOp, SpmmOp
+from sparsec.dialects.sparsec import AttentionOp, MatmulOp, SddmmOp, SoftmaxOp, SpmmOp
 from sparsec.passes.decompose_attention import DecomposeAttention
 
 Range = tuple[int, int]
@@ -184,3 +185,9 @@ class LowerSystolicPass(SystolicSpec, ModulePass):
         spec = self.hardware()
         PatternRewriteWalker(DecomposeAttention(), apply_recursively=False).rewrite_module(op)
         PatternRewriteWalker(LowerKernelOps(spec), apply_recursively=False).rewrite_module(op)
+        for rest in op.walk():
+            if isinstance(rest, AttentionOp):
+                raise PassFailedException(
+                    "lower-systolic: this attention's query is "
+                    f"{rest.query.type.encoding.name} (approximate attention); run it on "  # type: ignore[union-attr]
+                    "its own target (e.g. sparc), or drop the pass that set that format")

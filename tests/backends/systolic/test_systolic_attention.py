@@ -41,3 +41,11 @@ def test_hand_checked_single_head_attention_cycles():
     assert report.details["folds"] == 2
     assert report.units["array"]["busy"] == 10 + 10
     assert report.units["vector"]["busy"] == 4 + 12
+
+
+def test_approximate_attention_is_refused_not_silently_made_exact():
+    from sparsec.compiler.driver import CompileError
+
+    text = SPEC.format(h=2, t=64, s=64, d=8, mask="none")
+    with pytest.raises(CompileError, match="sparsec.row_clustered .*run it on its own target"):
+        run_text(text, "systolic", pipeline="cluster-rows{clusters=8},decompose-attention")
