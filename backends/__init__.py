@@ -15,6 +15,7 @@ BACKEND_MODULES: dict[str, str] = {
     "asadi": "sparsec.backends.asadi",
     "hottiles": "sparsec.backends.hottiles",
     "sparc": "sparsec.backends.sparc",
+    "sigma": "sparsec.backends.sigma",
 }
 """Target name -> module whose `BACKEND` attribute describes the backend."""
 

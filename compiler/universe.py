@@ -65,6 +65,7 @@ SPARSEC_DIALECTS = {
     "asadi": lambda: importlib.import_module("sparsec.backends.asadi.isa").Asadi,
     "hottiles": lambda: importlib.import_module("sparsec.backends.hottiles.isa").Hottiles,
     "sparc": lambda: importlib.import_module("sparsec.backends.sparc.isa").Sparc,
+    "sigma": lambda: importlib.import_module("sparsec.backends.sigma.isa").Sigma,
 }
 
 def _lazy_pass(module: str, cls: str) -> Callable[[], type[ModulePass]]:
@@ -83,6 +84,7 @@ SPARSEC_PASSES = {
     "lower-sparc": _lazy_pass("sparsec.backends.sparc.lowering", "LowerSparcPass"),
     "lower-asadi": _lazy_pass("sparsec.backends.asadi.lowering", "LowerAsadiPass"),
     "lower-hottiles": _lazy_pass("sparsec.backends.hottiles.lowering", "LowerHottilesPass"),
+    "lower-sigma": _lazy_pass("sparsec.backends.sigma.lowering", "LowerSigmaPass"),
     "prune-nm": _lazy_pass("sparsec.passes.prune_nm", "PruneNmPass"),
     "prune-magnitude": _lazy_pass("sparsec.passes.prune_magnitude", "PruneMagnitudePass"),
     "quantize": _lazy_pass("sparsec.passes.quantize", "QuantizePass"),
