@@ -22,6 +22,7 @@ from sparsec.backends.asadi import isa
 from sparsec.backends.asadi.spec import AsadiSpec
 from sparsec.backends.common.attention import masked_softmax
 from sparsec.backends.common.backend import Machine, dtype_of, enclosing_kernel
+from sparsec.backends.common.isa import zero_accumulator
 from sparsec.backends.common.memory import MemoryLevel
 from sparsec.backends.common.numerics import accumulate_dtype, finish
 from sparsec.backends.common.report import Check, Report
@@ -415,10 +416,7 @@ class AsadiFunctions(InterpreterFunctions):
 
     @impl(isa.ZerosOp)
     def run_zeros(self, interpreter: Interpreter, op: isa.ZerosOp, args: tuple[Any, ...]):
-        if not self.machine.execute:
-            return (None,)
-        shape = tuple(op.result.type.get_shape())  # type: ignore[union-attr]
-        return (np.zeros(shape, dtype=accumulate_dtype(dtype_of(op.result.type))),)
+        return (zero_accumulator(op, self.machine.execute),)
 
     @impl(isa.SddmmOp)
     def run_sddmm(self, interpreter: Interpreter, op: isa.SddmmOp, args: tuple[Any, ...]):

@@ -43,6 +43,7 @@ from xdsl.irdl import (
 )
 from xdsl.utils.exceptions import VerifyException
 
+from sparsec.backends.common.isa import AccumulatorZerosOp
 from sparsec.dialects.formats import DiagonalAttr
 
 PARADIGMS = ("dia", "csr")
@@ -130,15 +131,10 @@ class WriteOp(IRDLOperation):
 
 
 @irdl_op_definition
-class ZerosOp(IRDLOperation):
+class ZerosOp(AccumulatorZerosOp):
     """A zero accumulator in the arrays: `acc = 0`."""
 
     name = "asadi.zeros"
-    result = result_def(TensorType)
-    assembly_format = "attr-dict `:` type($result)"
-
-    def __init__(self, result_type: TensorType):
-        super().__init__(result_types=[result_type])
 
 
 @irdl_op_definition

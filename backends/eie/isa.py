@@ -42,6 +42,7 @@ from xdsl.irdl import (
 )
 from xdsl.utils.exceptions import VerifyException
 
+from sparsec.backends.common.isa import AccumulatorZerosOp
 from sparsec.dialects.formats import CodebookAttr, RcscAttr
 
 
@@ -93,15 +94,10 @@ class EncodeOp(IRDLOperation):
 
 
 @irdl_op_definition
-class ZerosOp(IRDLOperation):
+class ZerosOp(AccumulatorZerosOp):
     """Cleared destination activation registers, one row per input vector: `acc = 0`."""
 
     name = "eie.zeros"
-    result = result_def(TensorType)
-    assembly_format = "attr-dict `:` type($result)"
-
-    def __init__(self, result_type: TensorType):
-        super().__init__(result_types=[result_type])
 
 
 @irdl_op_definition

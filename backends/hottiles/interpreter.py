@@ -25,9 +25,9 @@ from xdsl.ir import SSAValue
 
 from sparsec.backends.common.backend import Machine, dtype_of, enclosing_kernel
 from sparsec.backends.common.energy import ELEMENT_BYTES, MAC_PJ
+from sparsec.backends.common.isa import zero_accumulator
 from sparsec.backends.common.memory import MemoryLevel
 from sparsec.backends.common.numerics import (
-    accumulate_dtype,
     effectual_macs,
     finish,
     matmul_accumulate,
@@ -305,10 +305,7 @@ class HottilesFunctions(InterpreterFunctions):
 
     @impl(isa.ZerosOp)
     def run_zeros(self, interpreter: Interpreter, op: isa.ZerosOp, args: tuple[Any, ...]):
-        if not self.machine.execute:
-            return (None,)
-        shape = tuple(op.result.type.get_shape())  # type: ignore[union-attr]
-        return (np.zeros(shape, dtype=accumulate_dtype(dtype_of(op.result.type))),)
+        return (zero_accumulator(op, self.machine.execute),)
 
     @impl(isa.WorkerOp)
     def run_worker(self, interpreter: Interpreter, op: isa.WorkerOp, args: tuple[Any, ...]):

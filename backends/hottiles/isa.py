@@ -33,6 +33,7 @@ from xdsl.irdl import (
 )
 from xdsl.utils.exceptions import VerifyException
 
+from sparsec.backends.common.isa import AccumulatorZerosOp
 from sparsec.dialects.formats import TiledAttr
 
 KINDS = ("hot", "cold")
@@ -51,15 +52,10 @@ def _shape(value: SSAValue) -> tuple[int, ...]:
 
 
 @irdl_op_definition
-class ZerosOp(IRDLOperation):
+class ZerosOp(AccumulatorZerosOp):
     """The output C, zero, in main memory: `acc = 0` (workers add partial rows to it)."""
 
     name = "hottiles.zeros"
-    result = result_def(TensorType)
-    assembly_format = "attr-dict `:` type($result)"
-
-    def __init__(self, result_type: TensorType):
-        super().__init__(result_types=[result_type])
 
 
 @irdl_op_definition

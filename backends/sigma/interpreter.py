@@ -20,9 +20,9 @@ from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_i
 
 from sparsec.backends.common.backend import Machine, dtype_of
 from sparsec.backends.common.energy import ELEMENT_BYTES
+from sparsec.backends.common.isa import zero_accumulator
 from sparsec.backends.common.memory import MemoryLevel
 from sparsec.backends.common.numerics import (
-    accumulate_dtype,
     effectual_macs,
     finish,
     matmul_accumulate,
@@ -175,10 +175,7 @@ class SigmaFunctions(InterpreterFunctions):
 
     @impl(isa.ZerosOp)
     def run_zeros(self, interpreter: Interpreter, op: isa.ZerosOp, args: tuple[Any, ...]):
-        if not self.machine.execute:
-            return (None,)
-        shape = tuple(op.result.type.get_shape())  # type: ignore[union-attr]
-        return (np.zeros(shape, dtype=accumulate_dtype(dtype_of(op.result.type))),)
+        return (zero_accumulator(op, self.machine.execute),)
 
     @impl(isa.PackOp)
     def run_pack(self, interpreter: Interpreter, op: isa.PackOp, args: tuple[Any, ...]):

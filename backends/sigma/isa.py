@@ -46,6 +46,7 @@ from xdsl.irdl import (
 )
 from xdsl.utils.exceptions import VerifyException
 
+from sparsec.backends.common.isa import AccumulatorZerosOp
 from sparsec.dialects.formats import BitmapAttr, layout_of
 
 OPERANDS = ("a", "b")
@@ -78,15 +79,10 @@ def bitmap_type(source: TensorType, transpose: bool) -> TensorType:
 
 
 @irdl_op_definition
-class ZerosOp(IRDLOperation):
+class ZerosOp(AccumulatorZerosOp):
     """A zero accumulator in the global buffer: `acc = 0`."""
 
     name = "sigma.zeros"
-    result = result_def(TensorType)
-    assembly_format = "attr-dict `:` type($result)"
-
-    def __init__(self, result_type: TensorType):
-        super().__init__(result_types=[result_type])
 
 
 @irdl_op_definition

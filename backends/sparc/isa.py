@@ -44,6 +44,8 @@ from xdsl.irdl import (
 )
 from xdsl.utils.exceptions import VerifyException
 
+from sparsec.backends.common.isa import AccumulatorZerosOp
+
 ASSIGNMENT_TYPE = IntegerType(32)
 """Element type of an assignment tensor (each row's cluster)."""
 
@@ -110,15 +112,10 @@ class _HeadOp(IRDLOperation):
 
 
 @irdl_op_definition
-class ZerosOp(IRDLOperation):
+class ZerosOp(AccumulatorZerosOp):
     """The attention output, zeroed, in the output buffer: `acc = 0`."""
 
     name = "sparc.zeros"
-    result = result_def(TensorType)
-    assembly_format = "attr-dict `:` type($result)"
-
-    def __init__(self, result_type: TensorType):
-        super().__init__(result_types=[result_type])
 
 
 @irdl_op_definition

@@ -70,6 +70,7 @@ from xdsl.irdl import (
 )
 from xdsl.utils.exceptions import VerifyException
 
+from sparsec.backends.common.isa import AccumulatorZerosOp
 from sparsec.backends.stc.spec import CUDA_CORE_DTYPES, TENSOR_DTYPES
 from sparsec.dialects.formats import QuantizedAttr, layout_of
 from sparsec.dialects.sparse_tensor import (
@@ -178,15 +179,10 @@ def _bounds(attr: DenseArrayBase, what: str, op: str) -> tuple[int, int]:
 
 
 @irdl_op_definition
-class ZerosOp(IRDLOperation):
+class ZerosOp(AccumulatorZerosOp):
     """A zero accumulator (the thread blocks' registers): `acc = 0` in f32 or i32."""
 
     name = "stc.zeros"
-    result = result_def(TensorType)
-    assembly_format = "attr-dict `:` type($result)"
-
-    def __init__(self, result_type: TensorType):
-        super().__init__(result_types=[result_type])
 
 
 @irdl_op_definition

@@ -43,6 +43,8 @@ from xdsl.irdl import (
 )
 from xdsl.utils.exceptions import VerifyException
 
+from sparsec.backends.common.isa import AccumulatorZerosOp
+
 OPERANDS = ("ifmap", "filter")
 
 
@@ -62,15 +64,10 @@ def _bounds(attr: DenseArrayBase, what: str, op: str) -> tuple[int, int]:
 
 
 @irdl_op_definition
-class ZerosOp(IRDLOperation):
+class ZerosOp(AccumulatorZerosOp):
     """A zero accumulator in the array's output SRAM: `acc = 0`."""
 
     name = "systolic.zeros"
-    result = result_def(TensorType)
-    assembly_format = "attr-dict `:` type($result)"
-
-    def __init__(self, result_type: TensorType):
-        super().__init__(result_types=[result_type])
 
 
 @irdl_op_definition
