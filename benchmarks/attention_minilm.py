@@ -4,7 +4,7 @@
     python benchmarks/attention_minilm.py [--tokens 128] [--out benchmarks/results/attention_minilm.md]
 
 For each of the 6 encoder layers of all-MiniLM-L6-v2 (12 heads, d = 32) on the bundled
-text cut to `--tokens` tokens (Q, K, V from `sparsec.compiler.workloads`), one kernel
+text cut to `--tokens` tokens (Q, K, V from `sparsec.tensors.workloads`), one kernel
 `O = attention(Q, K, V)` runs on:
 - `systolic{rows=32 cols=32}`: dense attention (folds per head, vector-unit softmax);
 - `asadi{preset=paper}` after `encode-diagonal{threshold=...}` (ASADI's predicted mask);
@@ -29,7 +29,7 @@ import numpy as np
 
 from sparsec.backends.common.report import Report
 from sparsec.compiler.driver import CompileOptions, compile_spec, execute
-from sparsec.compiler.workloads import bert_workload
+from sparsec.tensors.workloads import bert_workload
 
 TARGETS = {
     "systolic": ("systolic{rows=32 cols=32}", ""),

@@ -54,8 +54,8 @@ from sparsec.compiler.driver import (
     execute,
     make_context,
 )
-from sparsec.compiler.workloads import BertModel, parse_layers
 from sparsec.dialects.sparsec import TARGET_ATTR
+from sparsec.tensors.workloads import BertModel, parse_layers
 
 RESULTS = Path(__file__).parent / "results" / "eie_fifo_sweep.md"
 DEPTHS = (1, 2, 4, 8, 16, 32)

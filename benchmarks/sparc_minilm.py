@@ -35,8 +35,8 @@ import numpy as np
 
 from sparsec.backends.common.report import Report, write_atomically
 from sparsec.compiler.driver import CompileOptions, compile_text, execute
-from sparsec.compiler.workloads import DEFAULT_TEXT, BertModel, WordPieceTokenizer, cosine
 from sparsec.passes.cluster_rows import ClusteredBertAttention
+from sparsec.tensors.workloads import DEFAULT_TEXT, BertModel, WordPieceTokenizer, cosine
 
 RESULTS = Path(__file__).parent / "results" / "sparc_minilm.md"
 TARGET = "sparc{preset=paper}"

@@ -27,9 +27,9 @@ from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
 
 from sparsec.backends.common.report import Report, write_atomically
 from sparsec.backends.stc.isa import two_four_encoding
-from sparsec.compiler.datastore import DataStore
 from sparsec.compiler.driver import CompileOptions, compile_module, execute
 from sparsec.dialects.sparsec import OUTPUTS_ATTR, InputOp, MatmulOp, ParamOp, tensor_type
+from sparsec.tensors.datastore import DataStore
 
 RESULTS = Path(__file__).parent / "results" / "stc_sparse_vs_dense.md"
 PRESETS = ("a100", "h100")

@@ -18,7 +18,6 @@ from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr, TensorType
 from xdsl.ir import Operation, SSAValue
 
 from sparsec.compiler.attention_rules import parse_mask
-from sparsec.compiler.datastore import DataStore, is_sparse, store_key
 from sparsec.compiler.sources import materialize, read_pattern
 from sparsec.compiler.spec import (
     Assign,
@@ -41,6 +40,7 @@ from sparsec.dialects.sparsec import (
     SpmmOp,
     tensor_type,
 )
+from sparsec.tensors.datastore import DataStore, is_sparse, store_key
 
 OpBuilder = Callable[[Call, list[SSAValue], TensorType], Operation]
 

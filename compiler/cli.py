@@ -25,7 +25,6 @@ from sparsec.backends.common.report import (
     write_atomically,
 )
 from sparsec.backends.common.spec import SpecError as TargetError
-from sparsec.compiler.datastore import DataStoreError
 from sparsec.compiler.driver import (
     Compiled,
     CompileError,
@@ -37,7 +36,8 @@ from sparsec.compiler.driver import (
 )
 from sparsec.compiler.mlir_export import MlirExportError
 from sparsec.compiler.spec import SpecError
-from sparsec.compiler.workloads import WorkloadError
+from sparsec.tensors.datastore import DataStoreError
+from sparsec.tensors.workloads import WorkloadError
 
 EXIT_BAD_INPUT = 1
 EXIT_CHECK_FAILED = 3
@@ -323,7 +323,7 @@ def print_comparison(rows: list[Any], title: str) -> None:
 
 
 def cmd_workload(args: argparse.Namespace) -> int:
-    from sparsec.compiler.workloads import bert_workload
+    from sparsec.tensors.workloads import bert_workload
 
     workload = bert_workload(args.model, text=args.text, tokens=args.tokens,
                              layers=args.layers, truncate=args.truncate)

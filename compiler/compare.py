@@ -23,7 +23,6 @@ from sparsec.backends import UnknownTargetError
 from sparsec.backends.common.memory import CapacityError
 from sparsec.backends.common.report import Report
 from sparsec.backends.common.spec import SpecError as TargetError
-from sparsec.compiler.datastore import DataStoreError
 from sparsec.compiler.driver import (
     CompileError,
     CompileOptions,
@@ -31,6 +30,7 @@ from sparsec.compiler.driver import (
     compile_spec,
     execute,
 )
+from sparsec.tensors.datastore import DataStoreError
 
 RUN_ERRORS = (CompileError, TargetError, UnknownTargetError, CapacityError, DataStoreError,
               ValueError)

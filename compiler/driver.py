@@ -34,7 +34,6 @@ from sparsec.backends.common.backend import (
 from sparsec.backends.common.report import Check, Report, check_output
 from sparsec.backends.common.spec import AcceleratorSpec, parse_target_string
 from sparsec.compiler.builder import build_module
-from sparsec.compiler.datastore import DataStore, active_store
 from sparsec.compiler.spec import SpecFile, parse_spec, parse_spec_file
 from sparsec.compiler.universe import SPARSEC_DIALECTS, SPARSEC_PASSES
 from sparsec.dialects.sparsec import (
@@ -44,6 +43,7 @@ from sparsec.dialects.sparsec import (
     ParamOp,
     output_names,
 )
+from sparsec.tensors.datastore import DataStore, active_store
 
 DEFAULT_TARGET = "systolic"
 REFERENCE_SUFFIX = "#reference"

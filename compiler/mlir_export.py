@@ -67,8 +67,6 @@ from xdsl.ir.affine import (
     AffineMap,
 )
 
-from sparsec.compiler.datastore import DataStore, store_key
-from sparsec.compiler.sources import round_to_bf16
 from sparsec.dialects.formats import BitmapAttr, RcscAttr, describe, layout_of
 from sparsec.dialects.sparse_tensor import (
     LevelType,
@@ -84,6 +82,8 @@ from sparsec.dialects.sparsec import (
     element_type_name,
     output_names,
 )
+from sparsec.tensors.datastore import DataStore, store_key
+from sparsec.tensors.dtypes import round_to_bf16
 
 __all__ = [
     "DECIMAL_LIMIT",

@@ -96,8 +96,7 @@ __all__ = [
 #: Element types in the order they are listed to users.
 ELEMENT_TYPES: tuple[str, ...] = ("f64", "f32", "f16", "bf16", "i32", "i16", "i8")
 FLOAT_TYPES: frozenset[str] = frozenset({"f64", "f32", "f16", "bf16"})
-INT_TYPES: frozenset[str] = frozenset({"i32", "i16", "i8"})
-
+from sparsec.tensors.dtypes import INT_TYPES  # noqa: E402
 
 # --------------------------------------------------------------------------
 # Locations and errors

@@ -39,13 +39,12 @@ from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import VerifyException
 
-from sparsec.backends.common import attention
-from sparsec.backends.common.backend import enclosing_kernel
-from sparsec.backends.sparc import clustering
-from sparsec.compiler.datastore import DataStore, current_store
 from sparsec.dialects.formats import RowClusteredAttr
 from sparsec.dialects.sparsec import AttentionOp, InputOp, ParamOp, element_type_name
 from sparsec.passes.common import Target, encoding_of, fail, set_type, with_encoding
+from sparsec.tensors import attention
+from sparsec.tensors import row_clustering as clustering
+from sparsec.tensors.datastore import DataStore, current_store, enclosing_kernel
 
 NAME = "cluster-rows"
 

@@ -26,8 +26,8 @@ from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.rewriter import Rewriter
 from xdsl.utils.exceptions import PassFailedException
 
-from sparsec.compiler.datastore import DataStore, dense, store_key
 from sparsec.dialects.sparsec import InputOp, MatmulOp, ParamOp
+from sparsec.tensors.datastore import DataStore, dense, store_key
 
 FORMAT_ONLY = "format only: runtime input, values arrive at run time"
 

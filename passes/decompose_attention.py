@@ -27,7 +27,7 @@ from sparsec.dialects.sparsec import AttentionOp, SddmmOp, SoftmaxOp, SpmmOp
 def redefines_attention(op: AttentionOp) -> bool:
     """Whether the query's format makes this attention approximate (SpARC's row
     clustering): such an op is not the plain sddmm/softmax/spmm chain, so it stays whole."""
-    from sparsec.backends.common.backend import QUERY_FORMAT_SEMANTICS
+    from sparsec.tensors.attention import QUERY_FORMAT_SEMANTICS
 
     encoding = getattr(op.query.type, "encoding", None)
     return getattr(encoding, "name", "") in QUERY_FORMAT_SEMANTICS

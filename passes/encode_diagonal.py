@@ -42,15 +42,6 @@ from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from sparsec.backends.common.attention import mask_matrix, masked_softmax
-from sparsec.backends.common.quantization import quantize_dynamic
-from sparsec.compiler.datastore import DataStore, current_store, store_key
-from sparsec.compiler.storage import (
-    DIAGONAL_OVERFLOW,
-    DiagonalPlacement,
-    pack,
-    place_diagonals,
-)
 from sparsec.dialects import sparse_tensor as st
 from sparsec.dialects.formats import DiagonalAttr
 from sparsec.dialects.sparsec import (
@@ -63,6 +54,15 @@ from sparsec.dialects.sparsec import (
     tensor_type,
 )
 from sparsec.passes.common import Target, fail, param_values, set_type, update_param_values
+from sparsec.tensors.attention import mask_matrix, masked_softmax
+from sparsec.tensors.datastore import DataStore, current_store, store_key
+from sparsec.tensors.quantization import quantize_dynamic
+from sparsec.tensors.storage import (
+    DIAGONAL_OVERFLOW,
+    DiagonalPlacement,
+    pack,
+    place_diagonals,
+)
 
 MaskedOp = AttentionOp | SddmmOp | SoftmaxOp
 AUX = ("offsets", "moved")

@@ -15,7 +15,6 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from sparsec.compiler.datastore import current_store
 from sparsec.passes.common import (
     fail,
     param_values,
@@ -23,6 +22,7 @@ from sparsec.passes.common import (
     targets,
     update_param_values,
 )
+from sparsec.tensors.datastore import current_store
 
 
 def prune_to_sparsity(values: np.ndarray, sparsity: float) -> np.ndarray:

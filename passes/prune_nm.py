@@ -15,7 +15,6 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from sparsec.compiler.datastore import current_store
 from sparsec.dialects.sparse_tensor import SparseTensorEncodingAttr, nm
 from sparsec.passes.common import (
     Target,
@@ -28,6 +27,7 @@ from sparsec.passes.common import (
     update_param_values,
     with_encoding,
 )
+from sparsec.tensors.datastore import current_store
 
 
 def prune_nm_values(values: np.ndarray, n: int, m: int, axis: int) -> np.ndarray:

@@ -20,9 +20,6 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from sparsec.backends.common.quantization import Quantization, quantize_values
-from sparsec.compiler.datastore import DataStore, current_store
-from sparsec.compiler.sources import round_to_dtype
 from sparsec.dialects.formats import CodebookAttr, QuantizedAttr, quantized
 from sparsec.passes.common import (
     FORMAT_ONLY,
@@ -36,6 +33,9 @@ from sparsec.passes.common import (
     update_param_values,
     with_encoding,
 )
+from sparsec.tensors.datastore import DataStore, current_store
+from sparsec.tensors.dtypes import round_to_dtype
+from sparsec.tensors.quantization import Quantization, quantize_values
 
 
 def fixed_point_values(values: np.ndarray, bits: int, frac_bits: int) -> Quantization:

@@ -21,8 +21,6 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from sparsec.compiler.datastore import current_store
-from sparsec.compiler.sources import round_to_dtype
 from sparsec.dialects.formats import CodebookAttr, QuantizedAttr, codebook
 from sparsec.passes.common import (
     encoding_of,
@@ -34,6 +32,8 @@ from sparsec.passes.common import (
     update_param_values,
     with_encoding,
 )
+from sparsec.tensors.datastore import current_store
+from sparsec.tensors.dtypes import round_to_dtype
 
 MAX_ITERATIONS = 100
 

@@ -17,9 +17,6 @@ from xdsl.dialects.builtin import ModuleOp, NoneAttr
 from xdsl.ir import Attribute
 from xdsl.passes import ModulePass
 
-from sparsec.backends.common.energy import ELEMENT_BYTES
-from sparsec.compiler.datastore import DataStore, current_store
-from sparsec.compiler.storage import pack
 from sparsec.dialects import sparse_tensor as st
 from sparsec.dialects.formats import CodebookAttr, QuantizedAttr, bitmap, describe, rcsc
 from sparsec.passes.common import (
@@ -32,6 +29,9 @@ from sparsec.passes.common import (
     targets,
     with_encoding,
 )
+from sparsec.tensors.datastore import DataStore, current_store
+from sparsec.tensors.dtypes import ELEMENT_BYTES
+from sparsec.tensors.storage import pack
 
 
 @dataclass(frozen=True)

@@ -27,14 +27,14 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, TensorType
 from xdsl.passes import ModulePass
 
-from sparsec.backends.common.energy import ELEMENT_BYTES
 from sparsec.backends.hottiles import model
 from sparsec.backends.hottiles.spec import HottilesSpec
-from sparsec.compiler.datastore import DataStoreError, current_store
 from sparsec.dialects.formats import TiledAttr, describe
 from sparsec.dialects.sparse_tensor import SparseTensorEncodingAttr
 from sparsec.dialects.sparsec import MatmulOp, element_type_name
 from sparsec.passes.common import Target, encoding_of, fail, set_type, targets, with_encoding
+from sparsec.tensors.datastore import DataStoreError, current_store
+from sparsec.tensors.dtypes import ELEMENT_BYTES
 
 MAX_TILES = 250_000
 """Most non-empty tiles a partition may have: the interpreter replays every tile on the

@@ -20,17 +20,17 @@ from xdsl.ir import SSAValue
 
 from sparsec.backends.asadi import isa
 from sparsec.backends.asadi.spec import AsadiSpec
-from sparsec.backends.common.attention import masked_softmax
 from sparsec.backends.common.backend import Machine, dtype_of, enclosing_kernel
 from sparsec.backends.common.isa import zero_accumulator
 from sparsec.backends.common.memory import MemoryLevel
-from sparsec.backends.common.numerics import accumulate_dtype, finish
 from sparsec.backends.common.report import Check, Report
 from sparsec.backends.common.timeline import Event, Timeline
-from sparsec.compiler.datastore import DataStoreError, current_store, store_key
-from sparsec.compiler.sources import round_to_dtype
-from sparsec.compiler.storage import DiagonalLayout, place_diagonals
 from sparsec.dialects.sparsec import InputOp, ParamOp
+from sparsec.tensors.attention import masked_softmax
+from sparsec.tensors.datastore import DataStoreError, current_store, store_key
+from sparsec.tensors.dtypes import round_to_dtype
+from sparsec.tensors.numerics import accumulate_dtype, finish
+from sparsec.tensors.storage import DiagonalLayout, place_diagonals
 
 UNITS = ("write", "operand_arrays", "oci", "score_arrays", "read")
 PHASES = ("write", "sddmm", "softmax", "spmm", "read")

@@ -11,7 +11,6 @@ reference outputs from kernel IR and real outputs from ISA IR.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -34,31 +33,23 @@ from xdsl.interpreter import (
 )
 from xdsl.passes import ModulePass
 
-from sparsec.backends.common import attention
-from sparsec.backends.common.numerics import matmul
-from sparsec.backends.common.quantization import quantize_dynamic, quantize_static
 from sparsec.backends.common.report import Check, Report
 from sparsec.backends.common.spec import AcceleratorSpec
-from sparsec.compiler.datastore import DataStore, store_key
-from sparsec.compiler.sources import round_to_dtype
 from sparsec.dialects import sparsec
 from sparsec.dialects.formats import QuantizedAttr
 from sparsec.dialects.sparsec import element_type_name
+from sparsec.tensors import attention
+from sparsec.tensors.attention import query_format_semantics
+from sparsec.tensors.datastore import DataStore, enclosing_kernel, store_key
+from sparsec.tensors.dtypes import round_to_dtype
+from sparsec.tensors.numerics import matmul
+from sparsec.tensors.quantization import quantize_dynamic, quantize_static
 
 
 def dtype_of(value_type: Any) -> str:
     """Spec element-type name of a tensor-typed SSA value's type."""
     assert isinstance(value_type, TensorType)
     return element_type_name(value_type.element_type)
-
-
-def enclosing_kernel(op: Any) -> str:
-    """Name of the func.func an op belongs to (its DataStore namespace)."""
-    parent = op.parent_op()
-    while parent is not None and not isinstance(parent, func.FuncOp):
-        parent = parent.parent_op()
-    assert parent is not None, f"{op.name} is not inside a func.func"
-    return parent.sym_name.data
 
 
 def op_mask(op: Any, pattern: np.ndarray | None) -> np.ndarray | None:
@@ -83,22 +74,6 @@ def arriving_values(values: np.ndarray, value_type: Any) -> np.ndarray:
         quantized = quantize_static(values, bits, symmetric, encoding.scale_value or 1.0,
                                     encoding.zero_point_value or 0)
     return round_to_dtype(quantized, dtype_of(value_type)).astype(values.dtype)
-
-
-QUERY_FORMAT_SEMANTICS: dict[str, tuple[str, str]] = {
-    "sparsec.row_clustered": ("sparsec.backends.sparc.clustering", "clustered_attention"),
-}
-"""Query encodings that redefine what attention computes (approximate attention): the
-encoding's attribute name -> (module, function) of its numpy semantics, called as
-`function(encoding, q, k, v, scale, mask, dtype)`; imported only when used."""
-
-
-def query_format_semantics(query_type: Any) -> Any | None:
-    """The attention semantics a query's encoding defines, or None for plain attention."""
-    entry = QUERY_FORMAT_SEMANTICS.get(getattr(getattr(query_type, "encoding", None), "name", ""))
-    if entry is None:
-        return None
-    return getattr(importlib.import_module(entry[0]), entry[1])
 
 
 @register_impls

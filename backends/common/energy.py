@@ -25,7 +25,4 @@ SRAM_PJ_PER_BYTE = 3.0
 DRAM_PJ_PER_BYTE = 160.0
 """Read or write of one byte of off-chip DRAM."""
 
-ELEMENT_BYTES: dict[str, int] = {
-    "f64": 8, "f32": 4, "f16": 2, "bf16": 2, "i32": 4, "i16": 2, "i8": 1,
-}
-"""Storage bytes of one element of each spec element type."""
+

@@ -14,8 +14,8 @@ import numpy as np
 from xdsl.dialects.builtin import TensorType
 from xdsl.irdl import IRDLOperation, result_def
 
-from sparsec.backends.common.numerics import accumulate_dtype
 from sparsec.dialects.sparsec import element_type_name
+from sparsec.tensors.numerics import accumulate_dtype
 
 
 class AccumulatorZerosOp(IRDLOperation):

@@ -20,8 +20,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from sparsec.compiler.datastore import DataStoreError
 from sparsec.dialects.formats import QuantizedAttr
+from sparsec.tensors.datastore import DataStoreError
 
 MAX_FRACTION_BITS = 62
 """The widest fraction a codebook format may have (its codes stay exact in int64)."""

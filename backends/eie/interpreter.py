@@ -20,7 +20,6 @@ from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_i
 
 from sparsec.backends.common.backend import Machine, dtype_of, enclosing_kernel
 from sparsec.backends.common.memory import MemoryLevel
-from sparsec.backends.common.numerics import finish
 from sparsec.backends.common.report import Check, Report
 from sparsec.backends.common.timeline import Event, Timeline
 from sparsec.backends.eie import isa
@@ -35,10 +34,11 @@ from sparsec.backends.eie.fixed_point import (
 )
 from sparsec.backends.eie.lowering import operand_name
 from sparsec.backends.eie.spec import EieSpec
-from sparsec.compiler.datastore import DataStoreError, current_store, store_key
-from sparsec.compiler.storage import Packed, pack
 from sparsec.dialects.formats import QuantizedAttr
 from sparsec.dialects.sparsec import InputOp, ParamOp
+from sparsec.tensors.datastore import DataStoreError, current_store, store_key
+from sparsec.tensors.numerics import finish
+from sparsec.tensors.storage import Packed, pack
 
 UNITS = ("broadcast", "pes")
 

@@ -24,21 +24,22 @@ from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_i
 from xdsl.ir import SSAValue
 
 from sparsec.backends.common.backend import Machine, dtype_of, enclosing_kernel
-from sparsec.backends.common.energy import ELEMENT_BYTES, MAC_PJ
+from sparsec.backends.common.energy import MAC_PJ
 from sparsec.backends.common.isa import zero_accumulator
 from sparsec.backends.common.memory import MemoryLevel
-from sparsec.backends.common.numerics import (
-    effectual_macs,
-    finish,
-    matmul_accumulate,
-)
 from sparsec.backends.common.report import Check, Report
 from sparsec.backends.common.timeline import Event, Timeline, UnitStats
 from sparsec.backends.hottiles import isa, model
 from sparsec.backends.hottiles.spec import HottilesSpec
-from sparsec.compiler.datastore import DataStoreError, current_store, store_key
 from sparsec.dialects.formats import TiledAttr
 from sparsec.dialects.sparsec import ParamOp
+from sparsec.tensors.datastore import DataStoreError, current_store, store_key
+from sparsec.tensors.dtypes import ELEMENT_BYTES
+from sparsec.tensors.numerics import (
+    effectual_macs,
+    finish,
+    matmul_accumulate,
+)
 
 DRAM = "dram"
 

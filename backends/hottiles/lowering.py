@@ -27,7 +27,6 @@ from xdsl.utils.exceptions import PassFailedException
 
 from sparsec.backends.hottiles import isa
 from sparsec.backends.hottiles.spec import HottilesSpec
-from sparsec.compiler.datastore import DataStoreError, current_store
 from sparsec.dialects.sparsec import (
     AttentionOp,
     InputOp,
@@ -37,6 +36,7 @@ from sparsec.dialects.sparsec import (
     SoftmaxOp,
     SpmmOp,
 )
+from sparsec.tensors.datastore import DataStoreError, current_store
 
 
 def _fail(message: str) -> PassFailedException:

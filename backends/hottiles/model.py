@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from sparsec.backends.hottiles.spec import HottilesSpec
-from sparsec.compiler.datastore import DataStore, DataStoreError, is_sparse
+from sparsec.tensors.datastore import DataStore, DataStoreError, is_sparse
 
 HOT, COLD = 1, 0
 """`#tile_kind` labels of a tile."""

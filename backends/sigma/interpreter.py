@@ -19,20 +19,20 @@ import numpy as np
 from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
 
 from sparsec.backends.common.backend import Machine, dtype_of
-from sparsec.backends.common.energy import ELEMENT_BYTES
 from sparsec.backends.common.isa import zero_accumulator
 from sparsec.backends.common.memory import MemoryLevel
-from sparsec.backends.common.numerics import (
-    effectual_macs,
-    finish,
-    matmul_accumulate,
-)
 from sparsec.backends.common.report import Check, Report
 from sparsec.backends.common.timeline import Event, Timeline
 from sparsec.backends.sigma import isa, timing
 from sparsec.backends.sigma.spec import SigmaSpec
-from sparsec.compiler.storage import Packed, pack
 from sparsec.dialects.formats import BitmapAttr
+from sparsec.tensors.dtypes import ELEMENT_BYTES
+from sparsec.tensors.numerics import (
+    effectual_macs,
+    finish,
+    matmul_accumulate,
+)
+from sparsec.tensors.storage import Packed, pack
 
 UNITS = ("controller", "distribution", "reduction")
 

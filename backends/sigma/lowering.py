@@ -29,8 +29,8 @@ from xdsl.utils.exceptions import PassFailedException
 
 from sparsec.backends.sigma import isa, timing
 from sparsec.backends.sigma.spec import SigmaSpec
-from sparsec.compiler.datastore import DataStoreError, current_store, dense, store_key
 from sparsec.dialects.sparsec import InputOp, MatmulOp, ParamOp
+from sparsec.tensors.datastore import DataStoreError, current_store, dense, store_key
 
 
 def _fail(message: str) -> PassFailedException:

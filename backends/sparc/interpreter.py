@@ -24,9 +24,10 @@ from sparsec.backends.common.backend import Machine, dtype_of
 from sparsec.backends.common.memory import MemoryLevel
 from sparsec.backends.common.report import Check, Report
 from sparsec.backends.common.timeline import Event, Timeline
-from sparsec.backends.sparc import clustering, isa
+from sparsec.backends.sparc import isa
 from sparsec.backends.sparc.spec import SparcSpec
-from sparsec.compiler.sources import carrier_dtype
+from sparsec.tensors import row_clustering as clustering
+from sparsec.tensors.dtypes import carrier_dtype
 
 UNITS = ("dma_in", "dma_out", "matrix", "l1", "cluster", "cache", "exp", "divider")
 

@@ -26,7 +26,6 @@ from xdsl.rewriter import Rewriter
 from xdsl.utils.exceptions import PassFailedException
 
 from sparsec.backends.sparc import isa
-from sparsec.backends.sparc.clustering import Block, blocks
 from sparsec.backends.sparc.spec import DEFAULT_PREPARE, SparcSpec
 from sparsec.dialects.formats import RowClusteredAttr
 from sparsec.dialects.sparsec import (
@@ -38,6 +37,7 @@ from sparsec.dialects.sparsec import (
     SoftmaxOp,
     SpmmOp,
 )
+from sparsec.tensors.row_clustering import Block, blocks
 
 
 def _fail(message: str) -> PassFailedException:

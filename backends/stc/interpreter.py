@@ -20,20 +20,20 @@ import numpy as np
 from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
 
 from sparsec.backends.common.backend import Machine, dtype_of
-from sparsec.backends.common.energy import ELEMENT_BYTES
 from sparsec.backends.common.isa import zero_accumulator
 from sparsec.backends.common.memory import MemoryLevel
-from sparsec.backends.common.numerics import (
-    effectual_macs,
-    finish,
-    matmul_accumulate,
-)
 from sparsec.backends.common.report import Check, Report
 from sparsec.backends.common.timeline import Event, Timeline
 from sparsec.backends.stc import isa
 from sparsec.backends.stc.lowering import PRUNE, operand_name
 from sparsec.backends.stc.spec import CUDA_CORE_DTYPES, StcSpec
-from sparsec.compiler.datastore import DataStoreError
+from sparsec.tensors.datastore import DataStoreError
+from sparsec.tensors.dtypes import ELEMENT_BYTES
+from sparsec.tensors.numerics import (
+    effectual_macs,
+    finish,
+    matmul_accumulate,
+)
 
 UNITS = ("stream", "hbm", "l2", "tensor_cores", "cuda_cores")
 METADATA_BYTES_PER_BLOCK = 0.5

@@ -28,7 +28,6 @@ from xdsl.pattern_rewriter import (
 )
 from xdsl.utils.exceptions import PassFailedException
 
-from sparsec.backends.common.energy import ELEMENT_BYTES
 from sparsec.backends.stc import isa
 from sparsec.backends.stc.spec import (
     CUDA_CORE_DTYPES,
@@ -39,6 +38,7 @@ from sparsec.backends.stc.spec import (
     StcSpec,
 )
 from sparsec.dialects.sparsec import InputOp, MatmulOp, ParamOp
+from sparsec.tensors.dtypes import ELEMENT_BYTES
 
 Range = tuple[int, int]
 PRUNE = "prune-nm{n=2 m=4}"

@@ -14,15 +14,9 @@ import numpy as np
 from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
 from xdsl.ir import SSAValue
 
-from sparsec.backends.common import attention
 from sparsec.backends.common.backend import Machine, dtype_of, op_mask
 from sparsec.backends.common.isa import zero_accumulator
 from sparsec.backends.common.memory import MemoryLevel
-from sparsec.backends.common.numerics import (
-    effectual_macs,
-    finish,
-    matmul_accumulate,
-)
 from sparsec.backends.common.report import Check, Report
 from sparsec.backends.common.timeline import Event, Timeline
 from sparsec.backends.systolic import isa
@@ -35,6 +29,12 @@ from sparsec.backends.systolic.buffers import (
 )
 from sparsec.backends.systolic.lowering import spatial_temporal
 from sparsec.backends.systolic.spec import SystolicSpec
+from sparsec.tensors import attention
+from sparsec.tensors.numerics import (
+    effectual_macs,
+    finish,
+    matmul_accumulate,
+)
 
 UNITS = ("ifmap_dma", "filter_dma", "array", "vector", "ofmap_dma", "ofmap_flush")
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sparsec.compiler.datastore import (
+from sparsec.tensors.datastore import (
     DataStore,
     DataStoreError,
     active_store,
@@ -59,7 +59,7 @@ def test_active_store_is_scoped():
 def test_sparse_values_round_trip_as_csr_parts(tmp_path):
     import scipy.sparse
 
-    from sparsec.compiler.datastore import dense, is_sparse
+    from sparsec.tensors.datastore import dense, is_sparse
 
     matrix = scipy.sparse.random(50, 40, density=0.05, format="csr", random_state=1,
                                  dtype=np.float32)
@@ -77,7 +77,7 @@ def test_sparse_values_round_trip_as_csr_parts(tmp_path):
 def test_too_large_sparse_value_is_not_densified():
     import scipy.sparse
 
-    from sparsec.compiler.datastore import dense
+    from sparsec.tensors.datastore import dense
 
     huge = scipy.sparse.eye(400_000, format="csr", dtype=np.float32)
     with pytest.raises(DataStoreError, match="too large to densify"):

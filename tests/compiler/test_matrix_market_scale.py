@@ -7,8 +7,8 @@ import pytest
 import scipy.io
 
 from conftest import run_text
-from sparsec.compiler.datastore import is_sparse
 from sparsec.compiler.driver import CompileOptions, compile_text
+from sparsec.tensors.datastore import is_sparse
 
 SUITESPARSE = Path(__file__).parents[3] / "shared" / "data" / "suitesparse"
 

@@ -1,4 +1,4 @@
-"""Tests of `sparsec.compiler.storage`: pack/unpack round trips for every format
+"""Tests of `sparsec.tensors.storage`: pack/unpack round trips for every format
 (hypothesis), hand-computed storage sizes, the buffers against scipy's CSR/CSC, and
 the errors raised for data a format cannot hold."""
 
@@ -13,7 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as hst
 from xdsl.ir import Attribute
 
-from sparsec.compiler.storage import (
+from sparsec.dialects import sparse_tensor as st
+from sparsec.dialects.formats import bitmap, codebook, quantized, rcsc
+from sparsec.dialects.sparse_tensor import SparseTensorEncodingAttr as Enc
+from sparsec.tensors.storage import (
     INDEX_BITS,
     SCALE_BITS,
     Packed,
@@ -23,9 +26,6 @@ from sparsec.compiler.storage import (
     storage_bits,
     unpack,
 )
-from sparsec.dialects import sparse_tensor as st
-from sparsec.dialects.formats import bitmap, codebook, quantized, rcsc
-from sparsec.dialects.sparse_tensor import SparseTensorEncodingAttr as Enc
 
 DENSITIES = (0.0, 0.05, 0.5, 1.0)
 

@@ -12,7 +12,7 @@ from safetensors.numpy import load_file
 from scipy.special import erf
 
 from conftest import require_package, run_text
-from sparsec.compiler.workloads import (
+from sparsec.tensors.workloads import (
     DEFAULT_TEXT,
     BertModel,
     WordPieceTokenizer,

@@ -20,7 +20,6 @@ from xdsl.ir import Attribute
 from xdsl.rewriter import Rewriter
 
 from conftest import gemm_text, require_tool
-from sparsec.compiler.datastore import store_key
 from sparsec.compiler.driver import Compiled, CompileOptions, compile_module, compile_text, execute
 from sparsec.compiler.mlir_export import (
     MlirExportError,
@@ -32,10 +31,11 @@ from sparsec.compiler.mlir_export import (
     parse_runner_output,
     run_with_mlir_runner,
 )
-from sparsec.compiler.sources import round_to_bf16, round_to_dtype
 from sparsec.dialects.formats import bitmap, codebook, quantized, rcsc
 from sparsec.dialects.sparse_tensor import csc, csr, nm
 from sparsec.dialects.sparsec import ParamOp
+from sparsec.tensors.datastore import store_key
+from sparsec.tensors.dtypes import round_to_bf16, round_to_dtype
 
 TARGET = "systolic{rows=8 cols=8}"
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from sparsec.backends.common.attention import mask_matrix
 from sparsec.backends.common.backend import run_reference
 from sparsec.compiler.driver import CompileOptions, compile_text
 from sparsec.compiler.spec import SpecError, parse_spec
+from sparsec.tensors.attention import mask_matrix
 
 SPEC = """kernel att {{
   in Q: {dt}[2, 6, 4] = random(seed=1)

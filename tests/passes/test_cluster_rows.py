@@ -13,9 +13,7 @@ from xdsl.dialects.builtin import Builtin
 from xdsl.parser import Parser
 from xdsl.utils.exceptions import ParseError
 
-from sparsec.backends.common import attention
 from sparsec.backends.common.backend import run_reference
-from sparsec.backends.sparc import clustering
 from sparsec.compiler.driver import CompileError, CompileOptions, compile_text
 from sparsec.dialects.formats import RowClusteredAttr, describe, layout_of
 from sparsec.dialects.sparsec import InputOp, Sparsec
@@ -26,6 +24,8 @@ from sparsec.passes.cluster_rows import (
     key_columns,
     log_softmax,
 )
+from sparsec.tensors import attention
+from sparsec.tensors import row_clustering as clustering
 
 SPEC = """kernel att {{
   in Q: f32[{shape_q}] = random(seed=1)

@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hst
 
-from sparsec.backends.common.attention import attention, mask_matrix
 from sparsec.compiler.driver import CompileError, CompileOptions, compile_text
-from sparsec.compiler.storage import (
+from sparsec.dialects.formats import DiagonalAttr, describe, layout_of
+from sparsec.tensors.attention import attention, mask_matrix
+from sparsec.tensors.storage import (
     band_offsets,
     overflow_offsets,
     pack,
@@ -21,7 +22,6 @@ from sparsec.compiler.storage import (
     storage_bits,
     unpack,
 )
-from sparsec.dialects.formats import DiagonalAttr, describe, layout_of
 
 
 def fig7_mask() -> np.ndarray:

@@ -72,8 +72,8 @@ def test_run_reports_retained_energy_and_error_vs_original():
 def test_data_pass_under_plain_xdsl_needs_the_store():
     from xdsl.context import Context
 
-    from sparsec.compiler.datastore import DataStoreError
     from sparsec.passes.prune_nm import PruneNmPass
+    from sparsec.tensors.datastore import DataStoreError
 
     compiled = compile_text(gemm_text(4, 4, 8), CompileOptions(lower=False))
     with pytest.raises(DataStoreError, match="sparsec compile"):

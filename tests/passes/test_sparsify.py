@@ -5,9 +5,9 @@ import pytest
 
 from conftest import gemm_text, run_text
 from sparsec.compiler.driver import CompileError, CompileOptions, compile_text
-from sparsec.compiler.storage import pack, unpack
 from sparsec.dialects.formats import CodebookAttr, RcscAttr, describe, layout_of
 from sparsec.dialects.sparsec import ParamOp
+from sparsec.tensors.storage import pack, unpack
 
 
 def _param(compiled) -> ParamOp:

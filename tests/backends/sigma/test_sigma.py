@@ -217,8 +217,8 @@ def test_presets():
 
 def test_lowering_without_data_says_what_to_do():
     from sparsec.compiler.builder import build_module
-    from sparsec.compiler.datastore import DataStore
     from sparsec.compiler.spec import parse_spec
+    from sparsec.tensors.datastore import DataStore
 
     module: ModuleOp = build_module(parse_spec(gemm_text(4, 4, 4), "<t>"), DataStore())
     with pytest.raises(PassFailedException, match="needs the program's data"):

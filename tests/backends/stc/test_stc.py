@@ -26,8 +26,8 @@ from sparsec.compiler.driver import (
     execute,
     write_program,
 )
-from sparsec.compiler.sources import round_to_dtype
 from sparsec.dialects.sparsec import InputOp, ParamOp
+from sparsec.tensors.dtypes import round_to_dtype
 
 ROUND = "sms=4 clock_ghz=1.0 hbm_gbps=100 l2_bytes_per_clk=512"
 """A toy GPU with round numbers: 4 SMs, 100 HBM bytes/clk, 512 / 4 = 128 L2 bytes/clk/SM."""

@@ -10,7 +10,7 @@ from sparsec.backends.common.spec import SpecError
 from sparsec.backends.systolic.buffers import OfmapWriteBuffer, calc_prefetch, fold_cycles
 from sparsec.backends.systolic.spec import SystolicSpec
 from sparsec.compiler.driver import CompileOptions, compile_text
-from sparsec.compiler.sources import round_to_dtype
+from sparsec.tensors.dtypes import round_to_dtype
 
 
 def _numpy_gemm(m, n, k, dtype="f32", ta=False, tb=False, density=1.0):

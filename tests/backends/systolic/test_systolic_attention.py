@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from conftest import run_text
-from sparsec.backends.common.attention import attention, mask_matrix
 from sparsec.compiler.driver import CompileOptions, compile_text
+from sparsec.tensors.attention import attention, mask_matrix
 
 SPEC = """kernel att {{
   in Q: f32[{h}, {t}, {d}] = random(seed=1)

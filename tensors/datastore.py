@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from xdsl.dialects import func
 
 META_KEY = "__sparsec_meta__"
 """npz entry holding the JSON metadata (element type name of every array)."""
@@ -164,3 +165,12 @@ def current_store() -> DataStore:
         raise DataStoreError("this pass needs the program's data: run it through "
                              "`sparsec compile`, which provides the DataStore")
     return store
+
+
+def enclosing_kernel(op: Any) -> str:
+    """Name of the func.func an op belongs to (its DataStore namespace)."""
+    parent = op.parent_op()
+    while parent is not None and not isinstance(parent, func.FuncOp):
+        parent = parent.parent_op()
+    assert parent is not None, f"{op.name} is not inside a func.func"
+    return parent.sym_name.data

@@ -2,7 +2,7 @@
 
 A `sparsec.attention` whose query carries `#sparsec.row_clustered<...>` *is* clustered
 attention; this module defines what it computes. The reference interpreter
-(`backends/common/backend.py`, through `QUERY_FORMAT_SEMANTICS`), the `cluster-rows`
+(`tensors/attention.py`, through `QUERY_FORMAT_SEMANTICS`), the `cluster-rows`
 pass (calibration) and the SpARC machine all call the stage functions below on the
 same slices, so the accelerator's output equals the reference bit for bit.
 
@@ -34,10 +34,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sparsec.backends.common import attention
-from sparsec.backends.common.numerics import accumulate_dtype
-from sparsec.compiler.sources import round_to_dtype
 from sparsec.dialects.formats import RowClusteredAttr
+from sparsec.tensors import attention
+from sparsec.tensors.dtypes import round_to_dtype
+from sparsec.tensors.numerics import accumulate_dtype
 
 
 class ClusteringError(ValueError):

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from sparsec.compiler.datastore import is_sparse
-from sparsec.compiler.sources import carrier_dtype, round_to_dtype
+from sparsec.tensors.datastore import is_sparse
+from sparsec.tensors.dtypes import carrier_dtype, round_to_dtype
 
 ACCUMULATOR: dict[str, type] = {
     "f64": np.float64, "f32": np.float32, "f16": np.float32, "bf16": np.float32,

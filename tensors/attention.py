@@ -7,10 +7,13 @@ to the declared element type after each op (scores, probabilities, output), so
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import numpy as np
 
-from sparsec.backends.common.numerics import accumulate_dtype
-from sparsec.compiler.sources import round_to_dtype
+from sparsec.tensors.dtypes import round_to_dtype
+from sparsec.tensors.numerics import accumulate_dtype
 
 
 def mask_matrix(kind: str, t: int, s: int, window: int | None = None,
@@ -68,3 +71,19 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float,
               mask: np.ndarray | None, dtype: str) -> np.ndarray:
     """spmm(softmax(sddmm(Q, K)), V) with the same intermediate roundings."""
     return spmm(masked_softmax(sddmm(q, k, scale, mask, dtype), mask, dtype), v, dtype)
+
+
+QUERY_FORMAT_SEMANTICS: dict[str, tuple[str, str]] = {
+    "sparsec.row_clustered": ("sparsec.tensors.row_clustering", "clustered_attention"),
+}
+"""Query encodings that redefine what attention computes (approximate attention): the
+encoding's attribute name -> (module, function) of its numpy semantics, called as
+`function(encoding, q, k, v, scale, mask, dtype)`; imported only when used."""
+
+
+def query_format_semantics(query_type: Any) -> Any | None:
+    """The attention semantics a query's encoding defines, or None for plain attention."""
+    entry = QUERY_FORMAT_SEMANTICS.get(getattr(getattr(query_type, "encoding", None), "name", ""))
+    if entry is None:
+        return None
+    return getattr(importlib.import_module(entry[0]), entry[1])
