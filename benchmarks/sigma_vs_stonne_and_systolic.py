@@ -2,7 +2,7 @@
 
 Writes benchmarks/results/sigma.md:
   1. sparsec's cycles for STONNE's own operands (glibc rand() replayed) against the
-     recorded STONNE figures (shared/reference/stonne_sigma_dev.csv and
+     recorded STONNE figures (tests/data/reference/stonne_sigma_dev.csv and
      tests/data/stonne_sigma_extra.csv), with the error and the wall-time ratio;
   2. SIGMA (1024 multipliers, STONNE's configuration, stationary=auto) against the
      systolic backend with the same multipliers (32 x 32, best of os/ws/is), over
@@ -23,7 +23,7 @@ from sparsec.backends.sigma.spec import SigmaSpec
 from sparsec.compiler.driver import CompileOptions, compile_text, execute
 
 ROOT = Path(__file__).resolve().parents[1]
-DEV = ROOT.parent / "shared" / "reference" / "stonne_sigma_dev.csv"
+DEV = ROOT / "tests" / "data" / "reference" / "stonne_sigma_dev.csv"
 EXTRA = ROOT / "tests" / "data" / "stonne_sigma_extra.csv"
 OUT = ROOT / "benchmarks" / "results" / "sigma.md"
 

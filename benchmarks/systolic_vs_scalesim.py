@@ -14,7 +14,7 @@ For every case (a GEMM C[MxN] = A[MxK] . B[KxN] on an R x C array with one dataf
   (`run_scale` + report extraction only: no interpreter start-up, no imports), so the speed
   ratio SCALE-Sim / sparsec is a conservative one. The harness process time is shown too.
   Without that interpreter, the figures recorded in tests/data/*.csv and
-  /work/shared/reference/scalesim_dev.csv are used and the row is marked "recorded".
+  tests/data/reference/scalesim_dev.csv are used and the row is marked "recorded".
 
 CALC mode: sparsec's cycle counts must equal SCALE-Sim's exactly; any difference is a bug and
 is listed at the end (and makes the exit status 1). USER mode (bandwidth-limited) is a
@@ -48,7 +48,7 @@ HARNESS = HERE / "scalesim_harness.py"
 DEFAULT_OUT = HERE / "results" / "systolic_vs_scalesim.md"
 DEFAULT_SCALESIM_PYTHON = "/work/scalesim-venv/bin/python"
 RECORDED_CSVS = (
-    Path("/work/shared/reference/scalesim_dev.csv"),  # has wall times; checked first
+    REPO / "tests" / "data" / "reference" / "scalesim_dev.csv",  # has wall times; checked first
     REPO / "tests" / "data" / "scalesim_calc_cases.csv",
     REPO / "tests" / "data" / "scalesim_user_cases.csv",
 )

@@ -42,7 +42,7 @@ class SigmaSpec(AcceleratorSpec):
     name: ClassVar[str] = "sigma"
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         # The configuration of the shared STONNE reference figures
-        # (shared/reference/stonne_sigma_dev.csv): 1024 multipliers, full bandwidth.
+        # (tests/data/reference/stonne_sigma_dev.csv): 1024 multipliers, full bandwidth.
         "stonne": {},
         # The paper's evaluated SIGMA: 128 Flex-DPEs of 128 multipliers (16384), one DN
         # input and one FAN output per multiplier.

@@ -25,7 +25,7 @@ class SystolicSpec(AcceleratorSpec):
 
     name: ClassVar[str] = "systolic"
     presets: ClassVar[dict[str, dict[str, Any]]] = {
-        # SCALE-Sim's example configuration (shared/reference/scalesim_config_example.cfg).
+        # SCALE-Sim's example configuration (tests/data/reference/scalesim_config_example.cfg).
         "scalesim": {},
         # Google TPU v1 (Jouppi et al., ISCA 2017): 256x256 8-bit MACs at 700 MHz,
         # weight-stationary, 24 MiB unified buffer (activations), 4 x 64 KiB weight FIFO,

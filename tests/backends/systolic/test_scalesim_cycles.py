@@ -3,8 +3,8 @@
 The figures in tests/data/scalesim_calc_cases.csv were measured with SCALE-Sim 3.0.0
 (PyPI `scalesim==3.0.0`, numpy<2.3, in its own virtual environment) by
 `benchmarks/scalesim_harness.py --mode calc`, with the configuration of
-../shared/reference/scalesim_config_example.cfg and the array shape, dataflow and SRAM
-sizes of each row; they include the nine dev cases of ../shared/reference.
+tests/data/reference/scalesim_config_example.cfg and the array shape, dataflow and SRAM
+sizes of each row; they include the nine dev cases of tests/data/reference.
 """
 
 import csv
