@@ -57,6 +57,9 @@ def _add_compile_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--print-ir-after", action="append", default=[], metavar="PASS",
                         help="print the IR after the named pass (repeatable)")
     parser.add_argument("--timing", action="store_true", help="wall time of every stage")
+    parser.add_argument("--no-target-passes", action="store_true",
+                        help="do not append the passes the target needs (e.g. eie's pruning "
+                             "and weight sharing); the pipeline is then exactly -p")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,7 +125,14 @@ def _options(args: argparse.Namespace, lower: bool, reference: bool) -> CompileO
     return CompileOptions(pipeline=args.pipeline, target=args.target,
                           print_ir_after_all=args.print_ir_after_all,
                           print_ir_after=tuple(args.print_ir_after),
-                          lower=lower, compute_reference=reference)
+                          lower=lower, compute_reference=reference,
+                          target_passes=not args.no_target_passes)
+
+
+def _announce_target_passes(compiled: Compiled) -> None:
+    """One line on stderr naming the passes the target appended to the pipeline."""
+    if compiled.added_passes and compiled.target is not None:
+        print(f"{compiled.target.backend.name} adds: {compiled.added_passes}", file=sys.stderr)
 
 
 def _default_output(spec: str) -> Path:
@@ -147,6 +157,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     to_stdout = args.output == "-"
     compiled = compile_spec(args.spec, _options(args, lower=args.emit == "isa",
                                                 reference=not to_stdout))
+    _announce_target_passes(compiled)
     if to_stdout:
         print(compiled.module)
         return 0
@@ -181,6 +192,7 @@ def _compile_or_load(args: argparse.Namespace) -> Compiled:
         return Compiled(module, store, None)
     compiled = compile_spec(args.spec, _options(args, lower=True,
                                                 reference=not args.no_execute))
+    _announce_target_passes(compiled)
     if args.output:
         write_program(compiled, args.output)
     return compiled

@@ -29,6 +29,8 @@ from sparsec.compiler.driver import (
     Target,
     compile_spec,
     execute,
+    join_pipelines,
+    target_passes,
 )
 from sparsec.tensors.datastore import DataStoreError
 
@@ -100,11 +102,7 @@ def split_targets(text: str) -> list[str]:
 
 def pipeline_for(target: str, user_pipeline: str) -> str:
     """The user's pipeline, then what the target needs (unless the user already ran it)."""
-    prepare = Target.parse(target).spec.prepare()
-    parts = [p for p in (user_pipeline, prepare) if p]
-    if prepare and user_pipeline and prepare.split("{", 1)[0] in user_pipeline:
-        parts = [user_pipeline]
-    return ",".join(parts)
+    return join_pipelines(user_pipeline, target_passes(Target.parse(target), user_pipeline))
 
 
 def run_target(spec: str | Path, target: str, user_pipeline: str,
@@ -116,7 +114,8 @@ def run_target(spec: str | Path, target: str, user_pipeline: str,
     row = Row(target, pipeline)
     try:
         compiled = compile_spec(spec, CompileOptions(pipeline=pipeline, target=target,
-                                                     compute_reference=execute_values))
+                                                     compute_reference=execute_values,
+                                                     target_passes=False))
         row.reports = execute(compiled.module, compiled.store,
                               execute_values=execute_values).reports
     except RUN_ERRORS as err:

@@ -46,6 +46,8 @@ from sparsec.dialects.sparsec import (
 from sparsec.tensors.datastore import DataStore, active_store
 
 DEFAULT_TARGET = "systolic"
+TARGET_PASSES_ATTR = "sparsec.target_passes"
+"""Module attribute recording the passes the target appended to the user's pipeline."""
 REFERENCE_SUFFIX = "#reference"
 """Store key suffix of a kernel output's numpy reference: `gemm.Y#reference`."""
 ORIGINAL_SUFFIX = "#original"
@@ -114,10 +116,33 @@ class Target:
             ArgSpec(self.backend.lowering_pass.name, options))
 
 
+def pass_names(pipeline: str) -> list[str]:
+    """Names of the passes of a pipeline string, in order."""
+    return [p.name for p in parse_pass_pipeline(pipeline)]
+
+
+def target_passes(target: Target, user_pipeline: str) -> str:
+    """The passes the target needs (its spec's `prepare()`) that the user's pipeline does
+    not already run, as a pipeline string: a pass of the same name in the user's pipeline
+    means the user chose its options."""
+    prepare = target.spec.prepare()
+    if not prepare:
+        return ""
+    chosen = set(pass_names(user_pipeline))
+    needed = [str(spec) for spec in parse_pipeline(prepare) if spec.name not in chosen]
+    return ",".join(needed)
+
+
+def join_pipelines(*pipelines: str) -> str:
+    return ",".join(p for p in pipelines if p)
+
+
 @dataclass
 class CompileOptions:
     pipeline: str | None = None
     target: str | None = None
+    target_passes: bool = True
+    """Append the passes the target needs (`prepare()`) to the user's pipeline."""
     print_ir_after_all: bool = False
     print_ir_after: tuple[str, ...] = ()
     lower: bool = True
@@ -133,6 +158,8 @@ class Compiled:
     store: DataStore
     target: Target | None
     pass_times: list[tuple[str, float]] = field(default_factory=list)
+    added_passes: str = ""
+    """The passes the target added to the user's pipeline (recorded in the IR too)."""
 
 
 def _spec_default(spec: SpecFile, attribute: str) -> str | None:
@@ -168,8 +195,11 @@ def compile_module(module: ModuleOp, store: DataStore, pipeline: str, target_tex
     ctx = make_context()
     _verify(module, "the kernel builder")
     target = Target.parse(target_text) if options.lower else None
-    passes = parse_pass_pipeline(pipeline)
-    compiled = Compiled(module, store, target)
+    added = target_passes(target, pipeline) if target and options.target_passes else ""
+    passes = parse_pass_pipeline(join_pipelines(pipeline, added))
+    compiled = Compiled(module, store, target, added_passes=added)
+    if added:
+        module.attributes[TARGET_PASSES_ATTR] = StringAttr(added)
     with active_store(store):
         if options.compute_reference and passes:
             _store_references(module, store, ORIGINAL_SUFFIX)

@@ -262,11 +262,30 @@ def resolve_path(text: str, base_dir: Path, loc: Any) -> Path:
     return Path(list(found.submodule_search_locations)[0]) / inner
 
 
+WORKLOAD_COMMANDS = "`sparsec workload bert|llm ... -o FILE`"
+"""The commands that write the data files specs load from real models."""
+
+
+def _how_to_make(path: Path, loc: Any) -> str:
+    """A hint for a missing data file: the `sparsec workload` command that the spec's own
+    comments give for it (the convention of examples/), else the generic workload commands
+    for a .npz."""
+    spec_file = Path(getattr(loc, "file", "") or "")
+    text = spec_file.read_text(errors="replace") if spec_file.is_file() else ""
+    for line in text.splitlines():
+        command = line.lstrip("# \t")
+        if command.startswith("sparsec ") and path.name in command and " -o " in command:
+            return f"; make it with `{command.strip()}`"
+    if path.suffix == ".npz":
+        return f"; if it holds a model's activations, {WORKLOAD_COMMANDS} makes it"
+    return ""
+
+
 def _read(params: LoadParams, base_dir: Path, loc: Any) -> np.ndarray:
     """Read the raw array, turning every reader failure into a SpecError."""
     path = resolve_path(params.path, base_dir, loc)
     if not path.exists():
-        raise SpecError(loc, f"load: file not found: '{params.path}'")
+        raise SpecError(loc, f"load: file not found: '{params.path}'{_how_to_make(path, loc)}")
     if path.is_dir():
         raise SpecError(loc, f"load: cannot read '{params.path}': it is a directory")
     try:

@@ -104,17 +104,14 @@ def test_operand_is_a_name() -> None:
     assert op.loc == Loc("f", 1, 2)
 
 
-GENERATED_DATA = {"minilm512.npz": "sparsec workload bert --tokens 512 -o examples/minilm512.npz"}
-"""Example data made by a command (too large to ship); the backends' tests make their own."""
-
-
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.sk")), ids=lambda p: p.name)
 def test_examples_parse_and_materialize(path: Path) -> None:
+    """Every example parses; those whose data ships or is random also materialize (the
+    ones whose data a `sparsec workload` command makes run in tests/test_examples.py)."""
     spec = parse_spec_file(path)
-    for name, command in GENERATED_DATA.items():
-        if name in path.read_text() and not (EXAMPLES / name).exists():
-            pytest.skip(f"{path.name} loads {name}, made by `{command}`")
     assert spec.kernels
+    if "sparsec workload" in path.read_text():
+        return
     for kernel in spec.kernels:
         data = materialize_kernel(kernel)
         for name, array in data.items():
