@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import require_package
 
+from conftest import require_package
 from sparsec.compiler.cli import main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

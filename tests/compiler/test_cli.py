@@ -34,7 +34,8 @@ def test_run_example_passes_and_writes_json(tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     assert REPORT_KEYS <= set(report)
     assert report["cycles"] == 1089 and report["details"]["compute_cycles"] == 503
-    assert report["check"]["ok"] is True and report["check"]["max_abs_err"] == 0
+    # f32 folds sum in a different order than one BLAS call: equal up to f32 rounding.
+    assert report["check"]["ok"] is True and report["check"]["rel_err"] < 1e-6
     assert set(report["macs"]) == {"effectual", "dense"}
     assert report["config"]["rows"] == 32 and report["config"]["dataflow"] == "os"
     assert report["units"]["array"]["utilization"] > 0
