@@ -311,20 +311,23 @@ def print_comparison(rows: list[Any], title: str) -> None:
     from sparsec.compiler.compare import short_name, speedups
 
     table = Table(title=title, title_justify="left")
-    for column in ("target", "cycles", "time (us)", "speedup", "peak util", "DRAM bytes",
-                   "energy (uJ)", "error vs orig", "check"):
-        table.add_column(column, justify="left" if column == "target" else "right")
+    columns = ("target", "cycles", "time (us)", "speedup", "peak util", "DRAM bytes",
+               "on-chip uJ", "DRAM uJ", "error vs orig", "check", "counts")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("target", "counts") else "right")
     for row, speedup in zip(rows, speedups(rows), strict=True):
         if not row.ok:
-            table.add_row(short_name(row.target), "[yellow]cannot run[/yellow]", *[""] * 7)
+            table.add_row(short_name(row.target), "[yellow]cannot run[/yellow]",
+                          *[""] * (len(columns) - 2))
             continue
         check = "ok" if row.check_ok else "[red]FAILED[/red]"
         if any(r.check.skipped for r in row.reports):
             check = "skipped"
         table.add_row(short_name(row.target), f"{row.cycles:,}", f"{row.time_us:,.2f}",
                       f"{speedup:.2f}x" if speedup else "", f"{row.utilization:.0%}",
-                      f"{row.dram_bytes:,}", f"{row.energy_pj / 1e6:,.3f}",
-                      f"{row.error_vs_original:.3g}", check)
+                      f"{row.dram_bytes:,}", f"{(row.energy_pj - row.dram_energy_pj) / 1e6:,.3f}",
+                      f"{row.dram_energy_pj / 1e6:,.3f}", f"{row.error_vs_original:.3g}", check,
+                      row.counts)
     console = Console(width=max(Console().width, 132))
     console.print(table)
     for row in rows:

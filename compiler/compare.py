@@ -66,13 +66,31 @@ class Row:
 
     @property
     def dram_bytes(self) -> int:
-        """Off-chip traffic: the memory level named dram or hbm."""
-        total = 0
-        for report in self.reports:
-            for level, counts in report.bytes.items():
-                if level in ("dram", "hbm"):
-                    total += counts["total"]
-        return total
+        """Off-chip traffic: the level each target names as its DRAM (`hbm` on a GPU)."""
+        return sum(r.bytes.get(_accounting(r)["dram_level"], {}).get("total", 0)
+                   for r in self.reports)
+
+    @property
+    def dram_energy_pj(self) -> float:
+        """Energy of the off-chip traffic (DRAM bytes x the target's pJ/byte)."""
+        return sum(self.dram_bytes_of(r) * (_accounting(r)["dram_pj_per_byte"] or 0.0)
+                   for r in self.reports)
+
+    @staticmethod
+    def dram_bytes_of(report: Report) -> int:
+        return report.bytes.get(_accounting(report)["dram_level"], {}).get("total", 0)
+
+    @property
+    def counts(self) -> str:
+        """What the DRAM and energy columns count for this target, in a few words."""
+        if not self.reports:
+            return ""
+        acc = _accounting(self.reports[0])
+        dram = "DRAM timed" if acc["dram_model"] == "modelled" else "DRAM bytes only, untimed"
+        weights = "weights on chip" if "preloaded" in acc["weights"] else "weights from DRAM"
+        words = acc.get("word_bytes")
+        width = f"; {words}-byte words, whatever the element type" if words else ""
+        return f"{acc['dram_level']}: {dram}; {weights}{width}"
 
     @property
     def utilization(self) -> float:
@@ -88,6 +106,12 @@ class Row:
     @property
     def check_ok(self) -> bool:
         return all(r.check.ok for r in self.reports)
+
+
+def _accounting(report: Report) -> dict[str, Any]:
+    return report.details.get("accounting") or {"dram_level": "dram", "dram_model": "modelled",
+                                                 "weights": "read off-chip",
+                                                 "dram_pj_per_byte": None}
 
 
 def split_targets(text: str) -> list[str]:
@@ -146,6 +170,9 @@ def to_records(rows: list[Row]) -> list[dict[str, Any]]:
             "utilization": row.utilization if row.ok else None,
             "dram_bytes": row.dram_bytes if row.ok else None,
             "energy_pj": row.energy_pj if row.ok else None,
+            "dram_energy_pj": row.dram_energy_pj if row.ok else None,
+            "on_chip_energy_pj": row.energy_pj - row.dram_energy_pj if row.ok else None,
+            "counts": row.counts if row.ok else None,
             "error_vs_original": row.error_vs_original if row.ok else None,
             "check_ok": row.check_ok if row.ok else None,
         })

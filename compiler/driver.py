@@ -141,8 +141,9 @@ def join_pipelines(*pipelines: str) -> str:
 class CompileOptions:
     pipeline: str | None = None
     target: str | None = None
-    target_passes: bool = True
-    """Append the passes the target needs (`prepare()`) to the user's pipeline."""
+    target_passes: bool = False
+    """Append the passes the target needs (`prepare()`) to the user's pipeline (the CLI
+    does by default; the API runs exactly the pipeline it is given unless asked)."""
     print_ir_after_all: bool = False
     print_ir_after: tuple[str, ...] = ()
     lower: bool = True

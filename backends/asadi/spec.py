@@ -63,6 +63,7 @@ class AsadiSpec(AcceleratorSpec):
     """
 
     name: ClassVar[str] = "asadi"
+    dram_level: ClassVar[str] = "oci"
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         # ASADI Table I / Sec. VI with AritPIM's bit-parallel float32: the defaults.
         "paper": {},

@@ -241,6 +241,7 @@ def run_machine(module: ModuleOp, store: DataStore, backend: Backend, spec: Acce
             interpreter = make_interpreter(module, store, machine.functions(), listeners)
             outputs = list(interpreter.call_op(name, ()))
         report = machine.report(name)
+        report.details["accounting"] = spec.accounting()
         if not execute:
             report.check = Check.skipped_because(Backend.PLACEHOLDER)
         results[name] = (outputs, report)

@@ -39,6 +39,14 @@ class AcceleratorSpec(ArgSpecConvertible):
 
     name: ClassVar[str]
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    dram_level: ClassVar[str] = "dram"
+    """The memory level of the report's `bytes` that is off-chip (`hbm` on a GPU)."""
+    dram_model: ClassVar[str] = "modelled"
+    """How off-chip memory is accounted: `modelled` (a level with bandwidth, whose transfers
+    take time and energy) or `boundary` (each operand read once and each result written
+    once: bytes and energy, no time - the machine's own model assumes data on chip)."""
+    weights_preloaded: ClassVar[bool] = False
+    """Whether compile-time weights sit on chip before the run (not counted off-chip)."""
     """Named configurations: field values overriding the dataclass defaults."""
 
     preset: str = "default"
@@ -100,6 +108,13 @@ class AcceleratorSpec(ArgSpecConvertible):
     def target_string(self) -> str:
         """The target in option syntax, with every field, e.g. `systolic{rows=32 ...}`."""
         return str(ArgSpec(self.name, {k: (v,) for k, v in self.config().items()}))
+
+    def accounting(self) -> dict[str, Any]:
+        """What this target's bytes and energy count, for reports and `compare`."""
+        pj = getattr(self, f"{self.dram_level}_pj_per_byte", None)
+        return {"dram_level": self.dram_level, "dram_model": self.dram_model,
+                "weights": "preloaded on chip" if self.weights_preloaded else "read off-chip",
+                "dram_pj_per_byte": pj, "word_bytes": getattr(self, "word_bytes", None)}
 
     def prepare(self) -> str:
         """Passes a kernel needs before this hardware can run it (e.g. 2:4 pruning for a

@@ -119,6 +119,9 @@ class EieMachine(Machine):
         self.ptr = MemoryLevel("ptr_sram", spec.ptr_bytes(), None, spec.ptr_pj_per_byte,
                                spec.ptr_pj_per_byte)
         self.act = MemoryLevel("act_sram", spec.act_sram_kb * 1024)
+        self.dram = MemoryLevel("dram", None, None, spec.dram_pj_per_byte, spec.dram_pj_per_byte)
+        """Boundary traffic: the input activations arrive once and the results leave once
+        (no time); the compressed weights are preloaded in the PEs' SRAMs, as in the paper."""
         self.last: Event | None = None
         self.layers: list[dict[str, Any]] = []
         self.totals = dict.fromkeys(("cycles", "busy", "entries", "effectual", "broadcasts",
@@ -270,6 +273,8 @@ class EieMachine(Machine):
         self.ptr.read(counts["pointer_pairs"] * 2 * spec.ptr_bits // 8)
         self.act.read(state.nonzero.size * word_bytes)
         self.act.write(vectors * rows * word_bytes)
+        self.dram.read(state.nonzero.size * word_bytes)
+        self.dram.write(vectors * rows * word_bytes)
 
     def _add_totals(self, state: MatmulState, cycles: int, busy: np.ndarray) -> None:
         assert state.weights is not None and state.nonzero is not None
@@ -318,7 +323,7 @@ class EieMachine(Machine):
         spec = self.spec
         totals = self.totals
         cycles = self.timeline.cycles
-        memories = [self.spmat, self.ptr, self.act]
+        memories = [self.spmat, self.ptr, self.act, self.dram]
         energy = {m.name: m.energy_pj for m in memories}
         energy["arithmetic"] = totals["entries"] * spec.mac_pj
         energy["act_rw"] = totals["entries"] * spec.act_rw_pj

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from sparsec.backends.common.energy import DRAM_PJ_PER_BYTE
 from sparsec.backends.common.spec import AcceleratorSpec
 
 PAPER_CLOCK_GHZ = 0.8
@@ -69,6 +70,8 @@ class EieSpec(AcceleratorSpec):
     """
 
     name: ClassVar[str] = "eie"
+    dram_model: ClassVar[str] = "boundary"
+    weights_preloaded: ClassVar[bool] = True
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         # The chip of the paper (Sec. V): 64 PEs, 800 MHz, FIFO depth 8, 128 KB Spmat,
         # 32 KB Ptr and 2 KB activation SRAM per PE. These are also the defaults.
@@ -93,6 +96,7 @@ class EieSpec(AcceleratorSpec):
     spmat_pj_per_byte: float = SPMAT_PJ_PER_BYTE
     ptr_pj_per_byte: float = PTR_PJ_PER_BYTE
     queue_pj: float = QUEUE_PJ
+    dram_pj_per_byte: float = DRAM_PJ_PER_BYTE
     lnzd_pj: float = LNZD_PJ
 
     def validate(self) -> None:

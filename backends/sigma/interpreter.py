@@ -12,6 +12,7 @@ one only once every output of the current one is written.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,10 @@ class SigmaMachine(Machine):
         self.timeline = Timeline.with_units(UNITS)
         self.sram = MemoryLevel("global_buffer", None, None, spec.sram_pj_per_byte,
                                 spec.sram_pj_per_byte)
+        self.dram = MemoryLevel("dram", None, None, spec.dram_pj_per_byte, spec.dram_pj_per_byte)
+        """Boundary traffic: the bitmap-compressed stationary operand and the dense streaming
+        operand are read once into the global buffer, the result written once (no time:
+        STONNE's SIGMA, which the cycles follow, assumes the operands on chip)."""
         self.last: Event | None = None
         self.effectual_macs = 0
         self.dense_macs = 0
@@ -98,6 +103,7 @@ class SigmaMachine(Machine):
         nonzero = packed.buffers["bitmap"].reshape(matrix.shape)
         offsets = np.concatenate(([0], np.cumsum(nonzero.sum(axis=1))))
         bits = timing.stationary_bits(nonzero, self.spec.min_cluster)
+        self.dram.read(-(-packed.bits // 8))
         self.gemms.append({"stationary": op.stationary.data, "vectors": matrix.shape[0],
                            "k": matrix.shape[1], "bitmap_bits": packed.bits,
                            "mapped_ones": int(bits.sum())})
@@ -134,11 +140,17 @@ class SigmaMachine(Machine):
         """Useful MACs of the GEMM (nonzero times nonzero), from the real zeros."""
         nonzero = stationary.packed.buffers["bitmap"].reshape(stationary.bits.shape)
         self.effectual_macs += effectual_macs(nonzero, (streaming != 0).T)
+        self.dram.read(streaming.size * self.spec.word_bytes)
+
+    def store(self, op: isa.StoreOp) -> None:
+        """The finished result leaves for DRAM."""
+        self.dram.write(math.prod(op.result.type.get_shape()) * ELEMENT_BYTES[dtype_of(op.result.type)])
 
     def report(self, kernel: str) -> Report:
         spec = self.spec
         span = self.timeline.cycles
-        energy = {"global_buffer": self.sram.energy_pj, "macs": self.products * spec.mac_pj}
+        energy = {"global_buffer": self.sram.energy_pj, "dram": self.dram.energy_pj,
+                  "macs": self.products * spec.mac_pj}
         return Report(
             target=spec.target_string(),
             kernel=kernel,
@@ -146,7 +158,7 @@ class SigmaMachine(Machine):
             cycles=span,
             stall_cycles=max(0, span - self.iterations - self.distribution_cycles),
             units=self.timeline.summary(),
-            bytes={"global_buffer": self.sram.summary()},
+            bytes={"global_buffer": self.sram.summary(), "dram": self.dram.summary()},
             macs={"effectual": self.effectual_macs, "dense": self.dense_macs,
                   "executed": self.products},
             energy_pj=sum(energy.values()),
@@ -204,6 +216,7 @@ class SigmaFunctions(InterpreterFunctions):
     @impl(isa.StoreOp)
     def run_store(self, interpreter: Interpreter, op: isa.StoreOp, args: tuple[Any, ...]):
         (acc,) = args
+        self.machine.store(op)
         if not self.machine.execute:
             return (None,)
         return (finish(acc, dtype_of(op.result.type)),)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sparsec.backends.common.energy import MAC_PJ, SRAM_PJ_PER_BYTE
+from sparsec.backends.common.energy import DRAM_PJ_PER_BYTE, MAC_PJ, SRAM_PJ_PER_BYTE
 from sparsec.backends.common.spec import AcceleratorSpec
 
 STATIONARY = ("a", "b", "auto")
@@ -40,6 +40,7 @@ class SigmaSpec(AcceleratorSpec):
     """
 
     name: ClassVar[str] = "sigma"
+    dram_model: ClassVar[str] = "boundary"
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         # The configuration of the shared STONNE reference figures
         # (tests/data/reference/stonne_sigma_dev.csv): 1024 multipliers, full bandwidth.
@@ -60,6 +61,7 @@ class SigmaSpec(AcceleratorSpec):
     clock_ghz: float = 1.0
     mac_pj: float = MAC_PJ["f32"]
     sram_pj_per_byte: float = SRAM_PJ_PER_BYTE
+    dram_pj_per_byte: float = DRAM_PJ_PER_BYTE
 
     def validate(self) -> None:
         super().validate()

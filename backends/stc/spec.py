@@ -82,6 +82,7 @@ class StcSpec(AcceleratorSpec):
     """
 
     name: ClassVar[str] = "stc"
+    dram_level: ClassVar[str] = "hbm"
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         # A100 SXM4 40 GB: the dataclass defaults.
         "a100": {},

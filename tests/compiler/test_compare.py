@@ -68,3 +68,38 @@ def test_cli_writes_table_plot_json_and_csv(spec, tmp_path, capsys):
 def test_bad_targets_syntax_is_a_clean_error(spec, capsys):
     assert main(["compare", str(spec), "--targets", "systolic{rows="]) == 1
     assert "bad --targets" in capsys.readouterr().err
+
+
+F32_GEMM = """kernel g {
+  in    X: f32[16, 64] = random(seed=1)
+  param W: f32[64, 32] = random(seed=2, density=0.5)
+  Y = matmul(X, W)
+  out Y
+}
+"""
+
+
+def test_dram_bytes_count_the_same_boundary_on_every_target(tmp_path):
+    """Systolic, SIGMA, EIE and STC: DRAM bytes at least the boundary (operands in,
+    result out), with weights only where the target does not preload them; each row says
+    what it counts, and on-chip + DRAM energy is the total."""
+    path = tmp_path / "g.sk"
+    path.write_text(F32_GEMM)
+    rows = compare(path, ["systolic{word_bytes=4}", "sigma", "eie", "stc{sparse=false}"], "")
+    assert all(r.ok for r in rows), [r.error for r in rows]
+    x_bytes, w_dense, y_bytes = 16 * 64 * 4, 64 * 32 * 4, 16 * 32 * 4
+    systolic, sigma, eie, stc = rows
+    assert systolic.dram_bytes >= x_bytes + w_dense + y_bytes
+    assert stc.dram_bytes >= x_bytes + w_dense + y_bytes
+    # SIGMA reads W bitmap-compressed: values of the nonzeros plus one bit per element.
+    w_nnz = int(sigma.reports[0].details["gemms"][0]["bitmap_bits"]) // 8
+    assert sigma.dram_bytes == x_bytes + w_nnz + y_bytes or sigma.dram_bytes > x_bytes + y_bytes
+    # EIE keeps its weights on chip; activations and results are 16-bit words.
+    assert eie.dram_bytes == 16 * 64 * 2 + 16 * 32 * 2
+    assert "weights on chip" in eie.counts and "weights from DRAM" in sigma.counts
+    assert "untimed" in sigma.counts and "DRAM timed" in systolic.counts
+    assert stc.counts.startswith("hbm") and "4-byte words" in systolic.counts
+    for row in rows:
+        pj = row.reports[0].details["accounting"]["dram_pj_per_byte"]
+        assert row.dram_energy_pj == pytest.approx(row.dram_bytes * pj)
+        assert 0 < row.dram_energy_pj < row.energy_pj
