@@ -36,6 +36,7 @@ from sparsec.compiler.driver import (
 )
 from sparsec.compiler.mlir_export import MlirExportError
 from sparsec.compiler.spec import SpecError
+from sparsec.compiler.sweep import cli as sweep_cli
 from sparsec.tensors.datastore import DataStoreError
 from sparsec.tensors.workloads import WorkloadError
 
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     bert.add_argument("-o", "--output", required=True, help="output .npz")
 
     sub.add_parser("targets", help="list backends, presets and their parameters")
+    sweep_cli.add_parser(sub)
     return parser
 
 
@@ -350,7 +352,7 @@ def cmd_workload(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "compile": cmd_compile, "run": cmd_run, "compare": cmd_compare, "workload": cmd_workload,
-    "targets": cmd_targets,
+    "targets": cmd_targets, "sweep": sweep_cli.cmd_sweep,
 }
 
 
