@@ -73,8 +73,7 @@ class LocalPool:
         self.runner = runner
         self.retries = retries
         self.ctx = mp.get_context("forkserver")
-        self.ctx.set_forkserver_preload(["sparsec.compiler.sweep.point",
-                                         "sparsec.compiler.compare"])
+        self.ctx.set_forkserver_preload(["sparsec.compiler.sweep.preload"])
         saved = {name: os.environ.get(name) for name in BLAS_ENV}
         os.environ.update({name: "1" for name in BLAS_ENV})  # inherited by the forkserver
         try:
@@ -207,8 +206,9 @@ class DaskPool:
         if not self.futures:
             return []
         try:
-            done, _ = dask_wait(list(self.futures), timeout=timeout,
-                                return_when="FIRST_COMPLETED")
+            with self.client.as_current():
+                done, _ = dask_wait(list(self.futures), timeout=timeout,
+                                    return_when="FIRST_COMPLETED")
         except TimeoutError:
             return []
         outcomes = []

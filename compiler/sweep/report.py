@@ -155,7 +155,7 @@ def plot(db: SweepDB, objectives: list[str], path: str | Path) -> None:
     if vmax <= vmin:
         vmax = vmin + 1e-12
     scatter = None
-    for ax, ((kernel, target), (usable, front)) in zip(axes.flat, result.items()):
+    for ax, ((kernel, target), (usable, front)) in zip(axes.flat, result.items(), strict=False):
         if colour:  # the worst points last, so coinciding better ones do not hide them
             usable = sorted(usable, key=lambda r: float(r[colour]))
         x = np.array([float(r[columns[0]]) for r in usable])

@@ -35,8 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from xdsl.utils.arg_spec import parse_pipeline
-from xdsl.utils.exceptions import ArgSpecParseError
 
 
 class SweepError(Exception):
@@ -209,11 +207,15 @@ def fixed_options(text: str) -> dict[str, Any]:
 
 
 def canonical_pipeline(text: str) -> str:
-    """xDSL's own spelling of a pipeline (spacing and quoting normalised)."""
+    """A pipeline with every option of every pass spelled out (defaults included) in the
+    pass's own order, so two spellings of one pipeline are one configuration."""
+    from sparsec.compiler.driver import parse_pass_pipeline
+
     try:
-        return ",".join(str(spec) for spec in parse_pipeline(text)) if text.strip() else ""
-    except ArgSpecParseError:
+        passes = parse_pass_pipeline(text)
+    except Exception:  # noqa: BLE001 - an unusable pipeline still has a key; it fails when run
         return text.strip()
+    return ",".join(str(p.pipeline_pass_spec(include_default=True)) for p in passes)
 
 
 # ---------------------------------------------------------------------- constraints

@@ -132,6 +132,9 @@ class SweepDB:
 
     # ------------------------------------------------------------------ writing
     def start_run(self, command: str, space: str, planned: int) -> None:
+        """A new run: the rows it writes carry its id."""
+        self.flush()
+        self.run_id = uuid.uuid4().hex[:12]
         with self.transaction():
             self.conn.execute("INSERT INTO runs VALUES (?, ?, NULL, ?, ?, ?, 0, 0, 'running')",
                               (self.run_id, _now(), command, space, planned))
