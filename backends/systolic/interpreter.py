@@ -175,7 +175,11 @@ class SystolicMachine(Machine):
         for word_count, lines in drains:
             at = cycle_of_word(word_count, self.gemm.records, prefix, self.spec,
                                self.gemm.fold_length, self.gemm.temporal)
-            events.append(self.timeline.issue("ofmap_dma", lines, not_before=at))
+            # SCALE-Sim starts the next drain once the cycle reaches the previous drain's
+            # last line (`current_cycle < drain_end_cycle` is false there): the DMA accepts
+            # a drain after lines - 1 cycles; its last line leaves after `lines`.
+            events.append(self.timeline.issue("ofmap_dma", max(0, lines - 1), not_before=at,
+                                              latency=lines))
         if lines_left:
             # The last lines leave on the flush path while a drain may still be under way.
             events.append(self.timeline.issue("ofmap_flush", lines_left, not_before=last_row))
