@@ -34,6 +34,7 @@ from sparsec.compiler.driver import (
     load_program,
     write_program,
 )
+from sparsec.compiler.guards import Refused
 from sparsec.compiler.mlir_export import MlirExportError
 from sparsec.compiler.spec import SpecError
 from sparsec.tensors.datastore import DataStoreError
@@ -42,7 +43,7 @@ from sparsec.tensors.workloads import WorkloadError
 EXIT_BAD_INPUT = 1
 EXIT_CHECK_FAILED = 3
 USER_ERRORS = (SpecError, CompileError, DataStoreError, TargetError, UnknownTargetError,
-               CapacityError, MlirExportError, WorkloadError)
+               CapacityError, MlirExportError, WorkloadError, Refused)
 
 
 def _add_compile_options(parser: argparse.ArgumentParser) -> None:

@@ -11,4 +11,6 @@ BACKEND = Backend(
     lowering_pass=LowerAsadiPass,
     machine_class=AsadiMachine,
     summary="ASADI ReRAM in-situ sparse attention: DIA (or CSR) SDDMM/softmax/SpMM per Tile",
+    kernel_ops=frozenset({"sparsec.attention", "sparsec.sddmm", "sparsec.softmax",
+                          "sparsec.spmm"}),
 )

@@ -11,4 +11,5 @@ BACKEND = Backend(
     lowering_pass=LowerEiePass,
     machine_class=EieMachine,
     summary="EIE: rcsc + 4-bit codebook weights, nonzero-activation broadcast, per-PE FIFOs",
+    kernel_ops=frozenset({"sparsec.matmul"}),
 )

@@ -12,4 +12,5 @@ BACKEND = Backend(
     machine_class=HottilesMachine,
     summary="SpMM on hot (systolic) + cold (streaming CSR) workers sharing DRAM, "
             "hot/cold tiles (HotTiles)",
+    kernel_ops=frozenset({"sparsec.matmul"}),
 )

@@ -12,4 +12,5 @@ BACKEND = Backend(
     lowering_pass=LowerSigmaPass,
     machine_class=SigmaMachine,
     summary="SIGMA: bitmap sparse GEMM on Flex-DPEs, Benes DN + FAN (STONNE's SIGMA accounting)",
+    kernel_ops=frozenset({"sparsec.matmul"}),
 )

@@ -11,4 +11,5 @@ BACKEND = Backend(
     lowering_pass=LowerSparcPass,
     machine_class=SparcMachine,
     summary="SpARC: row-clustered approximate attention, 16x64 INT16 MACs, LRU centroid cache",
+    kernel_ops=frozenset({"sparsec.attention"}),
 )

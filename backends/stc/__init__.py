@@ -11,4 +11,5 @@ BACKEND = Backend(
     lowering_pass=LowerStcPass,
     machine_class=StcMachine,
     summary="GPU (sparse) tensor cores, A100/H100: 2:4 mma.sp vs dense mma, tiles in waves",
+    kernel_ops=frozenset({"sparsec.matmul"}),
 )

@@ -11,4 +11,6 @@ BACKEND = Backend(
     lowering_pass=LowerSystolicPass,
     machine_class=SystolicMachine,
     summary="dense R x C systolic array, dataflows os/ws/is (SCALE-Sim 3.0.0 accounting)",
+    kernel_ops=frozenset({"sparsec.matmul", "sparsec.sddmm", "sparsec.softmax", "sparsec.spmm",
+                          "sparsec.attention"}),
 )
