@@ -2,9 +2,10 @@
 
     N = rmsnorm(X, G, eps=1e-5)            # X [.., d], G [d]        -> X's type
     L = layernorm(X, G, B, eps=1e-5)       # gain and bias [d]       -> X's type
-    A = silu(X)   E = exp(X)   Y = gelu(X, approximate=tanh)         # elementwise
+    A = silu(X)   E = exp(X)   Y = gelu(X, approximate=tanh|none)    # elementwise
     S = add(X, Y)   P = mul(X, Y)          # numpy broadcasting       -> broadcast shape
-    R = rope(Q, base=100000, start=0)      # [T, d] or [H, T, d], d even
+    R = rope(Q, base=100000, start=0)      # [T, d] or [H, T, d], d even; convention=
+                                           # normal (pairs 2i, 2i+1; GGUF) or neox
     H = heads(X, heads=9)                  # [T, H*d] -> [H, T, d]
     M = merge_heads(H)                     # [H, T, d] -> [T, H*d]
     C = concat(Kcache, Knew, axis=1)       # along one axis, others equal
@@ -33,7 +34,7 @@ from sparsec.compiler.spec import (
     expect_operands,
     expect_rank,
 )
-from sparsec.dialects.block import GELU_FORMS, broadcast_shape
+from sparsec.dialects.block import GELU_FORMS, ROPE_CONVENTIONS, broadcast_shape
 
 DEFAULT_EPS = 1e-5
 """Normalization epsilon when `eps=` is not given (Llama's RMSNorm, BERT's LayerNorm
@@ -105,10 +106,10 @@ def unary_rule(types: Sequence[TensorType], attrs: Mapping[str, Value],
 
 
 def gelu_form(call: Call) -> str:
-    """`approximate=erf|tanh` of a gelu call (erf when absent)."""
+    """`approximate=none|tanh` of a gelu call (none when absent: the exact erf form)."""
     value = call.attrs.get("approximate")
     if value is None:
-        return "erf"
+        return "none"
     if not isinstance(value, Ident) or value.name not in GELU_FORMS:
         raise SpecError(value.loc, f"{call.op}: approximate must be "
                                    f"{' or '.join(GELU_FORMS)}, got {value}")
@@ -133,7 +134,7 @@ def binary_rule(types: Sequence[TensorType], attrs: Mapping[str, Value],
 def rope_rule(types: Sequence[TensorType], attrs: Mapping[str, Value],
               call: Call) -> TensorType:
     expect_operands(call, 1, ("X",))
-    check_attrs(call, ("base", "start"))
+    check_attrs(call, ("base", "start", "convention"))
     x = types[0]
     _float_operand(call, 0, x)
     if x.rank not in (2, 3) or x.shape[-1] % 2:
@@ -141,7 +142,19 @@ def rope_rule(types: Sequence[TensorType], attrs: Mapping[str, Value],
                                               f"[T, d] or [heads, T, d] with d even, but it is {x}")
     _positive(call, "base", 10000.0)
     attr_int(call, "start", 0, minimum=0)
+    rope_convention(call)
     return x
+
+
+def rope_convention(call: Call) -> str:
+    """`convention=normal|neox` of a rope call (normal when absent)."""
+    value = call.attrs.get("convention")
+    if value is None:
+        return "normal"
+    if not isinstance(value, Ident) or value.name not in ROPE_CONVENTIONS:
+        raise SpecError(value.loc, f"{call.op}: convention must be "
+                                   f"{' or '.join(ROPE_CONVENTIONS)}, got {value}")
+    return value.name
 
 
 def heads_rule(types: Sequence[TensorType], attrs: Mapping[str, Value],

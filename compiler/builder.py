@@ -18,7 +18,7 @@ from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr, TensorType
 from xdsl.ir import Operation, SSAValue
 
 from sparsec.compiler.attention_rules import parse_mask
-from sparsec.compiler.block_rules import DEFAULT_EPS, gelu_form
+from sparsec.compiler.block_rules import DEFAULT_EPS, gelu_form, rope_convention
 from sparsec.compiler.sources import materialize, read_pattern
 from sparsec.compiler.spec import (
     Assign,
@@ -92,7 +92,8 @@ OP_BUILDERS: dict[str, OpBuilder] = {
     "add": lambda call, ops, result: block.AddOp(ops[0], ops[1], result),
     "mul": lambda call, ops, result: block.MulOp(ops[0], ops[1], result),
     "rope": lambda call, ops, result: block.RopeOp(ops[0], attr_number(call, "base", 10000.0),
-                                                   attr_int(call, "start", 0)),
+                                                   attr_int(call, "start", 0),
+                                                   rope_convention(call)),
     "heads": lambda call, ops, result: block.HeadsOp(ops[0], attr_int(call, "heads", 1),
                                                      result),
     "merge_heads": lambda call, ops, result: block.MergeHeadsOp(ops[0], result),

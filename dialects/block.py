@@ -109,26 +109,26 @@ class ExpOp(_UnaryOp):
     name = "sparsec.exp"
 
 
-GELU_FORMS = ("erf", "tanh")
-"""GELU's exact form 0.5 x (1 + erf(x / sqrt 2)) and its tanh approximation
-0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))."""
+GELU_FORMS = ("none", "tanh")
+"""GELU's exact form 0.5 x (1 + erf(x / sqrt 2)) (`none`: no approximation) and its tanh
+approximation 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), PyTorch's names."""
 
 
 @irdl_op_definition
 class GeluOp(_UnaryOp):
-    """GELU, elementwise: y = 0.5 x (1 + erf(x / sqrt(2)))  (approximate = "erf", default)
+    """GELU, elementwise: y = 0.5 x (1 + erf(x / sqrt(2)))  (approximate = "none", default)
     or y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))  (approximate = "tanh")."""
 
     name = "sparsec.gelu"
     approximate = opt_prop_def(StringAttr)
 
-    def __init__(self, value: SSAValue, approximate: str = "erf"):
-        props = {} if approximate == "erf" else {"approximate": StringAttr(approximate)}
+    def __init__(self, value: SSAValue, approximate: str = "none"):
+        props = {} if approximate == "none" else {"approximate": StringAttr(approximate)}
         super().__init__(value, props)
 
     @property
     def form(self) -> str:
-        return self.approximate.data if self.approximate is not None else "erf"
+        return self.approximate.data if self.approximate is not None else "none"
 
     def verify_(self) -> None:
         super().verify_()
@@ -259,6 +259,10 @@ class LayerNormOp(IRDLOperation):
         _eps(self, self.eps)
 
 
+ROPE_CONVENTIONS = ("normal", "neox")
+"""Which elements rotate together: (2i, 2i+1) or (i, i + d/2)."""
+
+
 def _rows_and_width(op: str, ttype: TensorType, role: str) -> tuple[int | None, int, int]:
     shape = ttype.get_shape()
     if len(shape) == 2:
@@ -283,9 +287,9 @@ class RopeOp(IRDLOperation):
             theta = p * base^(-2i / d)
             (y[2i], y[2i+1]) = (x[2i] cos theta - x[2i+1] sin theta,
                                 x[2i] sin theta + x[2i+1] cos theta)
-    Pairs are adjacent elements (llama.cpp's "normal" RoPE, the layout of GGUF Llama
-    checkpoints, whose Q and K rows are permuted at conversion so that this equals
-    Hugging Face's rotate-half form).
+    With convention = "normal" (default) the pairs are adjacent elements (2i, 2i+1):
+    llama.cpp's RoPE for GGUF Llama checkpoints, whose Q and K rows are permuted at
+    conversion; convention = "neox" pairs (i, i + d/2) (Hugging Face's rotate_half).
     """
 
     name = "sparsec.rope"
@@ -293,14 +297,18 @@ class RopeOp(IRDLOperation):
     result = result_def(TensorType)
     base = prop_def(FloatAttr)
     start = opt_prop_def(IntegerAttr)
+    convention = opt_prop_def(StringAttr)
     traits = traits_def(Pure())
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$input attr-dict `:` type($input) `->` type($result)"
 
-    def __init__(self, value: SSAValue, base: float, start: int = 0):
+    def __init__(self, value: SSAValue, base: float, start: int = 0,
+                 convention: str = "normal"):
         props: dict[str, Attribute] = {"base": FloatAttr(base, f64)}
         if start:
             props["start"] = IntegerAttr(start, i64)
+        if convention != "normal":
+            props["convention"] = StringAttr(convention)
         super().__init__(operands=[value], result_types=[value.type], properties=props)
 
     @property
@@ -316,6 +324,10 @@ class RopeOp(IRDLOperation):
         if not self.base.value.data > 0:
             raise VerifyException(f"{self.name}: base must be > 0, got {self.base.value.data}")
         _start(self, self.start)
+        convention = self.convention.data if self.convention is not None else "normal"
+        if convention not in ROPE_CONVENTIONS:
+            raise VerifyException(f"{self.name}: convention must be one of "
+                                  f"{', '.join(ROPE_CONVENTIONS)}, got '{convention}'")
         _result_is(self.name, _ranked(self.result, "result", self.name), x.get_shape(), x)
 
 

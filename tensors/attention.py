@@ -76,15 +76,6 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float,
     return spmm(masked_softmax(sddmm(q, k, scale, mask, dtype), mask, dtype), v, dtype)
 
 
-def grouped_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float,
-                      mask: np.ndarray | None, dtype: str) -> np.ndarray:
-    """Grouped-query attention: Q [Hq, T, d] against K, V [Hkv, S, .] with Hkv dividing Hq;
-    query head h reads key/value head h // (Hq / Hkv). Same roundings as `attention`."""
-    group = q.shape[0] // k.shape[0]
-    return attention(q, np.repeat(k, group, axis=0), np.repeat(v, group, axis=0), scale,
-                     mask, dtype)
-
-
 QUERY_FORMAT_SEMANTICS: dict[str, tuple[str, str]] = {
     "sparsec.row_clustered": ("sparsec.tensors.row_clustering", "clustered_attention"),
 }

@@ -20,7 +20,6 @@ from xdsl.ir import Attribute, Operation
 
 from sparsec.dialects import block
 from sparsec.dialects.sparsec import element_type_name
-from sparsec.tensors import attention
 from sparsec.tensors.dtypes import round_to_dtype
 from sparsec.tensors.numerics import accumulate_dtype
 
@@ -53,40 +52,46 @@ def _plain(attr: Attribute) -> Any:
     return str(attr)
 
 
-def _gqa(q: np.ndarray, k: np.ndarray, v: np.ndarray, props: Properties,
-         dtype: str) -> np.ndarray:
-    t, s = q.shape[-2], k.shape[-2]
-    mask = attention.mask_matrix(props.get("mask", "none"), t, s, start=props.get("start"))
-    return attention.grouped_attention(q, k, v, props["scale"], mask, dtype)
+def _gqa(q: np.ndarray, k: np.ndarray, v: np.ndarray, props: Properties) -> np.ndarray:
+    start = props.get("start", k.shape[-2] - q.shape[-2])
+    out, _ = _ops().gqa_attention(q, k, v, q.shape[0], k.shape[0], start, scale=props["scale"],
+                                  causal=props.get("mask", "none") == "causal")
+    return out
+
+
+def _rope(x: np.ndarray, props: Properties) -> np.ndarray:
+    start = props.get("start", 0)
+    positions = np.arange(start, start + x.shape[-2])
+    return _ops().rope(x, positions, base=props["base"],
+                       convention=props.get("convention", "normal"))
 
 
 KINDS: dict[str, Callable[[list[np.ndarray], Properties, str], np.ndarray]] = {
     "rmsnorm": lambda a, p, dt: _ops().rmsnorm(a[0], a[1], p["eps"]),
     "layernorm": lambda a, p, dt: _ops().layernorm(a[0], a[1], a[2], p["eps"]),
     "silu": lambda a, p, dt: _ops().silu(a[0]),
-    "gelu": lambda a, p, dt: _ops().gelu(a[0], approximate=p.get("approximate", "erf")),
+    "gelu": lambda a, p, dt: _ops().gelu(a[0], approximate=p.get("approximate", "none")),
     "exp": lambda a, p, dt: np.exp(a[0]),
     "add": lambda a, p, dt: a[0] + a[1],
     "mul": lambda a, p, dt: a[0] * a[1],
-    "rope": lambda a, p, dt: _ops().rope(a[0], base=p["base"], start=p.get("start", 0)),
+    "rope": lambda a, p, dt: _rope(a[0], p),
     "heads": lambda a, p, dt: np.ascontiguousarray(
         a[0].reshape(a[0].shape[0], p["heads"], -1).transpose(1, 0, 2)),
     "merge_heads": lambda a, p, dt: np.ascontiguousarray(
         a[0].transpose(1, 0, 2).reshape(a[0].shape[1], -1)),
     "concat": lambda a, p, dt: np.concatenate([a[0], a[1]], axis=p["axis"]),
-    "gqa_attention": lambda a, p, dt: _gqa(a[0], a[1], a[2], p, dt),
+    "gqa_attention": lambda a, p, dt: _gqa(a[0], a[1], a[2], p),
 }
 """Kind -> numpy semantics on arrays already in the accumulator type."""
 
 MOVES = ("heads", "merge_heads", "concat")
 """Kinds that only move data: exact in any element type, no rounding needed."""
-SELF_ROUNDING = (*MOVES, "gqa_attention")
-"""Kinds that handle the element type themselves (attention rounds after each step)."""
+
 
 
 def evaluate(kind: str, inputs: list[np.ndarray], props: Properties, dtype: str) -> np.ndarray:
     """One block op on numpy inputs: computed in `dtype`'s accumulator type, rounded once."""
-    if kind in SELF_ROUNDING:
+    if kind in MOVES:
         return KINDS[kind](list(inputs), props, dtype)
     acc = accumulate_dtype(dtype)
     wide = [np.asarray(x).astype(acc, copy=False) for x in inputs]

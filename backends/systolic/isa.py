@@ -55,7 +55,10 @@ def _range(values: tuple[int, int]) -> DenseArrayBase:
     return DenseArrayBase.from_list(i64, values)
 
 
+@functools.lru_cache(maxsize=8192)
 def _bounds(attr: DenseArrayBase, what: str, op: str) -> tuple[int, int]:
+    """(lo, hi) of a fold range; cached, since every fold's ranges are read by the
+    verifier, the machine and the interpreter, and decoding a DenseArrayBase is slow."""
     values = tuple(attr.get_values())
     if len(values) != 2 or not 0 <= values[0] < values[1]:
         raise VerifyException(f"{op}: {what} must be array<i64: lo, hi> with 0 <= lo < hi, "
@@ -298,7 +301,7 @@ class VectorOp(IRDLOperation):
     `%y = systolic.vector "rmsnorm" %x, %g {eps = 1.0e-05 : f64} : (...) -> T`.
 
     Semantics: those of the kernel op `sparsec.<kind>` with the same properties (eps,
-    base, start, approximate), computed by backends/common/block_reference.py; its cycles
+    base, start, approximate, convention), computed by backends/common/block_reference.py; its cycles
     and energy come from the operation counts of backends/systolic/vector.py.
     """
 
@@ -310,6 +313,7 @@ class VectorOp(IRDLOperation):
     base = opt_prop_def(FloatAttr)
     start = opt_prop_def(IntegerAttr)
     approximate = opt_prop_def(StringAttr)
+    convention = opt_prop_def(StringAttr)
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = ("$kind $inputs attr-dict `:` `(` type($inputs) `)` `->` "
                        "type($result)")

@@ -57,7 +57,7 @@ def work(kind: str, shape: tuple[int, ...], props: dict[str, Any]) -> VectorWork
         # x * 1 / (1 + exp(-x)): exp and reciprocal on the SFU; add and multiply.
         return VectorWork(2 * n, 2 * n)
     if kind == "gelu":
-        if props.get("approximate", "erf") == "tanh":
+        if props.get("approximate", "none") == "tanh":
             # x^3 (2), * 0.044715, + x, * sqrt(2/pi), tanh, + 1, * x, * 0.5
             return VectorWork(8 * n, n)
         # x / sqrt 2, erf, + 1, * x, * 0.5

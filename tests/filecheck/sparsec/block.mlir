@@ -19,7 +19,7 @@ func.func @blk() -> tensor<4x16xf32> attributes {sparsec.outputs = ["M"]} {
   %H = sparsec.heads %P {heads = 2 : i64} : tensor<4x16xf32> -> tensor<2x4x8xf32>
   %R = sparsec.rope %H {base = 1.0e+05 : f64, start = 5 : i64} : tensor<2x4x8xf32> -> tensor<2x4x8xf32>
   %K = sparsec.heads %X {heads = 2 : i64} : tensor<4x16xf32> -> tensor<2x4x8xf32>
-  %Kr = sparsec.rope %K {base = 1.0e+05 : f64} : tensor<2x4x8xf32> -> tensor<2x4x8xf32>
+  %Kr = sparsec.rope %K {base = 1.0e+05 : f64, convention = "neox"} : tensor<2x4x8xf32> -> tensor<2x4x8xf32>
   %K1 = sparsec.param @K1 : tensor<1x4x8xf32>
   %KK = sparsec.concat %C, %K1 {axis = 1 : i64} : (tensor<1x5x8xf32>, tensor<1x4x8xf32>) -> tensor<1x9x8xf32>
   %O = sparsec.gqa_attention %R, %KK, %KK {scale = 0.125 : f64, mask = "causal", start = 5 : i64} : (tensor<2x4x8xf32>, tensor<1x9x8xf32>, tensor<1x9x8xf32>) -> tensor<2x4x8xf32>
@@ -38,7 +38,7 @@ func.func @blk() -> tensor<4x16xf32> attributes {sparsec.outputs = ["M"]} {
 // CHECK:      %P = sparsec.mul %col, %S : (tensor<4x1xf32>, tensor<4x16xf32>) -> tensor<4x16xf32>
 // CHECK-NEXT: %H = sparsec.heads %P {heads = 2 : i64} : tensor<4x16xf32> -> tensor<2x4x8xf32>
 // CHECK-NEXT: %R = sparsec.rope %H {base = 1.000000e+05 : f64, start = 5 : i64} : tensor<2x4x8xf32> -> tensor<2x4x8xf32>
-// CHECK:      %Kr = sparsec.rope %K {base = 1.000000e+05 : f64} : tensor<2x4x8xf32> -> tensor<2x4x8xf32>
+// CHECK:      %Kr = sparsec.rope %K {base = 1.000000e+05 : f64, convention = "neox"} : tensor<2x4x8xf32> -> tensor<2x4x8xf32>
 // CHECK:      %KK = sparsec.concat %C, %K1 {axis = 1 : i64} : (tensor<1x5x8xf32>, tensor<1x4x8xf32>) -> tensor<1x9x8xf32>
 // CHECK-NEXT: %O = sparsec.gqa_attention %R, %KK, %KK {scale = 1.250000e-01 : f64, mask = "causal", start = 5 : i64} : (tensor<2x4x8xf32>, tensor<1x9x8xf32>, tensor<1x9x8xf32>) -> tensor<2x4x8xf32>
 // CHECK-NEXT: %O2 = sparsec.gqa_attention %R, %KK, %KK {scale = 1.250000e-01 : f64} : (tensor<2x4x8xf32>, tensor<1x9x8xf32>, tensor<1x9x8xf32>) -> tensor<2x4x8xf32>

@@ -45,7 +45,7 @@
 
 %x = sparsec.input @X : tensor<4x16xf32>
 %y = sparsec.gelu %x {approximate = "sigmoid"} : tensor<4x16xf32> -> tensor<4x16xf32>
-// BAD: sparsec.gelu: approximate must be one of erf, tanh, got 'sigmoid'
+// BAD: sparsec.gelu: approximate must be one of none, tanh, got 'sigmoid'
 
 // -----
 
@@ -173,3 +173,9 @@
 %k = sparsec.input @K : tensor<8x64xf32>
 %o = sparsec.gqa_attention %q, %k, %k {scale = 0.125 : f64} : (tensor<1x64xf32>, tensor<8x64xf32>, tensor<8x64xf32>) -> tensor<1x64xf32>
 // BAD: sparsec.gqa_attention: query must be rank 3 [heads, rows, d], got tensor<1x64xf32>
+
+// -----
+
+%x = sparsec.input @X : tensor<2x4x8xf32>
+%y = sparsec.rope %x {base = 1.0e+04 : f64, convention = "gptj"} : tensor<2x4x8xf32> -> tensor<2x4x8xf32>
+// BAD: sparsec.rope: convention must be one of normal, neox, got 'gptj'
