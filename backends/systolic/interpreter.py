@@ -7,10 +7,13 @@ equations are in backends/systolic/README.md; each is named where it is used.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
 from xdsl.ir import SSAValue
 
@@ -228,7 +231,11 @@ class SystolicMachine(Machine):
         for word_count, lines in drains:
             at = cycle_of_word(word_count, self.gemm.records, prefix, self.spec,
                                self.gemm.fold_length, self.gemm.temporal)
-            events.append(self.timeline.issue("ofmap_dma", lines, not_before=at))
+            # SCALE-Sim starts the next drain once the cycle reaches the previous drain's
+            # last line (`current_cycle < drain_end_cycle` is false there): the DMA accepts
+            # a drain after lines - 1 cycles; its last line leaves after `lines`.
+            events.append(self.timeline.issue("ofmap_dma", max(0, lines - 1), not_before=at,
+                                              latency=lines))
         if lines_left:
             # The last lines leave on the flush path while a drain may still be under way.
             events.append(self.timeline.issue("ofmap_flush", lines_left, not_before=last_row))
@@ -383,8 +390,22 @@ class PendingFolds:
         b = _matrix_t(_head(rhs, rhs_head), transpose_b)
         out = _head(acc, head)
         for m0, m1, n0, n1 in _rectangles(self.tiles):
-            out[m0:m1, n0:n1] += matmul_accumulate(a[m0:m1, k0:k1], b[k0:k1, n0:n1], dtype)
+            with all_blas_threads((m1 - m0) * (n1 - n0) * (k1 - k0)):
+                out[m0:m1, n0:n1] += matmul_accumulate(a[m0:m1, k0:k1], b[k0:k1, n0:n1],
+                                                       dtype)
         self.tiles, self.key, self.operands = [], None, ()
+
+
+LARGE_PRODUCT_MACS = 1 << 24
+"""A batched product this large uses every BLAS thread: one call, so no per-call thread
+start-up to amortise (the reason the interpreter runs single-threaded, see
+`one_blas_thread`)."""
+
+
+def all_blas_threads(macs: int) -> contextlib.AbstractContextManager:
+    if macs < LARGE_PRODUCT_MACS:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=os.cpu_count() or 1, user_api="blas")
 
 
 def _rectangles(tiles: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:

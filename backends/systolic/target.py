@@ -11,4 +11,6 @@ BACKEND = Backend(
     spec_class=SystolicSpec,
     lowering_pass=LowerSystolicPass,
     machine_class=SystolicMachine,
+    kernel_ops=frozenset({"sparsec.matmul", "sparsec.sddmm", "sparsec.softmax", "sparsec.spmm",
+                          "sparsec.attention"}),
 )

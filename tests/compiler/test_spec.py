@@ -397,7 +397,7 @@ ERROR_CASES = {
     "load: unsupported file type": (
         kernel_text('param W: f32[4] = load("w.pt")', "out W"),
         (
-            "t.sk:2:26: error: load: unsupported file type '.pt'; expected .npy, .npz, .mtx or .safetensors\n"
+            "t.sk:2:26: error: load: unsupported file type '.pt'; expected .npy, .npz, .mtx, .mtx.gz or .safetensors\n"
             '    param W: f32[4] = load("w.pt")\n'
             "                           ^~~~~~"
         ),
