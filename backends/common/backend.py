@@ -34,6 +34,7 @@ from xdsl.interpreter import (
 )
 from xdsl.passes import ModulePass
 
+from sparsec.backends.common.block_reference import BlockFunctions
 from sparsec.backends.common.report import Check, Report
 from sparsec.backends.common.spec import AcceleratorSpec
 from sparsec.dialects import sparsec
@@ -251,6 +252,7 @@ def make_interpreter(module: ModuleOp, store: DataStore,
     interpreter = Interpreter(module, listeners=listeners)
     interpreter.register_implementations(KernelFuncFunctions())
     interpreter.register_implementations(SparsecFunctions(store))
+    interpreter.register_implementations(BlockFunctions())
     if extra is not None:
         interpreter.register_implementations(extra)
     return interpreter
