@@ -90,6 +90,7 @@ SPARSEC_PASSES = {
     "quantize": _lazy_pass("sparsec.passes.quantize", "QuantizePass"),
     "share-weights": _lazy_pass("sparsec.passes.share_weights", "ShareWeightsPass"),
     "sparsify": _lazy_pass("sparsec.passes.sparsify", "SparsifyPass"),
+    "bit-flip": _lazy_pass("sparsec.passes.bit_flip", "BitFlipPass"),
     "decompose-attention": _lazy_pass("sparsec.passes.decompose_attention",
                                       "DecomposeAttentionPass"),
     "cluster-rows": _lazy_pass("sparsec.passes.cluster_rows", "ClusterRowsPass"),
