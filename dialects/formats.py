@@ -385,17 +385,20 @@ class BitColumnAttr(ParametrizedAttribute):
         printer.print_string(f"<group = {self.group_size}, axis = {self.group_axis}{flag}>")
 
 
-LAYOUT_TYPES: tuple[type[Attribute], ...] = (SparseTensorEncodingAttr, BitmapAttr, RcscAttr,
-                                             BitColumnAttr)
+LAYOUT_TYPES: tuple[type[Attribute], ...] = (SparseTensorEncodingAttr, BitmapAttr, RcscAttr)
 """Attributes that may be the nested `layout` of a codebook or quantized encoding."""
 
 
 def _verify_layout(layout: Attribute, attr_name: str) -> None:
+    """Layouts of a codebook or quantized encoding (bit columns: quantized only, which
+    checks them itself)."""
     if isinstance(layout, (NoneAttr, *LAYOUT_TYPES)):
         return
+    if isinstance(layout, BitColumnAttr) and attr_name == "sparsec.quantized":
+        return
     raise VerifyException(
-        f"{attr_name}: layout must be a #sparse_tensor.encoding, #sparsec.bitmap, "
-        f"#sparsec.rcsc or #sparsec.bitcolumn, got {layout}"
+        f"{attr_name}: layout must be a #sparse_tensor.encoding, #sparsec.bitmap or "
+        f"#sparsec.rcsc, got {layout}"
     )
 
 
