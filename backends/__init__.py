@@ -16,6 +16,7 @@ BACKEND_MODULES: dict[str, str] = {
     "hottiles": "sparsec.backends.hottiles",
     "sparc": "sparsec.backends.sparc",
     "sigma": "sparsec.backends.sigma",
+    "bitwave": "sparsec.backends.bitwave",
 }
 """Target name -> module whose `BACKEND` attribute describes the backend."""
 

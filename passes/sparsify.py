@@ -40,9 +40,9 @@ from sparsec.passes.common import (
     targets,
     with_encoding,
 )
+from sparsec.tensors import bitcolumn as bc
 from sparsec.tensors.datastore import DataStore, current_store
 from sparsec.tensors.dtypes import ELEMENT_BYTES
-from sparsec.tensors import bitcolumn as bc
 from sparsec.tensors.storage import bitcolumn_codes, pack
 
 
