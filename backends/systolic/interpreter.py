@@ -271,20 +271,85 @@ def _matrix_t(array: np.ndarray, transposed: bool) -> np.ndarray:
     return np.swapaxes(array, -1, -2) if transposed else array
 
 
+@dataclass
+class PendingFolds:
+    """Folds whose products are not yet added to their accumulator, batched into one BLAS
+    call per rectangle.
+
+    Consecutive folds of one GEMM that share the operands, the accumulator, the head and
+    the k range add disjoint tiles of the same product A[:, k] . B[k, :]; when they cover a
+    rectangle exactly, one product of the rectangle computes them all (the same sums in the
+    same accumulator type; only BLAS's blocking inside a tile may differ, as it does between
+    any two BLAS calls). Anything else falls back to one product per fold. Every other
+    instruction flushes first, so no instruction ever reads an accumulator with pending
+    folds. Thousands of tiny BLAS calls become a few large ones (benchmarks/
+    interpreter_overhead.py).
+    """
+
+    tiles: list[tuple[int, int, int, int]] = field(default_factory=list)
+    key: tuple[Any, ...] | None = None
+    operands: tuple[Any, ...] = ()
+
+    def add(self, op: isa.FoldOp, lhs: np.ndarray, rhs: np.ndarray, acc: np.ndarray) -> None:
+        (m0, m1), (n0, n1), k = op.tile()
+        key = (id(lhs), id(rhs), id(acc), k, op.head_index, op.transpose_a is not None,
+               op.transpose_b is not None, dtype_of(op.lhs.type))
+        if key != self.key:
+            self.flush()
+            self.key, self.operands = key, (lhs, rhs, acc)
+        self.tiles.append((m0, m1, n0, n1))
+
+    def flush(self) -> None:
+        if not self.tiles:
+            return
+        lhs, rhs, acc = self.operands
+        _, _, _, (k0, k1), head, transpose_a, transpose_b, dtype = self.key
+        a = _matrix_t(_head(lhs, head), transpose_a)
+        b = _matrix_t(_head(rhs, head), transpose_b)
+        out = _head(acc, head)
+        for m0, m1, n0, n1 in _rectangles(self.tiles):
+            out[m0:m1, n0:n1] += matmul_accumulate(a[m0:m1, k0:k1], b[k0:k1, n0:n1], dtype)
+        self.tiles, self.key, self.operands = [], None, ()
+
+
+def _rectangles(tiles: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """The bounding rectangle of `tiles` if they cover it exactly once, else the tiles."""
+    m0 = min(t[0] for t in tiles)
+    m1 = max(t[1] for t in tiles)
+    n0 = min(t[2] for t in tiles)
+    n1 = max(t[3] for t in tiles)
+    area = sum((t[1] - t[0]) * (t[3] - t[2]) for t in tiles)
+    if area != (m1 - m0) * (n1 - n0) or len(set(tiles)) != len(tiles) or not _disjoint(tiles):
+        return tiles
+    return [(m0, m1, n0, n1)]
+
+
+def _disjoint(tiles: list[tuple[int, int, int, int]]) -> bool:
+    """True when no two tiles overlap (tiles of a fold grid: distinct row and column bands)."""
+    rows = sorted({(t[0], t[1]) for t in tiles})
+    cols = sorted({(t[2], t[3]) for t in tiles})
+    bands_disjoint = all(a[1] <= b[0] for a, b in zip(rows, rows[1:])) and \
+        all(a[1] <= b[0] for a, b in zip(cols, cols[1:]))
+    return bands_disjoint and len(tiles) <= len(rows) * len(cols)
+
+
 @register_impls
 class SystolicFunctions(InterpreterFunctions):
     """numpy semantics of the systolic ISA, with accounting by the machine."""
 
     def __init__(self, machine: SystolicMachine):
         self.machine = machine
+        self.folds = PendingFolds()
 
     @impl(isa.ZerosOp)
     def run_zeros(self, interpreter: Interpreter, op: isa.ZerosOp, args: tuple[Any, ...]):
+        self.folds.flush()
         return (zero_accumulator(op, self.machine.execute),)
 
     @impl(isa.PrefetchOp)
     def run_prefetch(self, interpreter: Interpreter, op: isa.PrefetchOp,
                      args: tuple[Any, ...]):
+        self.folds.flush()
         self.machine.prefetch(op)
         return ()
 
@@ -293,20 +358,18 @@ class SystolicFunctions(InterpreterFunctions):
         self.machine.fold(op)
         lhs, rhs, acc = args
         if op.index.value.data == 0:
+            self.folds.flush()
             self.machine.count_effectual(_matrix_t(lhs, op.transpose_a is not None),
                                          _matrix_t(rhs, op.transpose_b is not None))
         if not self.machine.execute:
             return (None,)
-        (m0, m1), (n0, n1), (k0, k1) = op.tile()
-        head = op.head_index
-        a = _matrix_t(_head(lhs, head), op.transpose_a is not None)[m0:m1, k0:k1]
-        b = _matrix_t(_head(rhs, head), op.transpose_b is not None)[k0:k1, n0:n1]
-        _head(acc, head)[m0:m1, n0:n1] += matmul_accumulate(a, b, dtype_of(op.lhs.type))
+        self.folds.add(op, lhs, rhs, acc)
         return (acc,)
 
     @impl(isa.EpilogueOp)
     def run_epilogue(self, interpreter: Interpreter, op: isa.EpilogueOp,
                      args: tuple[Any, ...]):
+        self.folds.flush()
         self.machine.epilogue(op)
         acc = args[0]
         if not self.machine.execute:
@@ -317,6 +380,7 @@ class SystolicFunctions(InterpreterFunctions):
 
     @impl(isa.SoftmaxOp)
     def run_softmax(self, interpreter: Interpreter, op: isa.SoftmaxOp, args: tuple[Any, ...]):
+        self.folds.flush()
         self.machine.softmax(op)
         if not self.machine.execute:
             return (None,)
@@ -326,6 +390,7 @@ class SystolicFunctions(InterpreterFunctions):
     @impl(isa.WritebackOp)
     def run_writeback(self, interpreter: Interpreter, op: isa.WritebackOp,
                       args: tuple[Any, ...]):
+        self.folds.flush()
         event = self.machine.writeback(op)
         self.machine.ready[op.result] = event
         (acc,) = args

@@ -55,7 +55,10 @@ def _range(values: tuple[int, int]) -> DenseArrayBase:
     return DenseArrayBase.from_list(i64, values)
 
 
+@functools.lru_cache(maxsize=8192)
 def _bounds(attr: DenseArrayBase, what: str, op: str) -> tuple[int, int]:
+    """(lo, hi) of a fold range; cached, since every fold's ranges are read by the
+    verifier, the machine and the interpreter, and decoding a DenseArrayBase is slow."""
     values = tuple(attr.get_values())
     if len(values) != 2 or not 0 <= values[0] < values[1]:
         raise VerifyException(f"{op}: {what} must be array<i64: lo, hi> with 0 <= lo < hi, "

@@ -23,6 +23,8 @@ class SystolicSpec(AcceleratorSpec):
     `bandwidth` words per cycle per operand buffer, with double-buffered SRAMs.
     """
 
+    summary: ClassVar[str] = "dense R x C systolic array, dataflows os/ws/is (SCALE-Sim 3.0.0 accounting)"
+
     name: ClassVar[str] = "systolic"
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         # SCALE-Sim's example configuration (tests/data/reference/scalesim_config_example.cfg).
