@@ -52,6 +52,8 @@ class BitwaveSpec(AcceleratorSpec):
     """
 
     name: ClassVar[str] = "bitwave"
+    summary: ClassVar[str] = ("BitWave: bit-column-serial PEs skipping zero sign-magnitude "
+                              "columns (mode=stripes: bit-serial dense)")
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "bitsim": {},
         "stripes": {"mode": "stripes", "dataflow": "fixed"},
