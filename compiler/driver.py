@@ -34,6 +34,11 @@ from sparsec.backends.common.backend import (
 from sparsec.backends.common.report import Check, Report, check_output
 from sparsec.backends.common.spec import AcceleratorSpec, parse_target_string
 from sparsec.compiler.builder import build_module
+from sparsec.compiler.guards import (
+    CompileError,
+    refuse_unlowered_ops,
+    refuse_unsupported_ops,
+)
 from sparsec.compiler.spec import SpecFile, parse_spec, parse_spec_file
 from sparsec.compiler.universe import SPARSEC_DIALECTS, SPARSEC_PASSES
 from sparsec.dialects.sparsec import (
@@ -52,10 +57,6 @@ REFERENCE_SUFFIX = "#reference"
 """Store key suffix of a kernel output's numpy reference: `gemm.Y#reference`."""
 ORIGINAL_SUFFIX = "#original"
 """Store key suffix of the output of the program before any pass (unpruned, unquantized)."""
-
-
-class CompileError(Exception):
-    """A pass, verifier or target failure; the message names the pass and the rule."""
 
 
 def make_context() -> Context:
@@ -123,14 +124,21 @@ def pass_names(pipeline: str) -> list[str]:
 
 def target_passes(target: Target, user_pipeline: str) -> str:
     """The passes the target needs (its spec's `prepare()`) that the user's pipeline does
-    not already run, as a pipeline string: a pass of the same name in the user's pipeline
-    means the user chose its options."""
+    not already run, as a pipeline string: a pass of the same name on the same operand in
+    the user's pipeline means the user chose its options."""
     prepare = target.spec.prepare()
     if not prepare:
         return ""
-    chosen = set(pass_names(user_pipeline))
-    needed = [str(spec) for spec in parse_pipeline(prepare) if spec.name not in chosen]
+    chosen = {_pass_key(spec) for spec in parse_pipeline(user_pipeline)} if user_pipeline.strip() else set()
+    needed = [str(spec) for spec in parse_pipeline(prepare) if _pass_key(spec) not in chosen]
     return ",".join(needed)
+
+
+def _pass_key(spec: object) -> tuple[str, str]:
+    """A pass and the operand it acts on (`operand`, default b): `quantize{operand=a}`
+    in a target's passes is still needed after the user's `quantize` of the weights."""
+    operand = getattr(spec, "parameters", {}).get("operand", ("b",))
+    return spec.name, str(operand[0]) if operand else "b"
 
 
 def join_pipelines(*pipelines: str) -> str:
@@ -197,18 +205,24 @@ def compile_module(module: ModuleOp, store: DataStore, pipeline: str, target_tex
     _verify(module, "the kernel builder")
     target = Target.parse(target_text) if options.lower else None
     added = target_passes(target, pipeline) if target and options.target_passes else ""
-    passes = parse_pass_pipeline(join_pipelines(pipeline, added))
+    user_passes = parse_pass_pipeline(pipeline)
+    added_passes = parse_pass_pipeline(added)
     compiled = Compiled(module, store, target, added_passes=added)
     if added:
         module.attributes[TARGET_PASSES_ATTR] = StringAttr(added)
     with active_store(store):
-        if options.compute_reference and passes:
+        if options.compute_reference and (user_passes or added_passes):
             _store_references(module, store, ORIGINAL_SUFFIX)
-        _run_passes(ctx, module, passes, options, compiled)
+        _run_passes(ctx, module, user_passes, options, compiled)
+        if target is not None:
+            refuse_unsupported_ops(module, target.backend)
+        _run_passes(ctx, module, added_passes, options, compiled)
         if options.compute_reference:
             _store_references(module, store, REFERENCE_SUFFIX)
         if target is not None:
+            refuse_unsupported_ops(module, target.backend)
             _run_passes(ctx, module, [target.lowering()], options, compiled)
+            refuse_unlowered_ops(module, target.backend)
             module.attributes[TARGET_ATTR] = StringAttr(target.spec.target_string())
     return compiled
 

@@ -8,8 +8,6 @@ import shlex
 import sys
 from pathlib import Path
 
-from rich.console import Console
-
 EXIT_BAD_INPUT = 1
 EXIT_INTERRUPTED = 130
 EXIT_FAILED_POINTS = 0
@@ -129,6 +127,8 @@ def _space(args: argparse.Namespace):  # noqa: ANN202
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from sparsec.compiler.sweep.pool import DaskPool, LocalPool
     from sparsec.compiler.sweep.run import run_sweep
     from sparsec.compiler.sweep.store import SweepDB
