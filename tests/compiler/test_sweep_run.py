@@ -302,13 +302,15 @@ def test_parquet_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     (["sweep", "--report", "missing.db"], "no such sweep database"),
     (["sweep"], "give kernel specs"),
     (["sweep", str(SMALL), "--strategy", "random"], "needs a number of samples"),
-    (["sweep", "--db", "x.db", "--export", "x.txt", "--report", "x.db"], ""),
+    (["sweep", "--db", "x.db", "--export", "x.txt"], "export writes .csv or .parquet"),
+    (["sweep", "--report", "x.db"], "no finished point to plot"),
+    (["sweep", str(SMALL), "--scheduler", "localhost"], "write tcp://HOST:PORT"),
 ])
 def test_cli_mistakes_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                    monkeypatch: pytest.MonkeyPatch, argv: list[str],
                                    message: str) -> None:
     monkeypatch.chdir(tmp_path)
-    if "x.db" in argv:
+    if "x.db" in argv:  # an empty sweep database
         SweepDB("x.db").close()
     assert main(argv) == 1
     err = capsys.readouterr().err
