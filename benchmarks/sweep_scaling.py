@@ -75,6 +75,26 @@ def measure(label: str, space: Space, make_pool: Any, workers: int) -> dict[str,
             "peak_rss_mb": max(r["peak_rss_mb"] or 0 for r in rows)}
 
 
+def _spin(seconds: float) -> int:
+    """Count loop turns for `seconds` of wall time: CPU this process actually got."""
+    end = time.perf_counter() + seconds
+    turns = 0
+    while time.perf_counter() < end:
+        turns += 1
+    return turns
+
+
+def machine_ratio(seconds: float = 3.0) -> float:
+    """Work two busy processes get done together over what one gets alone: the most any
+    2-worker sweep can gain on this machine right now (2.0 on two idle cores)."""
+    import multiprocessing as mp
+
+    with mp.get_context("forkserver").Pool(2) as pool:
+        one = pool.apply(_spin, (seconds,))
+        two = sum(pool.map(_spin, [seconds, seconds]))
+    return two / one
+
+
 def local(workers: int) -> Any:
     return lambda: LocalPool(workers)
 
@@ -89,14 +109,16 @@ def main() -> None:
     start = time.perf_counter()
     LocalPool(1).close()  # start the forkserver once: every local row then measures the same
     forkserver_s = time.perf_counter() - start
+    before = machine_ratio()
     results = [measure("local pool, 1 worker", space, local(1), 1),
                measure("local pool, 2 workers", space, local(2), 2)]
     results.append(_dask(space))
     long_space = Space.build([GEMM], ["prune-nm{n=2 m=4}"], [LONG_TARGET],
                              strategy="random", samples=args.long, seed=0)
     long = measure("long points, local pool, 1 worker", long_space, local(1), 1)
+    after = machine_ratio()
     text = report(results, long, space.size() if space.strategy == "grid" else args.points,
-                  forkserver_s)
+                  forkserver_s, (before, after))
     write_atomically(RESULTS, text)
     print(text)
 
@@ -119,13 +141,17 @@ def _dask(space: Space) -> dict[str, Any]:
 
 
 def report(results: list[dict[str, Any]], long: dict[str, Any], points: int,
-           forkserver_s: float) -> str:
+           forkserver_s: float, machine: tuple[float, float]) -> str:
     one = results[0]["rate"]
     lines = [
         "# Sweep scaling",
         "",
         f"`python benchmarks/sweep_scaling.py` on {os.cpu_count()} cores shared with other "
         "jobs; one run each, so compare the ratios.",
+        "",
+        f"What two processes can gain on this machine now: two busy loops together did "
+        f"{machine[0]:.2f}x the work of one before the sweeps and {machine[1]:.2f}x after "
+        "(2.00x on two idle cores). The 2-worker rows cannot beat that.",
         "",
         f"## {points} `--no-execute` systolic points (examples/gemm_small.sk, "
         f"`{THROUGHPUT_TARGET}`)",
