@@ -128,7 +128,7 @@ def _dask(space: Space) -> dict[str, Any]:
 
     start = time.perf_counter()
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None)
+                           dashboard_address="127.0.0.1:0")
     cluster_start = time.perf_counter() - start
     try:
         result = measure("Dask LocalCluster, 2 workers", space,
