@@ -154,7 +154,8 @@ def _sweep(args: argparse.Namespace) -> int:
         db.close()
     print(f"{args.db}: {summary.done} points run ({summary.failed} failed) on {where} in "
           f"{summary.seconds:.1f} s ({summary.rate:.1f} points/s); {summary.skipped} already "
-          "stored were skipped")
+          "stored were skipped" + (f"; {summary.cached} Optuna proposals were already stored"
+                                   if summary.cached else ""))
     return EXIT_FAILED_POINTS
 
 

@@ -164,9 +164,13 @@ def plot(db: SweepDB, objectives: list[str], path: str | Path) -> None:
             sizes = 70 - 56 * rank / max(len(usable) - 1, 1)
         x = np.array([float(r[columns[0]]) for r in usable])
         y = np.array([float(r[columns[1]]) for r in usable])
-        c = [float(r[colour]) for r in usable] if colour else "#4C72B0"
-        scatter = ax.scatter(x, y, c=c, cmap="viridis", vmin=vmin, vmax=vmax, s=sizes,
-                             edgecolors="white", linewidths=0.3)
+        style: dict[str, Any] = {"s": sizes, "edgecolors": "white", "linewidths": 0.3}
+        if colour:
+            style.update(c=[float(r[colour]) for r in usable], cmap="viridis", vmin=vmin,
+                         vmax=vmax)
+        else:
+            style.update(color="#4C72B0")
+        scatter = ax.scatter(x, y, **style)
         fx = [float(r[columns[0]]) for r in front]
         fy = [float(r[columns[1]]) for r in front]
         ax.scatter(fx, fy, facecolors="none", edgecolors="#C44E52", s=110, lw=1.2,
