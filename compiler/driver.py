@@ -263,19 +263,18 @@ def _store_references(module: ModuleOp, store: DataStore, suffix: str) -> None:
         references = run_reference(module, store)
     except IntegerOverflowError as err:
         raise Refused(str(err)) from None
+    functions = _kernel_index(module)
     for kernel, outputs in references.items():
-        function = _kernel_func(module, kernel)
+        function = functions[kernel]
         names = output_names(function.attributes.get(OUTPUTS_ATTR), len(outputs))
         for name, value, vtype in zip(names, outputs, function.function_type.outputs.data,
                                       strict=True):
             store.put(f"{kernel}.{name}{suffix}", value, dtype_of(vtype))
 
 
-def _kernel_func(module: ModuleOp, name: str) -> func.FuncOp:
-    for op in module.ops:
-        if isinstance(op, func.FuncOp) and op.sym_name.data == name:
-            return op
-    raise CompileError(f"no kernel named '{name}' in the module")
+def _kernel_index(module: ModuleOp) -> dict[str, func.FuncOp]:
+    """Kernel name -> its func.func, built once (a lookup per kernel was O(N^2))."""
+    return {op.sym_name.data: op for op in module.ops if isinstance(op, func.FuncOp)}
 
 
 def load_program(mlir_path: str | Path) -> tuple[ModuleOp, DataStore]:
@@ -334,20 +333,20 @@ def execute(module: ModuleOp, store: DataStore, *, execute_values: bool = True) 
         results = run_machine(module, store, target.backend, target.spec, execute_values)
     outputs: dict[str, list[Any]] = {}
     reports: list[Report] = []
+    functions = _kernel_index(module)
     for kernel, (values, report) in results.items():
         outputs[kernel] = values
-        report.passes = _pass_effects(module, kernel)
+        report.passes = _pass_effects(functions[kernel])
         if execute_values:
-            _check_kernel(module, store, kernel, values, report)
+            _check_kernel(functions[kernel], store, kernel, values, report)
         reports.append(report)
     return RunResult(outputs, reports)
 
 
-def _check_kernel(module: ModuleOp, store: DataStore, kernel: str, values: list[np.ndarray],
-                  report: Report) -> None:
+def _check_kernel(function: func.FuncOp, store: DataStore, kernel: str,
+                  values: list[np.ndarray], report: Report) -> None:
     """Fill the report's exact check (against the executed program's reference) and,
     after data-changing passes, the error against the original program's output."""
-    function = _kernel_func(module, kernel)
     names = output_names(function.attributes.get(OUTPUTS_ATTR), len(values))
     checks: list[Check] = []
     originals: list[Check] = []
@@ -367,9 +366,8 @@ def _check_kernel(module: ModuleOp, store: DataStore, kernel: str, values: list[
         report.error_vs_original = {"max_abs_err": worst.max_abs_err, "rel_err": worst.rel_err}
 
 
-def _pass_effects(module: ModuleOp, kernel: str) -> dict[str, list[dict[str, Any]]]:
+def _pass_effects(function: func.FuncOp) -> dict[str, list[dict[str, Any]]]:
     """What passes did to each tensor of a kernel, from the binding ops' `effects`."""
-    function = _kernel_func(module, kernel)
     effects: dict[str, list[dict[str, Any]]] = {}
     for op in function.walk():
         if isinstance(op, (InputOp, ParamOp)) and op.effects is not None:

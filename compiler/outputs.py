@@ -85,7 +85,7 @@ class Outputs:
             if path is None:
                 continue
             paths: list[str | Path] = [path]
-            if what == "compiled program":
+            if what == "compiled program" and str(path) not in ("-", ""):
                 if Path(path).suffix != ".mlir":
                     raise OutputError(f"{path}: a compiled program is written as NAME.mlir "
                                       "(plus NAME.npz); give -o a .mlir path")

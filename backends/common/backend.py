@@ -280,7 +280,9 @@ def make_interpreter(module: ModuleOp, store: DataStore,
 def run_reference(module: ModuleOp, store: DataStore) -> dict[str, list[np.ndarray]]:
     """Outputs of every kernel of a kernel-IR module, by numpy reference semantics."""
     interpreter = make_interpreter(module, store)
-    return {name: list(interpreter.call_op(name, ())) for name in kernel_names(module)}
+    # call_op with the op itself: by name, xDSL looks the symbol up in a linear scan,
+    # which made a file of N kernels cost O(N^2).
+    return {f.sym_name.data: list(interpreter.call_op(f, ())) for f in kernel_funcs(module)}
 
 
 def run_machine(module: ModuleOp, store: DataStore, backend: Backend, spec: AcceleratorSpec,
@@ -293,7 +295,7 @@ def run_machine(module: ModuleOp, store: DataStore, backend: Backend, spec: Acce
         count = len(function.body.block.ops)
         with progress_listeners(name, count) as listeners:
             interpreter = make_interpreter(module, store, machine.functions(), listeners)
-            outputs = list(interpreter.call_op(name, ()))
+            outputs = list(interpreter.call_op(function, ()))
         report = machine.report(name)
         report.details["accounting"] = spec.accounting()
         if not execute:
