@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +21,13 @@ from sparsec.backends.common.backend import kernel_op_names
 from sparsec.backends.common.report import check_output
 from sparsec.compiler import compare
 from sparsec.compiler.cli import main
-from sparsec.compiler.driver import CompileOptions, compile_spec, compile_text, execute
+from sparsec.compiler.driver import (
+    CompileOptions,
+    compile_spec,
+    compile_text,
+    execute,
+    load_program,
+)
 from sparsec.compiler.guards import Refused
 from sparsec.compiler.outputs import sha256_of
 
@@ -269,3 +279,45 @@ def test_outputs_follow_the_umask(tmp_path):
         os.umask(old)
     for name in ("o.mlir", "o.npz", "r.json"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+
+
+# 6, 7. Real processes: racing compiles leave one compile's pair; a signal leaves nothing.
+
+def _sparsec_process(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    exe = Path(sys.executable).parent / "sparsec"
+    return subprocess.Popen([str(exe), *args], cwd=cwd, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def _many_kernels(count: int, seed: int = 0) -> str:
+    return "".join(f"kernel k{i} {{\n  in X: f32[4, 4] = random(seed={seed + i})\n"
+                   f"  param W: f32[4, 4] = random(seed=2)\n  Y = matmul(X, W)\n  out Y\n}}\n"
+                   for i in range(count))
+
+
+def test_racing_compiles_to_one_output_leave_a_matching_pair(tmp_path):
+    write(tmp_path, "a.sk", _many_kernels(8, seed=0))
+    write(tmp_path, "b.sk", GEMM)
+    for delay in (0.0,):
+        first = _sparsec_process("compile", "a.sk", "-o", "out.mlir", cwd=tmp_path)
+        time.sleep(delay)
+        second = _sparsec_process("compile", "b.sk", "-o", "out.mlir", cwd=tmp_path)
+        assert first.wait(60) == 0 and second.wait(60) == 0
+        module, store = load_program(tmp_path / "out.mlir")  # refuses a mixed pair
+        kernels = {op.sym_name.data for op in module.ops}
+        assert {k.split(".")[0] for k in store.keys()} == kernels
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a.sk", "b.sk", "out.mlir",
+                                                               "out.npz"]
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_exits_with_one_line_and_leaves_no_debris(tmp_path, signum, code):
+    write(tmp_path, "s.sk", _many_kernels(600))
+    process = _sparsec_process("run", "s.sk", "-o", "s.mlir", "--json", "r.json",
+                               cwd=tmp_path)
+    time.sleep(2.5)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == code, err
+    assert err.strip().count("\n") == 0 and "no output written" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.sk"]
