@@ -401,6 +401,7 @@ def print_comparison(rows: list[Any], title: str) -> None:
 
 
 def cmd_workload(args: argparse.Namespace) -> int:
+    from sparsec.compiler.outputs import Outputs
     from sparsec.tensors.workloads import bert_workload
 
     outputs = Outputs()
