@@ -122,22 +122,41 @@ def round_f16(x: np.ndarray) -> np.ndarray:
     return np.asarray(x).astype(np.float16).astype(np.float32)
 
 
-def operands_in(dtype_round: Callable[[np.ndarray], np.ndarray], name: str) -> Numerics:
-    """Numerics whose GEMM and attention products take operands rounded by `dtype_round`,
-    accumulate in float32 and round the result the same way: a tensor unit with narrow
-    multipliers and a wide accumulator; other ops stay float32."""
+FLOAT_TYPES = ("f32", "f16", "bf16")
+"""Element types `tensor_unit` rounds GEMM operands to (integer types need a quantizer)."""
+
+
+def tensor_unit(dtype: str, name: str, result_dtype: str | None = None) -> Numerics:
+    """Numerics of a matrix unit with `dtype` multipliers and a float32 accumulator.
+
+    GEMM and attention products round their operands to `dtype`, multiply-accumulate in
+    float32 and round the result once to `result_dtype` (default `dtype`), exactly
+    `sparsec.tensors.numerics.matmul`, the reference the backends' interpreters execute
+    a `matmul` with. Weights are rounded once, in prepare_weight. Other ops stay float32.
+    """
+    from sparsec.tensors.dtypes import round_to_dtype
+    from sparsec.tensors.numerics import matmul
+
+    if dtype not in FLOAT_TYPES:
+        raise ValueError(f"whole-model numerics support operand types {', '.join(FLOAT_TYPES)}, "
+                         f"not '{dtype}' (integer operands need a quantize pass)")
+    result = result_dtype or dtype
+
+    def rounded(x: np.ndarray) -> np.ndarray:
+        return np.asarray(round_to_dtype(x, dtype), dtype=np.float32)
 
     def prepare(linear: Linear) -> Linear:
-        return linear.with_matrix(dtype_round(linear.matrix))
+        return linear.with_matrix(rounded(linear.matrix))
 
     def gemm(x: np.ndarray, linear: Linear) -> np.ndarray:
-        return dtype_round(float_gemm(dtype_round(x), linear))
+        return np.asarray(matmul(rounded(x), linear.matrix.T, dtype, result), dtype=np.float32)
 
     def scores(q: np.ndarray, k: np.ndarray, scale: float) -> np.ndarray:
-        return dtype_round(attention_scores(dtype_round(q), dtype_round(k), scale))
+        product = matmul(rounded(q), np.swapaxes(rounded(k), -1, -2)[:, None], dtype, result)
+        return np.asarray(product, dtype=np.float32) * np.float32(scale)
 
     def values(p: np.ndarray, v: np.ndarray) -> np.ndarray:
-        return dtype_round(attention_values(dtype_round(p), dtype_round(v)))
+        return np.asarray(matmul(rounded(p), rounded(v)[:, None], dtype, result), dtype=np.float32)
 
     return FLOAT.replace(name, prepare_weight=prepare, gemm=gemm, attention_scores=scores,
                          attention_values=values)
