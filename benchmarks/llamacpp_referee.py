@@ -19,7 +19,8 @@ positions, top-1 next-token agreement over all positions, and the perplexity of 
 (exp of the mean NLL of tokens 1..T-1). As a noise floor it also compares llama.cpp
 with itself: flash attention on (f16 online softmax) against off; two valid llama.cpp
 configurations differ by about as much as sparsec's emulation differs from llama.cpp,
-because Q8 activation rounding makes tiny float differences flip quantization steps. It also checks that sparsec's tokenizer gives the
+because Q8 activation rounding makes tiny float differences flip quantization steps.
+It also checks that sparsec's tokenizer gives the
 ids llama.cpp's tokenizer gives. With --write, the figures and the exact command go to a
 JSON file that tests/tensors/test_llamacpp_reference.py checks sparsec against.
 """
