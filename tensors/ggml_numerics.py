@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sparsec.tensors import block_ops
 from sparsec.tensors.gguf_model import QK
 from sparsec.tensors.hooks import FLOAT, Linear, Numerics, attention_scores, attention_values, round_f16
 
@@ -97,6 +98,23 @@ def ggml_softmax(scores: np.ndarray) -> np.ndarray:
     return e * (1.0 / total).astype(np.float32)
 
 
+def ggml_rope(x: np.ndarray, positions: np.ndarray, base: float, head_dim: int | None,
+              convention: str) -> np.ndarray:
+    """ggml_rope_cache_init: theta_scale = powf(base, -2/n_dims); for pair i, theta is the
+    position (f32) multiplied by theta_scale i times, rounding to f32 at each step; cos/sin
+    are cosf/sinf of that f32 angle (correctly rounded here, via float64)."""
+    xf, head_dim = block_ops._check_rope(x, positions, head_dim, convention)
+    theta_scale = np.float32(float(np.float32(base)) ** (-2.0 / head_dim))
+    theta = np.asarray(positions, dtype=np.float32)
+    angles = np.empty((len(theta), head_dim // 2), dtype=np.float32)
+    for i in range(head_dim // 2):
+        angles[:, i] = theta
+        theta = theta * theta_scale
+    wide = angles.astype(np.float64)
+    return block_ops.rotate_pairs(xf, np.cos(wide).astype(np.float32), np.sin(wide).astype(np.float32),
+                                  head_dim, convention)
+
+
 def _scores(q: np.ndarray, k: np.ndarray, scale: float) -> np.ndarray:
     return attention_scores(round_f16(q), k, scale)
 
@@ -107,7 +125,7 @@ def _values(p: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 GGML_CPU = FLOAT.replace("referee", prepare_weight=prepare, gemm=ggml_gemm, kv_store=round_f16,
                          attention_scores=_scores, attention_values=_values, rmsnorm=ggml_rmsnorm,
-                         softmax=ggml_softmax)
+                         softmax=ggml_softmax, rope=ggml_rope)
 """llama.cpp CPU (no flash attention, f16 KV cache) numerics."""
 
 
