@@ -327,7 +327,7 @@ def print_table(result: EvalResult) -> None:
 
     table = Table(title=f"eval llm: {result.tokens} tokens per text, {result.decode} decode steps "
                         f"(agreement on '{result.texts[0]}')")
-    table.add_column("row")
+    table.add_column("row", no_wrap=True)
     for name in result.texts:
         table.add_column(f"ppl {name}", justify="right")
     table.add_column("Δppl", justify="right")

@@ -335,10 +335,16 @@ def load_model(path_or_package: str | Path = DEFAULT_PACKAGE) -> GgufModel:
 
 # --------------------------------------------------------------------------- shipped texts
 
+TEXT_ORDER = ("prose", "code", "table")
+"""The shipped texts in the order commands use them (the first is eval's decode text)."""
+
+
 def shipped_texts() -> dict[str, Path]:
-    """Name -> path of the texts shipped in sparsec/tensors/texts (prose, code, table)."""
+    """Name -> path of the texts shipped in sparsec/tensors/texts: prose, code, table, others."""
     folder = Path(__file__).parent / "texts"
-    return {path.stem: path for path in sorted(folder.glob("*.txt"))}
+    found = {path.stem: path for path in sorted(folder.glob("*.txt"))}
+    first = {name: found[name] for name in TEXT_ORDER if name in found}
+    return {**first, **{n: p for n, p in found.items() if n not in first}}
 
 
 def load_text(name_or_file: str) -> str:
