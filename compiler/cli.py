@@ -43,7 +43,14 @@ def user_errors() -> tuple[type[Exception], ...]:
     from sparsec.tensors.workloads import WorkloadError
 
     return (SpecError, CompileError, DataStoreError, TargetError, UnknownTargetError,
-            CapacityError, MlirExportError, WorkloadError, Refused)
+            CapacityError, MlirExportError, WorkloadError, Refused, *_llm_errors())
+
+
+def _llm_errors() -> tuple[type[Exception], ...]:
+    from sparsec.compiler.eval_llm import EvalError
+    from sparsec.tensors.gguf_model import ModelError
+
+    return (EvalError, ModelError)
 
 
 def _add_compile_options(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     bert.add_argument("--no-per-head", action="store_true",
                       help="omit the 2-D per-head copies (smaller file)")
     bert.add_argument("-o", "--output", required=True, help="output .npz")
+    from sparsec.compiler.eval_llm import add_eval_parser, add_llm_workload_parser
+
+    add_llm_workload_parser(wl_sub)
+    add_eval_parser(sub)
 
     sub.add_parser("targets", help="list backends, presets and their parameters")
     return parser
@@ -404,6 +415,11 @@ def cmd_workload(args: argparse.Namespace) -> int:
     from sparsec.compiler.outputs import Outputs
     from sparsec.tensors.workloads import bert_workload
 
+    if args.workload == "llm":
+        from sparsec.compiler.eval_llm import cmd_workload_llm
+
+        return cmd_workload_llm(args)
+
     outputs = Outputs()
     outputs.precheck((args.output, "workload"))
     workload = bert_workload(args.model, text=args.text, tokens=args.tokens,
@@ -418,7 +434,7 @@ def cmd_workload(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "compile": cmd_compile, "run": cmd_run, "compare": cmd_compare, "workload": cmd_workload,
-    "targets": cmd_targets,
+    "targets": cmd_targets, "eval": lambda args: _cmd_eval(args),
 }
 
 
@@ -436,6 +452,12 @@ class Interrupted(BaseException):
 
 def _raise_interrupted(signum: int, frame: Any) -> None:
     raise Interrupted(signum)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from sparsec.compiler.eval_llm import cmd_eval_llm
+
+    return cmd_eval_llm(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
