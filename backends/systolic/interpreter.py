@@ -8,6 +8,7 @@ equations are in backends/systolic/README.md; each is named where it is used.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -424,8 +425,8 @@ def _disjoint(tiles: list[tuple[int, int, int, int]]) -> bool:
     """True when no two tiles overlap (tiles of a fold grid: distinct row and column bands)."""
     rows = sorted({(t[0], t[1]) for t in tiles})
     cols = sorted({(t[2], t[3]) for t in tiles})
-    bands_disjoint = all(a[1] <= b[0] for a, b in zip(rows, rows[1:])) and \
-        all(a[1] <= b[0] for a, b in zip(cols, cols[1:]))
+    bands_disjoint = all(a[1] <= b[0] for a, b in itertools.pairwise(rows)) and \
+        all(a[1] <= b[0] for a, b in itertools.pairwise(cols))
     return bands_disjoint and len(tiles) <= len(rows) * len(cols)
 
 
