@@ -82,6 +82,7 @@ class SystolicMachine(Machine):
         self.mac_pj = spec.mac_pj
         self.tails: list[dict[str, int]] = []
         self.vector_kinds: dict[str, dict[str, int]] = {}
+        self.gemms: list[dict[str, Any]] = []
         self.vector_pj = 0.0
 
     def functions(self) -> InterpreterFunctions:
@@ -244,6 +245,8 @@ class SystolicMachine(Machine):
         self.dram.write(words * self.spec.word_bytes)
         self.tails.append({"words": words, "mid_run_drains": len(drains),
                            "lines_after_compute": lines_left})
+        self.gemms.append({"name": _kernel_name(op.result.name_hint), "folds": len(self.gemm.folds),
+                           "array_cycles": sum(e.end - e.start for e in self.gemm.folds)})
         self.gemm = GemmState()
         return max(events, key=lambda e: e.end)
 
@@ -314,6 +317,7 @@ class SystolicMachine(Machine):
                 "writeback": self.tails,
                 "energy_breakdown_pj": energy,
                 "vector_unit": self.vector_kinds,
+                "gemms": self.gemms,
                 "dataflow": spec.dataflow,
                 "mode": spec.mode,
             },
@@ -325,6 +329,15 @@ def _elements(value_type: Any) -> int:
     for d in value_type.get_shape():
         count *= d
     return count
+
+
+def _kernel_name(hint: str | None) -> str:
+    """The kernel tensor a GEMM's write-back produces (`Qp` for `%Qp_3`; `C_scores`
+    style names of attention's parts are kept)."""
+    if hint is None:
+        return "?"
+    stem, _, suffix = hint.rpartition("_")
+    return stem if stem and suffix.isdigit() else hint
 
 
 def _shape(value_type: Any) -> tuple[int, ...]:
