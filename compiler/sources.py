@@ -32,13 +32,14 @@ i8       int8
       nonzeros. Values are drawn before the mask, so the same seed with a
       lower density keeps a subset of the same values.
 
-``load(path[, key], transpose=false)``
+``load(path[, key], transpose=false, index=i)``
     ``.npy`` (numpy), ``.npz`` (key names the array; optional if it holds
     exactly one), ``.mtx`` or ``.mtx.gz`` (Matrix Market via ``scipy.io.mmread``; pattern
     matrices load as ones, symmetric ones are expanded, returned dense for
     now), ``.safetensors`` (only the named tensor is read; key optional if
     there is exactly one; BF16 tensors are decoded here since numpy has no
-    bfloat16). ``transpose=true`` swaps the last two axes. The data's shape
+    bfloat16). ``index=i`` keeps entry i of the first axis (one decode step of a
+    stacked array); ``transpose=true`` then swaps the last two axes. The data's shape
     must equal the declared shape exactly (after the transpose); its dtype
     must convert to the element type without losing kind: any real number
     converts to a float type (rounded), integers and booleans to an integer
@@ -379,6 +380,12 @@ def _fit(data: np.ndarray, params: LoadParams, ttype: TensorType, loc: Any) -> n
             loc, f"load: cannot convert {data.dtype} data to {ttype.dtype} (integer type)"
         )
     after = ""
+    if params.index is not None:
+        if data.ndim < 1 or params.index >= data.shape[0]:
+            raise SpecError(loc, f"load: index={params.index} is out of range for data of shape "
+                                 f"{_shape_str(data.shape)}")
+        data = data[params.index]
+        after = f" at index {params.index}"
     if params.transpose:
         if data.ndim < 2:
             raise SpecError(
@@ -387,7 +394,7 @@ def _fit(data: np.ndarray, params: LoadParams, ttype: TensorType, loc: Any) -> n
                 f"but the data has shape {_shape_str(data.shape)}",
             )
         data = np.swapaxes(data, -1, -2)
-        after = " after transpose"
+        after += " after transpose"
     if tuple(data.shape) != ttype.shape:
         raise SpecError(
             loc, f"load: data has shape {_shape_str(data.shape)}{after} but the tensor is {ttype}"
