@@ -80,10 +80,11 @@ def _bitsim(root: Path):  # noqa: ANN202 - BitSim's own class
 def run(root: Path, layers: Path, out: Path) -> None:
     import torch
 
+    torch.set_num_threads(1)          # tiny tensors: threads only contend on a shared machine
     bitwave_class, pe_class = _bitsim(root)
     data = np.load(layers)
-    rows = []
-    for dataflows, label in ((None, "dynamic"), ([(8, 32, 16)], "fixed")):
+    rows: list[dict[str, object]] = []
+    for dataflows, label in (([(8, 32, 16)], "fixed"), (None, "dynamic")):
         acc = bitwave_class.__new__(bitwave_class)
         acc.pe = pe_class(8, 8, 8, bitwave_class.PE_ENERGY, bitwave_class.PE_AREA)
         acc.en_bitflip = True
@@ -113,6 +114,11 @@ def run(root: Path, layers: Path, out: Path) -> None:
                          "shape": "x".join(str(v) for v in shape),
                          "bitsim_cycles": int(acc._layer_cycle_compute[name])})
             print(label, name, rows[-1]["shape"], rows[-1]["bitsim_cycles"], flush=True)
+        write_rows(rows, out)
+
+
+def write_rows(rows: list[dict[str, object]], out: Path) -> None:
+    """The CSV, atomically (rewritten after each dataflow, so a long run keeps its part)."""
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
     with os.fdopen(fd, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
