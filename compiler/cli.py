@@ -34,13 +34,14 @@ def user_errors() -> tuple[type[Exception], ...]:
     from sparsec.backends.common.memory import CapacityError
     from sparsec.backends.common.spec import SpecError as TargetError
     from sparsec.compiler.driver import CompileError
+    from sparsec.compiler.guards import Refused
     from sparsec.compiler.mlir_export import MlirExportError
     from sparsec.compiler.spec import SpecError
     from sparsec.tensors.datastore import DataStoreError
     from sparsec.tensors.workloads import WorkloadError
 
     return (SpecError, CompileError, DataStoreError, TargetError, UnknownTargetError,
-            CapacityError, MlirExportError, WorkloadError)
+            CapacityError, MlirExportError, WorkloadError, Refused)
 
 
 def _add_compile_options(parser: argparse.ArgumentParser) -> None:

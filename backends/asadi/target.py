@@ -11,4 +11,6 @@ BACKEND = Backend(
     spec_class=AsadiSpec,
     lowering_pass=LowerAsadiPass,
     machine_class=AsadiMachine,
+    kernel_ops=frozenset({"sparsec.attention", "sparsec.sddmm", "sparsec.softmax",
+                          "sparsec.spmm"}),
 )

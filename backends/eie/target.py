@@ -11,4 +11,5 @@ BACKEND = Backend(
     spec_class=EieSpec,
     lowering_pass=LowerEiePass,
     machine_class=EieMachine,
+    kernel_ops=frozenset({"sparsec.matmul"}),
 )

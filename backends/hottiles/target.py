@@ -11,4 +11,5 @@ BACKEND = Backend(
     spec_class=HottilesSpec,
     lowering_pass=LowerHottilesPass,
     machine_class=HottilesMachine,
+    kernel_ops=frozenset({"sparsec.matmul"}),
 )

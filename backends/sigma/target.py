@@ -11,4 +11,5 @@ BACKEND = Backend(
     spec_class=SigmaSpec,
     lowering_pass=LowerSigmaPass,
     machine_class=SigmaMachine,
+    kernel_ops=frozenset({"sparsec.matmul"}),
 )

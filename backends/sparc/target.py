@@ -11,4 +11,5 @@ BACKEND = Backend(
     spec_class=SparcSpec,
     lowering_pass=LowerSparcPass,
     machine_class=SparcMachine,
+    kernel_ops=frozenset({"sparsec.attention"}),
 )

@@ -11,4 +11,5 @@ BACKEND = Backend(
     spec_class=StcSpec,
     lowering_pass=LowerStcPass,
     machine_class=StcMachine,
+    kernel_ops=frozenset({"sparsec.matmul"}),
 )
