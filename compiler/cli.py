@@ -322,7 +322,8 @@ def _effect_text(effect: dict[str, Any]) -> str:
     if "note" in effect:
         return str(effect["note"])
     parts = []
-    for key in ("density", "retained_energy", "rel_error", "bits", "clusters"):
+    for key in ("density", "retained_energy", "rel_error", "bits", "clusters", "compression",
+                "zero_cols_mean_sm", "zero_cols_mean_tc", "max_code_change"):
         if key in effect:
             value = effect[key]
             parts.append(f"{key.replace('_', ' ')} {value:.4g}" if isinstance(value, float)
