@@ -1364,3 +1364,4 @@ def format_spec(spec: SpecFile) -> str:
 
 # The attention-family ops register their rules in OP_RULES (kept in their own module).
 from sparsec.compiler import attention_rules as _attention_rules  # noqa: E402, F401
+from sparsec.compiler import block_rules as _block_rules  # noqa: E402, F401

@@ -58,6 +58,9 @@ kernel's element type. Clock, bandwidth, SIMD widths, scratchpad and MLP are (A)
 class HottilesSpec(AcceleratorSpec):
     """Hot and cold workers sharing DRAM; the defaults are `preset=spade-sextans-4`."""
 
+    summary: ClassVar[str] = ("SpMM on hot (systolic) + cold (streaming CSR) workers sharing "
+                              "DRAM, hot/cold tiles (HotTiles)")
+
     name: ClassVar[str] = "hottiles"
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "spade-sextans-1": _sextans(1), "spade-sextans-2": _sextans(2),
