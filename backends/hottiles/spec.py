@@ -58,8 +58,8 @@ kernel's element type. Clock, bandwidth, SIMD widths, scratchpad and MLP are (A)
 class HottilesSpec(AcceleratorSpec):
     """Hot and cold workers sharing DRAM; the defaults are `preset=spade-sextans-4`."""
 
-    summary: ClassVar[str] = ("SpMM on hot (systolic) + cold (streaming CSR) workers sharing "
-                              "DRAM, hot/cold tiles (HotTiles)")
+    summary: ClassVar[str] = ("SpMM on hot (Sextans / PIUMA STP) + cold (SPADE PE / PIUMA MTP) "
+                              "workers sharing DRAM, HotTiles' partitioner")
 
     name: ClassVar[str] = "hottiles"
     presets: ClassVar[dict[str, dict[str, Any]]] = {
