@@ -51,6 +51,9 @@ class WorkerModel:
     vis_lat: float
     din_spad_bytes: int = 0
     dout_spad_bytes: int = 0
+    shared_port: bool = False
+    """Memory tasks of one overlap group share one port: their times add, and the sum
+    overlaps the group's other tasks (A)."""
 
     def check(self, kind: str) -> None:
         if self.count < 0 or self.flops_per_cycle <= 0 or self.vis_lat < 0:

@@ -7,7 +7,8 @@ Per tile i and worker type w (hot h, cold c), from the tile's exact statistics:
   tile_uniq_rids), each row K * element bytes, the Dout rows read and written back; sparse
   items COO 3 * nnz (two indices and a value) or CSR (height + 1) + 2 * nnz;
 - time (Sec. IV-D): every memory task takes bytes * vis_lat[w] cycles, the SIMD MAC
-  2 K nnz / F_w; the tasks w overlaps take the longest of them, groups add up;
+  2 K nnz / F_w; the tasks w overlaps take the longest of them, groups add up (with
+  `shared_port` the memory tasks of a group add first: one port moves them, (A));
 - maximum reuse during partitioning (Sec. IV-C): Inter-tile Dout costs 0; once the split
   is known the first tile of each type in each row panel is re-costed (stream: its
   height, demand: its distinct rows) for the prediction.
@@ -101,7 +102,11 @@ def tile_time(worker: WorkerModel, nbytes: dict[str, np.ndarray], nnz: np.ndarra
     grouped = {task for group in worker.overlap for task in group}
     total = np.zeros(nnz.size)
     for group in worker.overlap:
-        total += np.maximum.reduce([times[task] for task in group])
+        parts = [times[task] for task in group if task == "mac" or not worker.shared_port]
+        memory = [times[task] for task in group if task != "mac"]
+        if worker.shared_port and memory:
+            parts.append(np.sum(memory, axis=0))
+        total += np.maximum.reduce(parts)
     for task, time in times.items():
         if task not in grouped:
             total += time
@@ -241,7 +246,8 @@ def evaluate(machine: HeterogeneousModel, tiles: Tiles, problem: Problem, hot: n
 
 def hottiles_choice(machine: HeterogeneousModel, tiles: Tiles, problem: Problem) -> Choice:
     """Eq. 8 by the four heuristics: each split evaluated with eq. 6 (Par) or eq. 7
-    (Ser), the least predicted time wins; with an atomic engine only the Par ones."""
+    (Ser), the least predicted time wins; with an atomic engine only the Par ones. The
+    two homogeneous assignments (cutoff at either end) compete too (heuristic -1)."""
     c = costs(machine, tiles, problem)
     names = [machine.heuristic] if machine.heuristic != "auto" else list(HEURISTICS)
     if machine.atomic:
@@ -249,6 +255,10 @@ def hottiles_choice(machine: HeterogeneousModel, tiles: Tiles, problem: Problem)
     choices = [evaluate(machine, tiles, problem, heuristic_split(name, machine, c),
                         SERIAL if name.endswith("ser") else PARALLEL, HEURISTICS.index(name))
                for name in names]
+    if machine.heuristic == "auto":
+        # the ends of every cutoff line (all cold, all hot) are assignments of eq. 8 too
+        choices += [homogeneous_choice(machine, tiles, problem, kind)
+                    for kind in ("coldonly", "hotonly")]
     return min(choices, key=lambda choice: choice.predicted)
 
 

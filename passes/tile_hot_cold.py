@@ -79,7 +79,8 @@ def summary(part: Partition) -> str:
     hot_nnz = int(part.nnz[part.kind == HOT].sum())
     share = hot_nnz / max(1, int(part.nnz.sum()))
     hot_workers, cold_workers = part.workers
-    how = HEURISTICS[part.heuristic] if part.heuristic >= 0 else part.policy
+    how = (HEURISTICS[part.heuristic] if part.heuristic >= 0
+           else "homogeneous" if part.policy == "hottiles" else part.policy)
     schedule = "serial" if part.schedule == SERIAL else "parallel"
     return (f"{part.count} non-empty tiles ({how}, {schedule}): {part.hot_tiles} hot "
             f"({share:.1%} of nnz) on {hot_workers} hot worker{'s' * (hot_workers != 1)}, "

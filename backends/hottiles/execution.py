@@ -158,3 +158,59 @@ def merge_work(spec: HottilesSpec, nz: Nonzeros, hot_of_nonzero: np.ndarray, k: 
     union = np.union1d(rows_hot, rows_cold).size
     nbytes = float((rows_hot.size + rows_cold.size + union) * line_rows)
     return nbytes, float(union * math.ceil(k / spec.merger_lanes))
+
+
+def fair_rates(caps: np.ndarray, bandwidth: float) -> np.ndarray:
+    """Max-min fair split of `bandwidth` among streams capped at `caps` (water filling):
+    each stream gets its cap or an equal share of what the capped ones leave."""
+    rates = np.zeros(caps.size)
+    left, remaining = bandwidth, caps.size
+    for index in np.argsort(caps, kind="stable"):
+        share = left / remaining
+        rates[index] = min(caps[index], share)
+        left -= rates[index]
+        remaining -= 1
+    return rates
+
+
+def fluid_replay(queues: dict[int, np.ndarray], nbytes: np.ndarray, compute: np.ndarray,
+                 port: np.ndarray, bandwidth: float, start: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) of every tile when the workers run their queues at once and share the
+    DRAM: at every moment the streams still moving bytes split the bandwidth max-min
+    fairly, each capped at its worker's port (interleaved line requests, as a fluid); a
+    tile ends when its bytes have arrived and its compute (which overlaps them) is done."""
+    begin = np.zeros(nbytes.size)
+    end = np.zeros(nbytes.size)
+    issued = {g: 0 for g, q in queues.items() if q.size}
+    current: dict[int, int] = {}
+    remaining: dict[int, float] = {}
+    now = start
+    for g in issued:
+        tile = int(queues[g][0])
+        current[g], remaining[g], begin[tile] = tile, float(nbytes[tile]), now
+    while current:
+        moving = [g for g in current if remaining[g] > 1e-9]
+        rates = fair_rates(np.array([port[current[g]] for g in moving]), bandwidth)
+        rate_of = dict(zip(moving, rates, strict=True))
+        step = np.inf
+        for g, tile in current.items():
+            if g in rate_of:
+                step = min(step, remaining[g] / rate_of[g])
+            else:
+                step = min(step, max(0.0, begin[tile] + compute[tile] - now))
+        now += step
+        for g, rate in rate_of.items():
+            remaining[g] = max(0.0, remaining[g] - rate * step)
+        for g in list(current):
+            tile = current[g]
+            if remaining[g] > 1e-9 or now + 1e-9 < begin[tile] + compute[tile]:
+                continue
+            end[tile] = now
+            issued[g] += 1
+            if issued[g] == queues[g].size:
+                del current[g], remaining[g]
+                continue
+            nxt = int(queues[g][issued[g]])
+            current[g], remaining[g], begin[nxt] = nxt, float(nbytes[nxt]), now
+    return begin, end

@@ -180,15 +180,13 @@ class HottilesMachine(Machine):
         return last
 
     def replay(self, spmm: Spmm, start: int) -> Event | None:
-        """Issue every tile in the order the workers free up: its bytes take the shared
-        DRAM for bytes / BW cycles, in request order; the worker starts the tile when
-        DRAM starts serving it and takes the longest of its compute, its bytes through its
-        port and the DRAM's service. Serial: cold workers start when the hot ones end."""
+        """Run the queues (execution.fluid_replay: the workers share the DRAM's bandwidth
+        max-min fairly, each capped at its port) and record every tile on its worker's
+        unit and the bytes on the DRAM unit. Serial: cold workers start when the hot
+        ones have ended."""
         spec, hot_count = self.spec, spmm.workers[0]
         work = spmm.work
-        dram = np.ceil(work.bytes / spec.bandwidth).astype(np.int64)
         port = np.where(spmm.hot, spec.port("hot"), spec.port("cold"))
-        busy = np.maximum(work.compute, np.ceil(work.bytes / port)).astype(np.int64)
         units = [unit_name(g < hot_count, g if g < hot_count else g - hot_count)
                  for g in range(sum(spmm.workers))]
         serial = spmm.part.schedule == SERIAL
@@ -197,20 +195,20 @@ class HottilesMachine(Machine):
                   else [list(spmm.queues)])
         last: Event | None = None
         for phase in phases:
-            begin = max(start, last.end) if last is not None else start
-            heap = [(begin, g) for g in phase if spmm.queues[g].size]
-            heapq.heapify(heap)
-            issued = dict.fromkeys(phase, 0)
-            while heap:
-                free, g = heapq.heappop(heap)
-                tile = spmm.queues[g][issued[g]]
-                move = self.timeline.issue(DRAM, int(dram[tile]), not_before=free)
-                run = self.timeline.issue(units[g], max(int(busy[tile]), move.end - move.start),
-                                          not_before=move.start)
-                issued[g] += 1
-                last = run if last is None or run.end > last.end else last
-                if issued[g] < spmm.queues[g].size:
-                    heapq.heappush(heap, (run.end, g))
+            begin_at = max(start, last.end) if last is not None else start
+            queues = {g: spmm.queues[g] for g in phase}
+            begin, end = execution.fluid_replay(queues, work.bytes, work.compute, port,
+                                                spec.bandwidth, float(begin_at))
+            for g, queue in queues.items():
+                for tile in queue:
+                    first = int(np.ceil(begin[tile] - 1e-6))
+                    finish = int(np.ceil(end[tile] - 1e-6))
+                    run = self.timeline.issue(units[g], max(0, finish - first),
+                                              not_before=first)
+                    last = run if last is None or run.end > last.end else last
+        dram = self.timeline.units[DRAM]
+        dram.busy += int(np.ceil(float(work.bytes.sum()) / spec.bandwidth - 1e-6))
+        dram.instructions += spmm.part.count
         return last
 
     def merge(self, spmm: Spmm, last: Event | None) -> Event | None:

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 from sparsec.backends.common.energy import DRAM_PJ_PER_BYTE
 from sparsec.backends.common.spec import AcceleratorSpec, parse_target_string
+from sparsec.backends.hottiles.fitted import VIS_LAT
 
 POLICIES = ("hottiles", "hotonly", "coldonly", "best", "iunaware")
 """hottiles: the model-driven split (four heuristics, eq. 8); hotonly / coldonly: every
@@ -90,6 +91,7 @@ class HottilesSpec(AcceleratorSpec):
     hot_dout_first: str = "stream"
     hot_overlap: str = "a-din-dout-mac-wb"
     hot_vis_lat: float = 0.0
+    hot_shared_port: bool = True
     cold_simd_per_cycle: int = 1
     cold_simd_lanes: int = 16
     cold_l1_kb: int = 32
@@ -100,10 +102,12 @@ class HottilesSpec(AcceleratorSpec):
     cold_dout_first: str = "demand"
     cold_overlap: str = "a-din-dout-mac-wb"
     cold_vis_lat: float = 0.0
+    cold_shared_port: bool = True
     tile_rows: int = 0
     tile_cols: int = 0
     seed: int = 0
     balance: bool = True
+    fitted: bool = True
     dram_pj_per_byte: float = DRAM_PJ_PER_BYTE
 
     def validate(self) -> None:
@@ -157,8 +161,16 @@ class HottilesSpec(AcceleratorSpec):
         return min(self.bandwidth, mlp * self.line_bytes / self.latency_cycles)
 
     def vis_lat(self, kind: str) -> float:
-        """Visible latency per byte of a worker (cycles): the option, or 1 / port."""
-        return getattr(self, f"{kind}_vis_lat") or 1.0 / self.port(kind)
+        """Visible latency per byte of a worker (cycles): the option; else, with `fitted`,
+        the value benchmarks/hottiles_calibrate.py fitted for the preset (fitted.py);
+        else 1 / port (Little's law)."""
+        chosen = getattr(self, f"{kind}_vis_lat")
+        if chosen:
+            return chosen
+        preset = "spade-sextans-4" if self.preset == "default" else self.preset
+        if self.fitted and preset in VIS_LAT:
+            return VIS_LAT[preset][kind]
+        return 1.0 / self.port(kind)
 
     def flops_per_cycle(self, kind: str) -> float:
         return 2.0 * getattr(self, f"{kind}_simd_per_cycle") * getattr(self, f"{kind}_simd_lanes")
@@ -207,6 +219,7 @@ class HottilesSpec(AcceleratorSpec):
                     "dout_first": getattr(self, f"{kind}_dout_first"),
                     "overlap": [g.split("-") for g in overlap.split("_") if g],
                     "vis_lat": self.vis_lat(kind),
+                    "shared_port": getattr(self, f"{kind}_shared_port"),
                     "din_spad_bytes": self.hot_spad_kb * 1024 if kind == "hot" else 0,
                     "dout_spad_bytes": self.hot_dout_spad_kb * 1024 if kind == "hot" else 0}
 

@@ -52,7 +52,8 @@ def test_edge_tiles_are_cut_by_the_matrix():
 
 # K = 8 f32: a Din / Dout row is 32 bytes; COO items 4 + 4 + 4 = 12 bytes per nonzero.
 HAND = ("hot_vis_lat=0.5 cold_vis_lat=1.0 hot_simd_per_cycle=2 hot_simd_lanes=8 "
-        "cold_simd_lanes=4 hot_workers=1 cold_workers=1")
+        "cold_simd_lanes=4 hot_workers=1 cold_workers=1 hot_shared_port=false "
+        "cold_shared_port=false")
 
 
 def test_table_one_bytes_by_hand():
@@ -84,6 +85,9 @@ def test_five_tasks_overlap_or_add():
     # no overlap: every task adds up, 24 + 64 + 0 + 2 + 0
     serial = machine(HAND + " hot_overlap=a_din_dout_mac_wb")
     assert hotcold_model.costs(serial, tiles, problem).th[0] == pytest.approx(90.0)
+    # one shared port: the memory tasks add (24 + 64), overlapped with the MAC (2)
+    shared = machine(HAND.replace("hot_shared_port=false", "hot_shared_port=true"))
+    assert hotcold_model.costs(shared, tiles, problem).th[0] == pytest.approx(88.0)
 
 
 def test_first_tile_of_each_panel_is_recosted():

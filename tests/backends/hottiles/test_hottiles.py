@@ -9,6 +9,7 @@ import scipy.io
 import scipy.sparse
 
 from sparsec.backends.common.spec import SpecError
+from sparsec.backends.hottiles import execution
 from sparsec.backends.hottiles.spec import HottilesSpec
 from sparsec.compiler.driver import (
     CompileError,
@@ -183,19 +184,37 @@ def test_one_hot_tile_by_hand(tmp_path):
     assert report.macs == {"effectual": 4 * 8, "dense": 4 * 4 * 8}
 
 
-def test_shared_dram_delays_the_second_worker(tmp_path):
+def test_shared_dram_is_split_between_the_workers(tmp_path):
     # Two copies of the tile on the diagonal: two row panels, one per cold worker, 384
-    # bytes each (as by hand above): DRAM 20 cycles each. Worker 0: DRAM 0-20, works
-    # 0-96. Worker 1: its DRAM turn is 20-40, it works 20-116. Span 116.
+    # bytes each (as by hand above). With DRAM at 4.8 GB/s = 6 B/cycle, below the two
+    # ports' 4 + 4, each stream gets half: 3 B/cycle, 128 cycles; both end at 128.
     a = np.zeros((8, 8), np.float32)
     a[:4, :4] = a[4:, 4:] = TILE
-    _, report, _ = run_npy(tmp_path, a, f"hottiles{{{HAND} policy=coldonly cold_workers=2 "
+    hand = HAND.replace("dram_gbps=16", "dram_gbps=4.8")
+    _, report, _ = run_npy(tmp_path, a, f"hottiles{{{hand} policy=coldonly cold_workers=2 "
                                         "cold_simd_lanes=4 cold_mlp=4 cold_l1_kb=0}")
-    assert report.cycles == 116
-    assert report.units["dram"]["busy"] == 40
-    assert report.units["cold1"]["waiting"] == 20
+    assert report.cycles == 128
+    assert report.units["cold0"]["busy"] == report.units["cold1"]["busy"] == 128
+    assert report.units["dram"]["busy"] == 128
     model = report.details["model"]
-    assert model["span_error"] == pytest.approx((model["predicted_cycles"] - 116) / 116)
+    assert model["span_error"] == pytest.approx((model["predicted_cycles"] - 128) / 128)
+
+
+def test_fair_rates_fill_the_bandwidth_water_level():
+    # caps 1 and 10 sharing 6: the capped stream takes 1, the other the remaining 5
+    assert execution.fair_rates(np.array([1.0, 10.0]), 6.0).tolist() == [1.0, 5.0]
+    assert execution.fair_rates(np.array([4.0, 4.0]), 20.0).tolist() == [4.0, 4.0]
+
+
+def test_fluid_replay_by_hand():
+    # worker 0: tiles 0 then 1 (60 and 30 bytes), worker 1: tile 2 (60 bytes, compute 50);
+    # ports 10 B/cycle, DRAM 10: both stream at 5 until t = 12 (60 bytes each); tile 2
+    # then computes until 50. Tile 1 streams alone at 10: 12 -> 15.
+    begin, end = execution.fluid_replay({0: np.array([0, 1]), 1: np.array([2])},
+                                        np.array([60.0, 30.0, 60.0]), np.array([0, 0, 50.0]),
+                                        np.full(3, 10.0), 10.0, 0.0)
+    assert begin.tolist() == [0, 12, 0]
+    assert end.tolist() == pytest.approx([12, 15, 50])
 
 
 def test_empty_matrix(tmp_path):
