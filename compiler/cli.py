@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sparsec.backends import BACKEND_PACKAGES, UnknownTargetError, spec_class
+from sparsec.compiler.sweep import cli as sweep_cli
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
 
     sub.add_parser("targets", help="list backends, presets and their parameters")
+    sweep_cli.add_parser(sub)
     return parser
 
 
@@ -484,6 +486,7 @@ def cmd_workload(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "compile": cmd_compile, "run": cmd_run, "compare": cmd_compare, "workload": cmd_workload,
     "targets": cmd_targets, "eval": lambda args: _cmd_eval(args),
+    "sweep": sweep_cli.cmd_sweep,
 }
 
 
