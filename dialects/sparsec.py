@@ -53,6 +53,7 @@ from xdsl.irdl import (
 from xdsl.traits import NoMemoryEffect, Pure
 from xdsl.utils.exceptions import VerifyException
 
+from sparsec.dialects.bitlevel import BitLevelAttr
 from sparsec.dialects.formats import FORMAT_ATTRIBUTES
 
 ELEMENT_TYPES: dict[str, Attribute] = {
@@ -534,5 +535,5 @@ def output_names(attr: Attribute | None, count: int) -> list[str]:
 Sparsec = Dialect(
     "sparsec",
     [InputOp, ParamOp, MatmulOp, SddmmOp, SoftmaxOp, SpmmOp, AttentionOp],
-    [*FORMAT_ATTRIBUTES],
+    [*FORMAT_ATTRIBUTES, BitLevelAttr],
 )
