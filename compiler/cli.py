@@ -11,38 +11,37 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+from sparsec.backends import BACKEND_PACKAGES, UnknownTargetError, spec_class
 
-from sparsec.backends import UnknownTargetError, all_backends
-from sparsec.backends.common.memory import CapacityError
-from sparsec.backends.common.report import (
-    Report,
-    reports_to_csv,
-    reports_to_json,
-    write_atomically,
-)
-from sparsec.backends.common.spec import SpecError as TargetError
-from sparsec.compiler.driver import (
-    Compiled,
-    CompileError,
-    CompileOptions,
-    compile_spec,
-    execute,
-    load_program,
-    write_program,
-)
-from sparsec.compiler.mlir_export import MlirExportError
-from sparsec.compiler.spec import SpecError
-from sparsec.tensors.datastore import DataStoreError
-from sparsec.tensors.workloads import WorkloadError
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from sparsec.backends.common.report import Report
+    from sparsec.compiler.driver import Compiled, CompileOptions
+
+# Heavy modules (xDSL, the driver, the backends, rich) are imported inside the commands that
+# use them, so that `sparsec --help` and `sparsec targets` start in a fraction of a second
+# (benchmarks/startup.py).
 
 EXIT_BAD_INPUT = 1
 EXIT_CHECK_FAILED = 3
-USER_ERRORS = (SpecError, CompileError, DataStoreError, TargetError, UnknownTargetError,
-               CapacityError, MlirExportError, WorkloadError)
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that are a user's mistake: one line, exit 1, no traceback."""
+    from sparsec.backends.common.memory import CapacityError
+    from sparsec.backends.common.spec import SpecError as TargetError
+    from sparsec.compiler.driver import CompileError
+    from sparsec.compiler.guards import Refused
+    from sparsec.compiler.mlir_export import MlirExportError
+    from sparsec.compiler.spec import SpecError
+    from sparsec.tensors.datastore import DataStoreError
+    from sparsec.tensors.workloads import WorkloadError
+
+    return (SpecError, CompileError, DataStoreError, TargetError, UnknownTargetError,
+            CapacityError, MlirExportError, WorkloadError, Refused)
 
 
 def _add_compile_options(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +62,7 @@ def _add_compile_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+
     parser = argparse.ArgumentParser(
         prog="sparsec", description="Compile sparse DL kernels to modeled accelerators.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _options(args: argparse.Namespace, lower: bool, reference: bool) -> CompileOptions:
+    from sparsec.compiler.driver import CompileOptions
+
     return CompileOptions(pipeline=args.pipeline, target=args.target,
                           print_ir_after_all=args.print_ir_after_all,
                           print_ir_after=tuple(args.print_ir_after),
@@ -140,6 +142,9 @@ def _default_output(spec: str) -> Path:
 
 
 def _print_timing(stages: list[tuple[str, float]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title="wall time per stage", title_justify="left")
     table.add_column("stage")
     table.add_column("seconds", justify="right")
@@ -149,6 +154,8 @@ def _print_timing(stages: list[tuple[str, float]]) -> None:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
+    from sparsec.compiler.driver import CompileError, compile_spec, write_program
+
     start = time.perf_counter()
     if args.emit == "mlir":
         return _emit_mlir(args)
@@ -170,6 +177,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def _emit_mlir(args: argparse.Namespace) -> int:
     """Write the kernel IR as upstream MLIR (after the user's passes, before lowering)."""
+    from sparsec.backends.common.report import write_atomically
+    from sparsec.compiler.driver import compile_spec
     from sparsec.compiler.mlir_export import export_mlir
 
     compiled = compile_spec(args.spec, _options(args, lower=False, reference=False))
@@ -185,6 +194,8 @@ def _emit_mlir(args: argparse.Namespace) -> int:
 
 
 def _compile_or_load(args: argparse.Namespace) -> Compiled:
+    from sparsec.compiler.driver import Compiled, CompileError, compile_spec, load_program, write_program
+
     if args.spec.endswith(".mlir"):
         if args.pipeline or args.target:
             raise CompileError(f"{args.spec} is already compiled; -p/--target apply to specs")
@@ -199,6 +210,9 @@ def _compile_or_load(args: argparse.Namespace) -> Compiled:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from sparsec.backends.common.report import reports_to_csv, reports_to_json, write_atomically
+    from sparsec.compiler.driver import execute
+
     start = time.perf_counter()
     compiled = _compile_or_load(args)
     compiled_at = time.perf_counter()
@@ -218,6 +232,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def print_report(report: Report, console: Console | None = None) -> None:
     """The report as a readable table."""
+    from rich.console import Console
+    from rich.table import Table
+
     console = console or Console()
     table = Table(title=f"{report.kernel} on {report.label or report.target}", title_justify="left",
                   show_header=False)
@@ -269,26 +286,31 @@ def _effect_text(effect: dict[str, Any]) -> str:
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
-    for backend in all_backends():
-        defaults = backend.spec_class()
-        table = Table(title=f"{backend.name}: {backend.summary}", title_justify="left")
+    for name in BACKEND_PACKAGES:
+        spec = spec_class(name)
+        table = Table(title=f"{name}: {spec.summary}", title_justify="left")
         table.add_column("option")
         table.add_column("default", justify="right")
-        presets = list(backend.spec_class.presets)
+        presets = list(spec.presets)
         for preset in presets:
             table.add_column(f"preset={preset}", justify="right")
-        for option, value in defaults.config().items():
+        for option, value in spec().config().items():
             row = [option, str(value)]
             for preset in presets:
-                row.append(str(backend.spec_class.presets[preset].get(option, "")))
+                row.append(str(spec.presets[preset].get(option, "")))
             table.add_row(*row)
         console.print(table)
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from sparsec.backends.common.report import write_atomically
     from sparsec.compiler import compare
+    from sparsec.compiler.driver import CompileError
 
     targets = compare.split_targets(args.targets)
     if not Path(args.spec).is_file():
@@ -308,6 +330,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def print_comparison(rows: list[Any], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     from sparsec.compiler.compare import short_name, speedups
 
     table = Table(title=title, title_justify="left")
@@ -358,13 +383,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except SpecError as err:
-        print(err.render(), file=sys.stderr)
-    except USER_ERRORS as err:
-        print(f"sparsec: error: {err}", file=sys.stderr)
-    except OSError as err:
-        print(f"sparsec: error: {err.filename or ''}: {err.strerror}", file=sys.stderr)
+    except Exception as err:
+        print(_one_line(err), file=sys.stderr)
     return EXIT_BAD_INPUT
+
+
+def _one_line(err: Exception) -> str:
+    """A user's mistake as one line; anything else is a bug and propagates."""
+    from sparsec.compiler.spec import SpecError
+
+    if isinstance(err, SpecError):
+        return err.render()
+    if isinstance(err, user_errors()):
+        return f"sparsec: error: {err}"
+    if isinstance(err, OSError):
+        return f"sparsec: error: {err.filename or ''}: {err.strerror}"
+    raise err
 
 
 if __name__ == "__main__":

@@ -137,9 +137,9 @@ def run_target(spec: str | Path, target: str, user_pipeline: str,
         return Row(target, user_pipeline, error=str(err))
     row = Row(target, pipeline)
     try:
-        compiled = compile_spec(spec, CompileOptions(pipeline=pipeline, target=target,
+        compiled = compile_spec(spec, CompileOptions(pipeline=user_pipeline, target=target,
                                                      compute_reference=execute_values,
-                                                     target_passes=False))
+                                                     target_passes=True))
         row.reports = execute(compiled.module, compiled.store,
                               execute_values=execute_values).reports
     except RUN_ERRORS as err:

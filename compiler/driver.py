@@ -34,6 +34,11 @@ from sparsec.backends.common.backend import (
 from sparsec.backends.common.report import Check, Report, check_output
 from sparsec.backends.common.spec import AcceleratorSpec, parse_target_string
 from sparsec.compiler.builder import build_module
+from sparsec.compiler.guards import (
+    CompileError,
+    refuse_unlowered_ops,
+    refuse_unsupported_ops,
+)
 from sparsec.compiler.spec import SpecFile, parse_spec, parse_spec_file
 from sparsec.compiler.universe import SPARSEC_DIALECTS, SPARSEC_PASSES
 from sparsec.dialects.sparsec import (
@@ -52,10 +57,6 @@ REFERENCE_SUFFIX = "#reference"
 """Store key suffix of a kernel output's numpy reference: `gemm.Y#reference`."""
 ORIGINAL_SUFFIX = "#original"
 """Store key suffix of the output of the program before any pass (unpruned, unquantized)."""
-
-
-class CompileError(Exception):
-    """A pass, verifier or target failure; the message names the pass and the rule."""
 
 
 def make_context() -> Context:
@@ -197,18 +198,24 @@ def compile_module(module: ModuleOp, store: DataStore, pipeline: str, target_tex
     _verify(module, "the kernel builder")
     target = Target.parse(target_text) if options.lower else None
     added = target_passes(target, pipeline) if target and options.target_passes else ""
-    passes = parse_pass_pipeline(join_pipelines(pipeline, added))
+    user_passes = parse_pass_pipeline(pipeline)
+    added_passes = parse_pass_pipeline(added)
     compiled = Compiled(module, store, target, added_passes=added)
     if added:
         module.attributes[TARGET_PASSES_ATTR] = StringAttr(added)
     with active_store(store):
-        if options.compute_reference and passes:
+        if options.compute_reference and (user_passes or added_passes):
             _store_references(module, store, ORIGINAL_SUFFIX)
-        _run_passes(ctx, module, passes, options, compiled)
+        _run_passes(ctx, module, user_passes, options, compiled)
+        if target is not None:
+            refuse_unsupported_ops(module, target.backend)
+        _run_passes(ctx, module, added_passes, options, compiled)
         if options.compute_reference:
             _store_references(module, store, REFERENCE_SUFFIX)
         if target is not None:
+            refuse_unsupported_ops(module, target.backend)
             _run_passes(ctx, module, [target.lowering()], options, compiled)
+            refuse_unlowered_ops(module, target.backend)
             module.attributes[TARGET_ATTR] = StringAttr(target.spec.target_string())
     return compiled
 

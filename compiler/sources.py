@@ -34,7 +34,7 @@ i8       int8
 
 ``load(path[, key], transpose=false)``
     ``.npy`` (numpy), ``.npz`` (key names the array; optional if it holds
-    exactly one), ``.mtx`` (Matrix Market via ``scipy.io.mmread``; pattern
+    exactly one), ``.mtx`` or ``.mtx.gz`` (Matrix Market via ``scipy.io.mmread``; pattern
     matrices load as ones, symmetric ones are expanded, returned dense for
     now), ``.safetensors`` (only the named tensor is read; key optional if
     there is exactly one; BF16 tensors are decoded here since numpy has no
@@ -185,18 +185,26 @@ def _read_npz(path: Path, params: LoadParams, loc: Any) -> np.ndarray:
 
 
 def _read_mtx(path: Path, params: LoadParams, loc: Any) -> Any:
-    """A Matrix Market file as a scipy CSR matrix, never densified (memory stays
-    proportional to nnz); scipy expands symmetric storage, pattern entries are ones."""
+    """A Matrix Market file (plain or gzip'd, `.mtx.gz`) as a scipy CSR matrix, never
+    densified (memory stays proportional to nnz); scipy expands symmetric storage, pattern
+    entries are ones."""
+    import gzip
+
     import scipy.io
     import scipy.sparse
 
-    with open(path, "rb") as fh:
-        banner = fh.readline(64)
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            banner = fh.readline(64)
+    except gzip.BadGzipFile:
+        raise SpecError(loc, f"load: '{params.path}' is not a gzip file") from None
     if not banner.lower().startswith(b"%%matrixmarket"):
         raise SpecError(
             loc, f"load: '{params.path}' is not a Matrix Market file (no %%MatrixMarket header)"
         )
-    data = scipy.io.mmread(str(path))
+    with opener(path, "rb") as fh:
+        data = scipy.io.mmread(fh)
     if scipy.sparse.issparse(data):
         return scipy.sparse.csr_matrix(data)
     return np.asarray(data)

@@ -940,7 +940,18 @@ class LoadParams:
 
 
 RANDOM_DISTS = ("normal", "uniform")
-LOAD_FORMATS = {".npy": "npy", ".npz": "npz", ".mtx": "mtx", ".safetensors": "safetensors"}
+LOAD_FORMATS = {
+    ".npy": "npy", ".npz": "npz", ".mtx": "mtx", ".mtx.gz": "mtx", ".safetensors": "safetensors",
+}
+
+
+def load_suffix(name: str) -> str:
+    """The file-kind suffix of a load path: `.mtx.gz` (gzip'd Matrix Market) counts as one
+    suffix, otherwise the last one, lower-cased."""
+    lowered = name.lower()
+    if lowered.endswith(".mtx.gz"):
+        return ".mtx.gz"
+    return Path(lowered).suffix
 
 
 def _unknown_keyword(what: str, key: str, loc: Loc | None, known: Sequence[str]) -> SpecError:
@@ -998,7 +1009,7 @@ def load_params(source: Source, ttype: TensorType | None = None) -> LoadParams:
         raise SpecError(path_v.loc, f"load: file name must be a string, got {path_v}")
     if not path_v.text:
         raise SpecError(path_v.loc, "load: file name is empty")
-    suffix = Path(path_v.text).suffix.lower()
+    suffix = load_suffix(path_v.text)
     fmt = LOAD_FORMATS.get(suffix)
     if fmt is None:
         raise SpecError(
@@ -1353,3 +1364,4 @@ def format_spec(spec: SpecFile) -> str:
 
 # The attention-family ops register their rules in OP_RULES (kept in their own module).
 from sparsec.compiler import attention_rules as _attention_rules  # noqa: E402, F401
+from sparsec.compiler import block_rules as _block_rules  # noqa: E402, F401

@@ -339,7 +339,7 @@ def test_masked_attention_is_refused_by_cluster_rows():
 def test_a_gemm_is_refused():
     text = ("kernel g {\n  in A: f32[4, 4] = random(seed=1)\n"
             "  param B: f32[4, 4] = random(seed=2)\n  C = matmul(A, B)\n  out C\n}\n")
-    with pytest.raises(CompileError, match="sparsec.matmul is not an attention"):
+    with pytest.raises(CompileError, match="sparc cannot run sparsec.matmul"):
         compile_text(text, CompileOptions(target="sparc"))
 
 

@@ -1,0 +1,16 @@
+"""The backend description the driver loads (lowering, machine, spec); the package
+__init__ stays empty so that `sparsec targets` reads the spec alone."""
+
+from sparsec.backends.common.backend import Backend
+from sparsec.backends.systolic.interpreter import SystolicMachine
+from sparsec.backends.systolic.lowering import LowerSystolicPass
+from sparsec.backends.systolic.spec import SystolicSpec
+
+BACKEND = Backend(
+    name="systolic",
+    spec_class=SystolicSpec,
+    lowering_pass=LowerSystolicPass,
+    machine_class=SystolicMachine,
+    kernel_ops=frozenset({"sparsec.matmul", "sparsec.sddmm", "sparsec.softmax", "sparsec.spmm",
+                          "sparsec.attention"}),
+)
