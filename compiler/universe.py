@@ -66,6 +66,7 @@ SPARSEC_DIALECTS = {
     "hottiles": lambda: importlib.import_module("sparsec.backends.hottiles.isa").Hottiles,
     "sparc": lambda: importlib.import_module("sparsec.backends.sparc.isa").Sparc,
     "sigma": lambda: importlib.import_module("sparsec.backends.sigma.isa").Sigma,
+    "bitllm": lambda: importlib.import_module("sparsec.backends.bitllm.isa").Bitllm,
 }
 
 def _lazy_pass(module: str, cls: str) -> Callable[[], type[ModulePass]]:
@@ -85,6 +86,7 @@ SPARSEC_PASSES = {
     "lower-asadi": _lazy_pass("sparsec.backends.asadi.lowering", "LowerAsadiPass"),
     "lower-hottiles": _lazy_pass("sparsec.backends.hottiles.lowering", "LowerHottilesPass"),
     "lower-sigma": _lazy_pass("sparsec.backends.sigma.lowering", "LowerSigmaPass"),
+    "lower-bitllm": _lazy_pass("sparsec.backends.bitllm.lowering", "LowerBitllmPass"),
     "prune-nm": _lazy_pass("sparsec.passes.prune_nm", "PruneNmPass"),
     "prune-magnitude": _lazy_pass("sparsec.passes.prune_magnitude", "PruneMagnitudePass"),
     "quantize": _lazy_pass("sparsec.passes.quantize", "QuantizePass"),

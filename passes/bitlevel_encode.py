@@ -21,6 +21,7 @@ from xdsl.passes import ModulePass
 
 from sparsec.dialects.bitlevel import BITLEVEL_METHODS, MAX_BITLEVEL_ONES, BitLevelAttr
 from sparsec.dialects.formats import QuantizedAttr
+from sparsec.dialects.sparsec import MatmulOp
 from sparsec.passes.common import (
     Target,
     encoding_of,
@@ -31,6 +32,7 @@ from sparsec.passes.common import (
     update_param_values,
     with_encoding,
 )
+from sparsec.passes.quantize import QuantizePass
 from sparsec.tensors.bitlevel import STORAGE_LAYOUTS, encode
 from sparsec.tensors.datastore import DataStore, current_store
 from sparsec.tensors.dtypes import round_to_dtype
@@ -62,10 +64,15 @@ class BitLevelEncodePass(ModulePass):
     method: str = "csd"
     storage: str = "index"
     operand: str = "b"
+    quantize: bool = False
+    """Quantize weights without codes first (symmetric per-channel INT8), and do nothing
+    on a kernel without matmuls: how a target's prepare() uses the pass. max_ones=0 then
+    means INT8 codes without the bit-level code."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        if not 1 <= self.max_ones <= MAX_BITLEVEL_ONES:
-            raise fail(self.name, None, f"max_ones must lie in [1, {MAX_BITLEVEL_ONES}], "
+        low = 0 if self.quantize else 1
+        if not low <= self.max_ones <= MAX_BITLEVEL_ONES:
+            raise fail(self.name, None, f"max_ones must lie in [{low}, {MAX_BITLEVEL_ONES}], "
                        f"got {self.max_ones}")
         if self.method not in BITLEVEL_METHODS:
             raise fail(self.name, None, f"method must be one of {', '.join(BITLEVEL_METHODS)}, "
@@ -73,8 +80,21 @@ class BitLevelEncodePass(ModulePass):
         if self.storage not in STORAGE_LAYOUTS:
             raise fail(self.name, None, f"storage must be one of {', '.join(STORAGE_LAYOUTS)}, "
                        f"got '{self.storage}'")
+        if self.quantize and not any(isinstance(o, MatmulOp) for o in op.walk()):
+            return
         for target in list(targets(op, self.operand, self.name)):
-            self._encode(target, current_store())
+            if self.quantize and target.is_param and encoding_of(target.ttype) is None \
+                    and str(target.ttype.element_type) != "i8":
+                QuantizePass(bits=8, operand=target.op.sym_name,
+                             per_channel=True).apply(ctx, op)
+                target = self._refreshed(op, target)
+            if self.max_ones:
+                self._encode(target, current_store())
+
+    def _refreshed(self, module: ModuleOp, target: Target) -> Target:
+        """The same tensor after another pass changed its type."""
+        name = target.op.sym_name
+        return next(t for t in targets(module, name, self.name) if t.op is target.op)
 
     def _encode(self, target: Target, store: DataStore) -> None:
         if not target.is_param:
