@@ -23,6 +23,7 @@ BACKEND_PACKAGES: dict[str, str] = {
     "sparc": "sparsec.backends.sparc",
     "sigma": "sparsec.backends.sigma",
     "bitllm": "sparsec.backends.bitllm",
+    "bitwave": "sparsec.backends.bitwave",
 }
 """Target name -> package with a `target` module (its `BACKEND`) and a `spec` module."""
 
