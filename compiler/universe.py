@@ -95,6 +95,8 @@ SPARSEC_PASSES = {
     "cluster-rows": _lazy_pass("sparsec.passes.cluster_rows", "ClusterRowsPass"),
     "encode-diagonal": _lazy_pass("sparsec.passes.encode_diagonal", "EncodeDiagonalPass"),
     "tile-hot-cold": _lazy_pass("sparsec.passes.tile_hot_cold", "TileHotColdPass"),
+    "kv-quantize": _lazy_pass("sparsec.passes.kv_quantize", "KvQuantizePass"),
+    "kv-evict": _lazy_pass("sparsec.passes.kv_evict", "KvEvictPass"),
 }
 
 SPARSEC_UNIVERSE = Universe(all_dialects=SPARSEC_DIALECTS, all_passes=SPARSEC_PASSES)

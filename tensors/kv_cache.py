@@ -31,6 +31,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 FULL_BITS = 16
+AXES = ("channel", "token")
+"""`channel`: one scale/min per channel over a token group (KIVI's keys); `token`: one per
+token over a channel group (KIVI's values)."""
 """Bits of an unquantized (fp16) cache element: a tier at >= 16 bits is stored as fp16."""
 
 
@@ -49,6 +52,8 @@ class KVPolicy:
     sink: int = 0
     window: int = 0
     meta_bits: int = 16
+    key_axis: str = "channel"
+    value_axis: str = "token"
 
     def __post_init__(self) -> None:
         problem = self.problem()
@@ -72,6 +77,9 @@ class KVPolicy:
             return f"group must be >= 1, got {self.group}"
         if self.sink < 0 or self.window < 0:
             return f"sink and window must be >= 0, got sink={self.sink} window={self.window}"
+        if self.key_axis not in AXES or self.value_axis not in AXES:
+            return (f"key_axis and value_axis must be one of {', '.join(AXES)}, got "
+                    f"{self.key_axis!r} and {self.value_axis!r}")
         if self.meta_bits not in (16, 32):
             return f"meta_bits must be 16 or 32, got {self.meta_bits}"
         return ""
@@ -221,7 +229,8 @@ def quantize_cache(x: np.ndarray, policy: KVPolicy, kind: str,
         path = list(policy.bits[: tier + 1])
         result.tier_tokens[tier] = result.tier_tokens.get(tier, 0) + rows.size
         block = x[rows]
-        if kind == "key":
+        axis = policy.key_axis if kind == "key" else policy.value_axis
+        if axis == "channel":
             values, code_bits, meta = _chain(block, path, 0, policy.meta_bits)
         else:
             values, code_bits, meta = _value_groups(block, path, g, policy.meta_bits)
@@ -230,7 +239,7 @@ def quantize_cache(x: np.ndarray, policy: KVPolicy, kind: str,
         result.meta_bits += meta
         if policy.bits[tier] < FULL_BITS:
             result.dequantized_elements += block.size
-            result.groups += 1 if kind == "key" else rows.size * -(-d // g)
+            result.groups += 1 if axis == "channel" else rows.size * -(-d // g)
     return result
 
 
@@ -292,9 +301,9 @@ def policy_storage_bits(policy: KVPolicy, heads: int, length: int, key_dim: int,
                         value_dim: int) -> int:
     """Exact bits of a cache of `length` tokens under the policy, from shapes alone.
 
-    Per kept token group in a quantized tier of b bits with t kept tokens: keys t*d*b
-    code bits plus 2*d metadata (scale and min per channel), values t*d*b plus
-    2*t*ceil(d/G) metadata (per token, per channel group); fp16 tiers t*d*16.
+    Per kept token group in a quantized tier of b bits with t kept tokens: t*d*b code bits
+    plus 2*d metadata per channel-axis tensor (scale and min per channel) or
+    2*t*ceil(d/G) per token-axis tensor (per token, per channel group); fp16 tiers t*d*16.
     """
     g = policy.group
     positions = kept_positions(length, policy.sink, policy.window)
@@ -308,6 +317,54 @@ def policy_storage_bits(policy: KVPolicy, heads: int, length: int, key_dim: int,
         if b >= FULL_BITS:
             total += t * (key_dim + value_dim) * FULL_BITS
             continue
-        total += t * key_dim * b + 2 * key_dim * policy.meta_bits
-        total += t * value_dim * b + 2 * t * -(-value_dim // g) * policy.meta_bits
+        for dim, axis in ((key_dim, policy.key_axis), (value_dim, policy.value_axis)):
+            total += t * dim * b + _meta_count(axis, t, dim, g) * policy.meta_bits
     return heads * int(total)
+
+
+def _meta_count(axis: str, tokens: int, dim: int, group: int) -> int:
+    """Scales and mins of one quantized token group of `tokens` rows and `dim` channels."""
+    if axis == "channel":
+        return 2 * dim
+    return 2 * tokens * -(-dim // group)
+
+
+@dataclass
+class Compressed:
+    """One of K or V [H, S, d] after a policy: what attention reads and what it cost."""
+
+    values: np.ndarray
+    positions: np.ndarray
+    storage_bits: int
+    dequantized_elements: int
+
+
+def compress(x: np.ndarray, policy: KVPolicy, role: str) -> Compressed:
+    """Evict and quantize one cache tensor [H, S, d] (`role` 'key' or 'value'):
+    the semantics of `sparsec.kv_compress`."""
+    length = x.shape[-2]
+    positions = kept_positions(length, policy.sink, policy.window)
+    out = np.empty((x.shape[0], positions.size, x.shape[2]))
+    bits = dequant = 0
+    for h in range(x.shape[0]):
+        q = quantize_cache(x[h, positions], policy, role, length)
+        out[h] = q.values
+        bits += q.storage_bits
+        dequant += q.dequantized_elements
+    return Compressed(out, positions, bits, dequant)
+
+
+def policy_dequantized_elements(policy: KVPolicy, heads: int, length: int, dim: int) -> int:
+    """Elements of one cache tensor [heads, length, dim] stored as integers (each costs a
+    multiply and an add to dequantize), from shapes alone."""
+    positions = kept_positions(length, policy.sink, policy.window)
+    bits = np.asarray(policy.bits)[group_tiers(length, policy)[positions // policy.group]]
+    return heads * dim * int(np.count_nonzero(bits < FULL_BITS))
+
+
+def policy_storage_bits_one(policy: KVPolicy, role: str, heads: int, length: int,
+                            dim: int) -> int:
+    """Exact bits of one cache tensor (keys or values) under the policy."""
+    both = policy_storage_bits(policy, heads, length, dim, 0) if role == "key" else \
+        policy_storage_bits(policy, heads, length, 0, dim)
+    return both

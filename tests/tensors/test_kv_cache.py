@@ -115,3 +115,18 @@ def test_recent_window_is_exact_fp16():
 def test_invalid_policies(policy_args, message):
     with pytest.raises(ValueError, match=message):
         KVPolicy(**policy_args)
+
+
+@settings(max_examples=20, deadline=None)
+@given(key_axis=st.sampled_from(["channel", "token"]), value_axis=st.sampled_from(["channel", "token"]),
+       length=st.integers(1, 70), seed=st.integers(0, 3))
+def test_axes_and_compress_agree_with_storage(key_axis, value_axis, length, seed):
+    from sparsec.tensors.kv_cache import compress
+    policy = KVPolicy(bits=(16, 4, 2), tiers=(8, 16), group=8, key_axis=key_axis,
+                      value_axis=value_axis, sink=2, window=40)
+    k, v = cache(2, length, 24, seed)
+    whole = apply_policy(k, v, policy)
+    ck, cv = compress(k, policy, "key"), compress(v, policy, "value")
+    assert ck.storage_bits + cv.storage_bits == whole.storage_bits
+    assert whole.storage_bits == policy_storage_bits(policy, 2, length, 24, 24)
+    assert np.array_equal(ck.values, whole.keys) and np.array_equal(cv.values, whole.values)
