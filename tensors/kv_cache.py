@@ -26,6 +26,7 @@ and `policy_storage_bits` gives the same figure from the shapes alone.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -368,3 +369,64 @@ def policy_storage_bits_one(policy: KVPolicy, role: str, heads: int, length: int
     both = policy_storage_bits(policy, heads, length, dim, 0) if role == "key" else \
         policy_storage_bits(policy, heads, length, 0, dim)
     return both
+
+
+def group_paths(length: int, policy: KVPolicy) -> list[tuple[int, ...]]:
+    """Per token group, the widths it was quantized through (its tier's prefix of bits)."""
+    return [tuple(policy.bits[: int(t) + 1]) for t in group_tiers(length, policy)]
+
+
+def quantize_paths(x: np.ndarray, kept: np.ndarray, paths: list[tuple[int, ...]], group: int,
+                   axis: str, meta_bits: int = 16) -> np.ndarray:
+    """Vectorized recency quantization of a cache x [H, S, d]: token group g goes through
+    the widths `paths[g]` in turn (>= 16: fp16 only), over its `kept` tokens only.
+
+    Equal, element for element, to `quantize_cache` on the kept rows when the paths are a
+    policy's (`group_paths`); the online controller passes its own paths. Returns [H, S, d]
+    with evicted rows left as they were (callers drop them).
+    """
+    h, s, d = x.shape
+    ng = -(-s // group)
+    padded = np.full((h, ng * group, d), np.nan)
+    rows = np.flatnonzero(kept)
+    padded[:, rows] = x[:, rows].astype(np.float16).astype(np.float64)
+    blocks = padded.reshape(h, ng, group, d)
+    if axis == "token":
+        dp = -(-d // group) * group
+        wide = np.full((h, ng, group, dp), np.nan)
+        wide[..., :d] = blocks
+        blocks = wide.reshape(h, ng, group, dp // group, group)
+    reduce = 2 if axis == "channel" else 4
+    depth = max(len(p) for p in paths)
+    for step in range(depth):
+        by_bits: dict[int, list[int]] = {}
+        for g, path in enumerate(paths):
+            if step < len(path) and path[step] < FULL_BITS:
+                by_bits.setdefault(path[step], []).append(g)
+        for bits, groups in by_bits.items():
+            sel = blocks[:, groups]
+            with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN (evicted) slices
+                lo = _round_meta(np.nanmin(sel, axis=reduce, keepdims=True), meta_bits)
+                hi = np.nanmax(sel, axis=reduce, keepdims=True)
+                levels = 2**bits - 1
+                scale = _round_meta((hi - lo) / levels, meta_bits)
+                scale = np.where(scale > 0, scale, 1.0)
+                codes = np.clip(np.rint((sel - lo) / scale), 0, levels)
+            blocks[:, groups] = codes * scale + lo
+    out = blocks.reshape(h, ng * group, -1)[:, :s, :d]
+    result = np.array(x, dtype=np.float64, copy=True)
+    result[:, rows] = out[:, rows]
+    return result
+
+
+def compress_fast(x: np.ndarray, policy: KVPolicy, role: str) -> np.ndarray:
+    """`compress(x, policy, role).values`, vectorized over heads and groups."""
+    length = x.shape[-2]
+    positions = kept_positions(length, policy.sink, policy.window)
+    kept = np.zeros(length, dtype=bool)
+    kept[positions] = True
+    axis = policy.key_axis if role == "key" else policy.value_axis
+    out = quantize_paths(x, kept, group_paths(length, policy), policy.group, axis,
+                         policy.meta_bits)
+    return out[:, positions]

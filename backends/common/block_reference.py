@@ -22,7 +22,7 @@ from sparsec.dialects import block
 from sparsec.dialects.kv import KvCompressOp
 from sparsec.dialects.sparsec import element_type_name
 from sparsec.tensors.dtypes import round_to_dtype
-from sparsec.tensors.kv_cache import compress
+from sparsec.tensors.kv_cache import compress_fast
 from sparsec.tensors.numerics import accumulate_dtype
 
 Properties = Mapping[str, Any]
@@ -104,7 +104,7 @@ def kv_compress_values(op: Any, x: np.ndarray, dtype: str) -> np.ndarray:
     """`sparsec.kv_compress` (or an ISA op carrying its properties) on the cache `x`,
     rounded to `dtype`; its policy is read from the op's properties."""
     policy = KvCompressOp.policy(op)
-    return round_to_dtype(compress(np.asarray(x), policy, op.role.data).values, dtype)
+    return round_to_dtype(compress_fast(np.asarray(x), policy, op.role.data), dtype)
 
 
 def op_kind(op: Operation) -> str:

@@ -130,3 +130,16 @@ def test_axes_and_compress_agree_with_storage(key_axis, value_axis, length, seed
     assert ck.storage_bits + cv.storage_bits == whole.storage_bits
     assert whole.storage_bits == policy_storage_bits(policy, 2, length, 24, 24)
     assert np.array_equal(ck.values, whole.keys) and np.array_equal(cv.values, whole.values)
+
+
+@settings(max_examples=40, deadline=None)
+@given(length=st.integers(1, 120), dim=st.sampled_from([8, 24, 64]),
+       bits=st.sampled_from([(16,), (4,), (16, 4), (16, 4, 2), (8, 3, 2)]),
+       group=st.sampled_from([4, 32]), sink=st.integers(0, 5), window=st.integers(0, 50),
+       role=st.sampled_from(["key", "value"]), seed=st.integers(0, 5))
+def test_vectorized_equals_loop(length, dim, bits, group, sink, window, role, seed):
+    from sparsec.tensors.kv_cache import compress, compress_fast
+    tiers = tuple([5, 17][: len(bits) - 1])
+    policy = KVPolicy(bits=bits, tiers=tiers, group=group, sink=sink, window=window)
+    k, _ = cache(3, length, dim, seed)
+    assert np.array_equal(compress_fast(k, policy, role), compress(k, policy, role).values)
