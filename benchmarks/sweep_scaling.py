@@ -68,11 +68,12 @@ def measure(label: str, space: Space, make_pool: Any, workers: int) -> dict[str,
     own = [r["wall_s"] for r in rows if r["wall_s"] is not None]
     mean_own = statistics.fmean(own)
     overhead = wall * workers / len(rows) - mean_own
+    ratio = overhead / mean_own if mean_own else float("nan")
     return {"label": label, "workers": workers, "points": len(rows), "failed": summary.failed,
             "startup_s": started - start, "wall_s": wall, "rate": len(rows) / wall,
             "mean_point_s": mean_own, "median_point_s": statistics.median(own),
-            "overhead_s": overhead, "overhead_frac": overhead / mean_own,
-            "peak_rss_mb": max(r["peak_rss_mb"] or 0 for r in rows)}
+            "overhead_s": overhead, "overhead_frac": ratio,
+            "peak_rss_mb": max((r["peak_rss_mb"] or 0 for r in rows), default=0)}
 
 
 def _spin(seconds: float) -> int:
@@ -95,8 +96,13 @@ def machine_ratio(seconds: float = 3.0) -> float:
     return two / one
 
 
-def local(workers: int) -> Any:
-    return lambda: LocalPool(workers)
+def local(workers: int, runner: Any = None) -> Any:
+    return lambda: LocalPool(workers, runner=runner) if runner else LocalPool(workers)
+
+
+def instant_point(task: dict[str, Any]) -> dict[str, Any]:
+    """A point that costs nothing: what remains is the sweep's own per-point cost."""
+    return {"key": task["key"], "status": "ok", "wall_s": 0.0}
 
 
 def main() -> None:
@@ -113,11 +119,13 @@ def main() -> None:
     results = [measure("local pool, 1 worker", space, local(1), 1),
                measure("local pool, 2 workers", space, local(2), 2)]
     results.append(_dask(space))
+    ceiling = measure("driver alone (points that cost nothing), 2 workers", space,
+                      local(2, instant_point), 2)
     long_space = Space.build([GEMM], ["prune-nm{n=2 m=4}"], [LONG_TARGET],
                              strategy="random", samples=args.long, seed=0)
     long = measure("long points, local pool, 1 worker", long_space, local(1), 1)
     after = machine_ratio()
-    text = report(results, long, space.size() if space.strategy == "grid" else args.points,
+    text = report(results + [ceiling], long, space.size() if space.strategy == "grid" else args.points,
                   forkserver_s, (before, after))
     write_atomically(RESULTS, text)
     print(text)
@@ -138,6 +146,10 @@ def _dask(space: Space) -> dict[str, Any]:
     result["startup_s"] += cluster_start
     result["wall_s_with_cluster"] = result["wall_s"] + cluster_start
     return result
+
+
+def _percent(value: float) -> str:
+    return "-" if value != value else f"{value:.0%}"
 
 
 def report(results: list[dict[str, Any]], long: dict[str, Any], points: int,
@@ -161,9 +173,11 @@ def report(results: list[dict[str, Any]], long: dict[str, Any], points: int,
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
+        if r is results[-1]:
+            lines.append("| " + " | ".join(["*the sweep's own ceiling:*"] + [""] * 8) + " |")
         lines.append(f"| {r['label']} | {r['startup_s']:.2f} | {r['wall_s']:.1f} | "
                      f"{r['rate']:.1f} | {r['rate'] / one:.2f}x | {1e3 * r['mean_point_s']:.1f} | "
-                     f"{1e3 * r['overhead_s']:.1f} | {r['overhead_frac']:.0%} | "
+                     f"{1e3 * r['overhead_s']:.1f} | {_percent(r['overhead_frac'])} | "
                      f"{r['peak_rss_mb']:.0f} |")
     lines += [
         "",
