@@ -76,6 +76,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except SweepInterrupted as err:
         print(f"sparsec: {err}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # before the first point: nothing was stored
+        print("sparsec: interrupted before any point ran", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _objectives(args: argparse.Namespace, default: list[str]) -> list[str]:
