@@ -345,7 +345,7 @@ def print_table(result: EvalResult) -> None:
         table.add_row(row.label, *(f"{row.perplexity[n]:.3f}" for n in result.texts), f"{rel:+.2%}",
                       f"{row.agreement:.1%}", diverged,
                       *(f"{row.layer_error[i]:.2e}" for i in picks), f"{row.seconds:.1f}")
-    Console(width=max(Console().width, 140)).print(table)
+    Console(width=max(Console().width, 170)).print(table)
 
 
 def plot_layer_errors(result: EvalResult, path: str) -> None:
