@@ -102,10 +102,18 @@ def _same_dtype(call: Call, types: Sequence[TensorType]) -> None:
 
 
 def _agree(call: Call, index: int, what: str, got: object, expected: object) -> None:
-    if got != expected:
+    if got == expected:
+        return
+    name, first = call.operands[index].name, call.operands[0].name
+    if what == "heads" and (got is None or expected is None):
+        ranked = {name: got, first: expected}
+        three = next(n for n, h in ranked.items() if h is not None)
+        two = next(n for n, h in ranked.items() if h is None)
         raise SpecError(call.operands[index].loc,
-                        f"{call.op}: {call.operands[index].name} disagrees in {what}: "
-                        f"{got} != {expected}")
+                        f"{call.op}: {three} has {ranked[three]} heads ([heads, T, d]) but "
+                        f"{two} has none ([T, d]); give both the same rank")
+    raise SpecError(call.operands[index].loc,
+                    f"{call.op}: {name} disagrees in {what}: {got} != {expected}")
 
 
 def _scale(call: Call, head_dim: int) -> float:
