@@ -162,19 +162,47 @@ def spmm_rule(types: Sequence[TensorType], attrs: Mapping[str, Value], call: Cal
 
 def attention_rule(types: Sequence[TensorType], attrs: Mapping[str, Value],
                    call: Call) -> TensorType:
+    """`attention(Q, K, V, scale=, mask=, start=)`. K and V may have fewer heads than Q
+    (grouped-query attention: their head count must divide Q's); `start=p` places the
+    query rows at positions p, p + 1, ... of a causal mask over a KV cache."""
     expect_operands(call, 3, ("Q", "K", "V"))
-    check_attrs(call, ("scale", "mask"))
+    check_attrs(call, ("scale", "mask", "start"))
     _same_dtype(call, types)
     hq, t, d = _heads(call, 0, types[0])
     hk, s, dk = _heads(call, 1, types[1])
     hv, sv, e = _heads(call, 2, types[2])
-    _agree(call, 1, "heads", hk, hq)
-    _agree(call, 2, "heads", hv, hq)
+    _agree(call, 2, "heads", hv, hk)
+    if hq is None or hk is None or hq % hk:
+        _agree(call, 1, "heads (or a divisor of Q's heads)", hk, hq)
     _agree(call, 1, "its last dimension (d)", dk, d)
     _agree(call, 2, "its rows (S)", sv, s)
     _scale(call, d)
-    parse_mask(call)
+    mask = parse_mask(call)
+    if hk != hq and mask.kind not in ("none", "causal"):
+        raise SpecError(call.attrs["mask"].loc, f"{call.op}: grouped-query attention takes "
+                                                "mask=none or mask=causal")
+    if "start" in call.attrs and hq is None:
+        raise SpecError(call.attrs["start"].loc, f"{call.op}: start needs [heads, T, d] "
+                                                 "operands")
+    _start(call, mask, t, s)
     return TensorType(types[0].dtype, _shape(hq, t, e))
+
+
+def _start(call: Call, mask: MaskSpec, rows: int, keys: int) -> None:
+    """`start=p`: an integer, only with mask=causal, with the queries' positions
+    p .. p + T - 1 inside the S keys."""
+    value = call.attrs.get("start")
+    if value is None:
+        return
+    start = value.value
+    if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+        raise SpecError(value.loc, f"{call.op}: start must be an integer >= 0, got {value}")
+    if mask.kind != "causal":
+        raise SpecError(value.loc, f"{call.op}: start places the queries of a causal mask; "
+                                   "add mask=causal")
+    if start + rows > keys:
+        raise SpecError(value.loc, f"{call.op}: queries at positions {start}..{start + rows - 1}"
+                                   f" need {start + rows} keys, but K has {keys}")
 
 
 OP_RULES.update({"attention": attention_rule, "sddmm": sddmm_rule, "softmax": softmax_rule,

@@ -18,6 +18,7 @@ from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr, TensorType
 from xdsl.ir import Operation, SSAValue
 
 from sparsec.compiler.attention_rules import parse_mask
+from sparsec.compiler.block_rules import DEFAULT_EPS, gelu_form, rope_convention
 from sparsec.compiler.sources import materialize, read_pattern
 from sparsec.compiler.spec import (
     Assign,
@@ -26,9 +27,11 @@ from sparsec.compiler.spec import (
     SpecError,
     SpecFile,
     attr_bool,
+    attr_int,
     attr_number,
 )
 from sparsec.compiler.spec import TensorType as SpecTensorType
+from sparsec.dialects import block
 from sparsec.dialects.sparsec import (
     OUTPUTS_ATTR,
     AttentionOp,
@@ -63,11 +66,40 @@ def _build_attention_family(call: Call, operands: list[SSAValue], result: Tensor
     scale = attr_number(call, "scale", 1.0 / math.sqrt(head_dim))
     if call.op == "sddmm":
         return SddmmOp(operands[0], operands[1], result, scale, mask.kind, window, pattern)
+    q_shape = operands[0].type.get_shape()  # type: ignore[union-attr]
+    k_shape = operands[1].type.get_shape()  # type: ignore[union-attr]
+    if "start" in call.attrs or (len(q_shape) == 3 and q_shape[0] != k_shape[0]):
+        # Grouped-query heads or queries placed on a KV cache: decoder attention.
+        start = attr_int(call, "start", 0) if "start" in call.attrs else None
+        return block.GqaAttentionOp(operands[0], operands[1], operands[2], result, scale,
+                                    mask.kind, start)
     return AttentionOp(operands[0], operands[1], operands[2], result, scale, mask.kind,
                        window, pattern)
 
 
-OP_BUILDERS: dict[str, OpBuilder] = {"matmul": _build_matmul}
+def _eps(call: Call) -> float:
+    return attr_number(call, "eps", DEFAULT_EPS)
+
+
+OP_BUILDERS: dict[str, OpBuilder] = {
+    "matmul": _build_matmul,
+    "rmsnorm": lambda call, ops, result: block.RmsNormOp(ops[0], ops[1], _eps(call)),
+    "layernorm": lambda call, ops, result: block.LayerNormOp(ops[0], ops[1], ops[2],
+                                                             _eps(call)),
+    "silu": lambda call, ops, result: block.SiluOp(ops[0]),
+    "exp": lambda call, ops, result: block.ExpOp(ops[0]),
+    "gelu": lambda call, ops, result: block.GeluOp(ops[0], gelu_form(call)),
+    "add": lambda call, ops, result: block.AddOp(ops[0], ops[1], result),
+    "mul": lambda call, ops, result: block.MulOp(ops[0], ops[1], result),
+    "rope": lambda call, ops, result: block.RopeOp(ops[0], attr_number(call, "base", 10000.0),
+                                                   attr_int(call, "start", 0),
+                                                   rope_convention(call)),
+    "heads": lambda call, ops, result: block.HeadsOp(ops[0], attr_int(call, "heads", 1),
+                                                     result),
+    "merge_heads": lambda call, ops, result: block.MergeHeadsOp(ops[0], result),
+    "concat": lambda call, ops, result: block.ConcatOp(ops[0], ops[1],
+                                                       attr_int(call, "axis", 0), result),
+}
 ATTENTION_OPS = ("attention", "sddmm", "softmax", "spmm")
 """How each spec op becomes IR; the spec's checker has already validated operands."""
 

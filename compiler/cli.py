@@ -11,40 +11,46 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+from sparsec.backends import BACKEND_PACKAGES, UnknownTargetError, spec_class
 
-from sparsec.backends import UnknownTargetError, all_backends
-from sparsec.backends.common.memory import CapacityError
-from sparsec.backends.common.report import (
-    Report,
-    reports_to_csv,
-    reports_to_json,
-)
-from sparsec.backends.common.spec import SpecError as TargetError
-from sparsec.compiler.driver import (
-    Compiled,
-    CompileError,
-    CompileOptions,
-    compile_spec,
-    execute,
-    load_program,
-    write_program,
-)
-from sparsec.compiler.guards import Refused
-from sparsec.compiler.mlir_export import MlirExportError
-from sparsec.compiler.outputs import Outputs
-from sparsec.compiler.spec import SpecError
-from sparsec.tensors.datastore import DataStoreError
-from sparsec.tensors.workloads import WorkloadError
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from sparsec.backends.common.report import Report
+    from sparsec.compiler.driver import Compiled, CompileOptions
+    from sparsec.compiler.outputs import Outputs
+
+# Heavy modules (xDSL, the driver, the backends, rich) are imported inside the commands that
+# use them, so that `sparsec --help` and `sparsec targets` start in a fraction of a second
+# (benchmarks/startup.py).
 
 EXIT_BAD_INPUT = 1
 EXIT_CHECK_FAILED = 3
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
-USER_ERRORS = (SpecError, CompileError, DataStoreError, TargetError, UnknownTargetError,
-               CapacityError, MlirExportError, WorkloadError, Refused)
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that are a user's mistake: one line, exit 1, no traceback."""
+    from sparsec.backends.common.memory import CapacityError
+    from sparsec.backends.common.spec import SpecError as TargetError
+    from sparsec.compiler.driver import CompileError
+    from sparsec.compiler.guards import Refused
+    from sparsec.compiler.mlir_export import MlirExportError
+    from sparsec.compiler.spec import SpecError
+    from sparsec.tensors.datastore import DataStoreError
+    from sparsec.tensors.workloads import WorkloadError
+
+    return (SpecError, CompileError, DataStoreError, TargetError, UnknownTargetError,
+            CapacityError, MlirExportError, WorkloadError, Refused, *_llm_errors())
+
+
+def _llm_errors() -> tuple[type[Exception], ...]:
+    from sparsec.compiler.eval_llm import EvalError
+    from sparsec.tensors.gguf_model import ModelError
+
+    return (EvalError, ModelError)
 
 
 def _int_in(low: int, high: int) -> Callable[[str], int]:
@@ -92,6 +98,7 @@ def _add_compile_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+
     parser = argparse.ArgumentParser(
         prog="sparsec", description="Compile sparse DL kernels to modeled accelerators.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -145,12 +152,18 @@ def build_parser() -> argparse.ArgumentParser:
     bert.add_argument("--no-per-head", action="store_true",
                       help="omit the 2-D per-head copies (smaller file)")
     bert.add_argument("-o", "--output", action=_Once, required=True, help="output .npz")
+    from sparsec.compiler.eval_llm import add_eval_parser, add_llm_workload_parser
+
+    add_llm_workload_parser(wl_sub)
+    add_eval_parser(sub)
 
     sub.add_parser("targets", help="list backends, presets and their parameters")
     return parser
 
 
 def _options(args: argparse.Namespace, lower: bool, reference: bool) -> CompileOptions:
+    from sparsec.compiler.driver import CompileOptions
+
     return CompileOptions(pipeline=args.pipeline, target=args.target,
                           print_ir_after_all=args.print_ir_after_all,
                           print_ir_after=tuple(args.print_ir_after),
@@ -169,6 +182,9 @@ def _default_output(spec: str) -> Path:
 
 
 def _print_timing(stages: list[tuple[str, float]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title="wall time per stage", title_justify="left")
     table.add_column("stage")
     table.add_column("seconds", justify="right")
@@ -179,6 +195,8 @@ def _print_timing(stages: list[tuple[str, float]]) -> None:
 
 def _protected_outputs(args: argparse.Namespace) -> Outputs:
     """The command's outputs, guarding its inputs (the spec, or a program's bundle)."""
+    from sparsec.compiler.outputs import Outputs
+
     outputs = Outputs()
     spec = getattr(args, "spec", None)
     outputs.protect(spec)
@@ -188,6 +206,8 @@ def _protected_outputs(args: argparse.Namespace) -> Outputs:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
+    from sparsec.compiler.driver import CompileError, compile_spec, write_program
+
     start = time.perf_counter()
     if args.emit == "mlir":
         return _emit_mlir(args)
@@ -213,6 +233,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def _emit_mlir(args: argparse.Namespace) -> int:
     """Write the kernel IR as upstream MLIR (after the user's passes, before lowering)."""
+    from sparsec.compiler.driver import compile_spec
     from sparsec.compiler.mlir_export import export_mlir
 
     outputs = _protected_outputs(args)
@@ -231,6 +252,14 @@ def _emit_mlir(args: argparse.Namespace) -> int:
 
 
 def _compile_or_load(args: argparse.Namespace, outputs: Outputs) -> Compiled:
+    from sparsec.compiler.driver import (
+        Compiled,
+        CompileError,
+        compile_spec,
+        load_program,
+        write_program,
+    )
+
     if args.spec.endswith(".mlir"):
         if args.pipeline or args.target:
             raise CompileError(f"{args.spec} is already compiled; -p/--target apply to specs")
@@ -245,6 +274,9 @@ def _compile_or_load(args: argparse.Namespace, outputs: Outputs) -> Compiled:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from sparsec.backends.common.report import reports_to_csv, reports_to_json
+    from sparsec.compiler.driver import CompileError, execute
+
     start = time.perf_counter()
     outputs = _protected_outputs(args)
     if args.output and args.spec.endswith(".mlir"):
@@ -270,6 +302,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def print_report(report: Report, console: Console | None = None) -> None:
     """The report as a readable table."""
+    from rich.console import Console
+    from rich.table import Table
+
     console = console or Console()
     table = Table(title=f"{report.kernel} on {report.label or report.target}", title_justify="left",
                   show_header=False)
@@ -314,7 +349,8 @@ def _effect_text(effect: dict[str, Any]) -> str:
     if "note" in effect:
         return str(effect["note"])
     parts = []
-    for key in ("density", "retained_energy", "rel_error", "bits", "clusters"):
+    for key in ("density", "retained_energy", "rel_error", "bits", "clusters", "compression",
+                "zero_cols_mean_sm", "zero_cols_mean_tc", "max_code_change"):
         if key in effect:
             value = effect[key]
             parts.append(f"{key.replace('_', ' ')} {value:.4g}" if isinstance(value, float)
@@ -323,19 +359,22 @@ def _effect_text(effect: dict[str, Any]) -> str:
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
-    for backend in all_backends():
-        defaults = backend.spec_class()
-        table = Table(title=f"{backend.name}: {backend.summary}", title_justify="left")
+    for name in BACKEND_PACKAGES:
+        spec = spec_class(name)
+        table = Table(title=f"{name}: {spec.summary}", title_justify="left")
         table.add_column("option")
         table.add_column("default", justify="right")
-        presets = list(backend.spec_class.presets)
+        presets = list(spec.presets)
         for preset in presets:
             table.add_column(f"preset={preset}", justify="right")
-        for option, value in defaults.config().items():
+        for option, value in spec().config().items():
             row = [option, str(value)]
             for preset in presets:
-                row.append(str(backend.spec_class.presets[preset].get(option, "")))
+                row.append(str(spec.presets[preset].get(option, "")))
             table.add_row(*row)
         console.print(table)
     return 0
@@ -343,6 +382,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from sparsec.compiler import compare
+    from sparsec.compiler.driver import CompileError
 
     targets = compare.split_targets(args.targets)
     if not targets:
@@ -373,6 +413,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def print_comparison(rows: list[Any], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     from sparsec.compiler.compare import short_name, speedups
 
     table = Table(title=title, title_justify="left")
@@ -403,7 +446,13 @@ def print_comparison(rows: list[Any], title: str) -> None:
 
 
 def cmd_workload(args: argparse.Namespace) -> int:
+    from sparsec.compiler.outputs import Outputs
     from sparsec.tensors.workloads import bert_workload
+
+    if args.workload == "llm":
+        from sparsec.compiler.eval_llm import cmd_workload_llm
+
+        return cmd_workload_llm(args)
 
     outputs = Outputs()
     outputs.precheck((args.output, "workload"))
@@ -419,7 +468,7 @@ def cmd_workload(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "compile": cmd_compile, "run": cmd_run, "compare": cmd_compare, "workload": cmd_workload,
-    "targets": cmd_targets,
+    "targets": cmd_targets, "eval": lambda args: _cmd_eval(args),
 }
 
 
@@ -439,26 +488,41 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
     raise Interrupted(signum)
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from sparsec.compiler.eval_llm import cmd_eval_llm
+
+    return cmd_eval_llm(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     previous = _install_sigterm()
     try:
         return COMMANDS[args.command](args)
-    except SpecError as err:
-        print(err.render(), file=sys.stderr)
-    except USER_ERRORS as err:
-        print(f"sparsec: error: {err}", file=sys.stderr)
-    except OSError as err:
-        print(f"sparsec: error: {err.filename or ''}: {err.strerror}", file=sys.stderr)
     except KeyboardInterrupt:
         print("sparsec: interrupted; no output written", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Interrupted as stop:
         print("sparsec: terminated; no output written", file=sys.stderr)
         return 128 + stop.signum
+    except Exception as err:
+        print(_one_line(err), file=sys.stderr)
     finally:
         _restore_sigterm(previous)
     return EXIT_BAD_INPUT
+
+
+def _one_line(err: Exception) -> str:
+    """A user's mistake as one line; anything else is a bug and propagates."""
+    from sparsec.compiler.spec import SpecError
+
+    if isinstance(err, SpecError):
+        return err.render()
+    if isinstance(err, user_errors()):
+        return f"sparsec: error: {err}"
+    if isinstance(err, OSError):
+        return f"sparsec: error: {err.filename or ''}: {err.strerror}"
+    raise err
 
 
 def _install_sigterm() -> Any:

@@ -156,14 +156,21 @@ def pass_names(pipeline: str) -> list[str]:
 
 def target_passes(target: Target, user_pipeline: str) -> str:
     """The passes the target needs (its spec's `prepare()`) that the user's pipeline does
-    not already run, as a pipeline string: a pass of the same name in the user's pipeline
-    means the user chose its options."""
+    not already run, as a pipeline string: a pass of the same name on the same operand in
+    the user's pipeline means the user chose its options."""
     prepare = target.spec.prepare()
     if not prepare:
         return ""
-    chosen = set(pass_names(user_pipeline))
-    needed = [str(spec) for spec in parse_pipeline(prepare) if spec.name not in chosen]
+    chosen = {_pass_key(spec) for spec in parse_pipeline(user_pipeline)} if user_pipeline.strip() else set()
+    needed = [str(spec) for spec in parse_pipeline(prepare) if _pass_key(spec) not in chosen]
     return ",".join(needed)
+
+
+def _pass_key(spec: object) -> tuple[str, str]:
+    """A pass and the operand it acts on (`operand`, default b): `quantize{operand=a}`
+    in a target's passes is still needed after the user's `quantize` of the weights."""
+    operand = getattr(spec, "parameters", {}).get("operand", ("b",))
+    return spec.name, str(operand[0]) if operand else "b"
 
 
 def join_pipelines(*pipelines: str) -> str:

@@ -32,13 +32,14 @@ i8       int8
       nonzeros. Values are drawn before the mask, so the same seed with a
       lower density keeps a subset of the same values.
 
-``load(path[, key], transpose=false)``
+``load(path[, key], transpose=false, index=i)``
     ``.npy`` (numpy), ``.npz`` (key names the array; optional if it holds
-    exactly one), ``.mtx`` (Matrix Market via ``scipy.io.mmread``; pattern
+    exactly one), ``.mtx`` or ``.mtx.gz`` (Matrix Market via ``scipy.io.mmread``; pattern
     matrices load as ones, symmetric ones are expanded, returned dense for
     now), ``.safetensors`` (only the named tensor is read; key optional if
     there is exactly one; BF16 tensors are decoded here since numpy has no
-    bfloat16). ``transpose=true`` swaps the last two axes. The data's shape
+    bfloat16). ``index=i`` keeps entry i of the first axis (one decode step of a
+    stacked array); ``transpose=true`` then swaps the last two axes. The data's shape
     must equal the declared shape exactly (after the transpose); its dtype
     must convert to the element type without losing kind: any real number
     converts to a float type (rounded), integers and booleans to an integer
@@ -185,18 +186,26 @@ def _read_npz(path: Path, params: LoadParams, loc: Any) -> np.ndarray:
 
 
 def _read_mtx(path: Path, params: LoadParams, loc: Any) -> Any:
-    """A Matrix Market file as a scipy CSR matrix, never densified (memory stays
-    proportional to nnz); scipy expands symmetric storage, pattern entries are ones."""
+    """A Matrix Market file (plain or gzip'd, `.mtx.gz`) as a scipy CSR matrix, never
+    densified (memory stays proportional to nnz); scipy expands symmetric storage, pattern
+    entries are ones."""
+    import gzip
+
     import scipy.io
     import scipy.sparse
 
-    with open(path, "rb") as fh:
-        banner = fh.readline(64)
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            banner = fh.readline(64)
+    except gzip.BadGzipFile:
+        raise SpecError(loc, f"load: '{params.path}' is not a gzip file") from None
     if not banner.lower().startswith(b"%%matrixmarket"):
         raise SpecError(
             loc, f"load: '{params.path}' is not a Matrix Market file (no %%MatrixMarket header)"
         )
-    data = scipy.io.mmread(str(path))
+    with opener(path, "rb") as fh:
+        data = scipy.io.mmread(fh)
     if scipy.sparse.issparse(data):
         return scipy.sparse.csr_matrix(data)
     return np.asarray(data)
@@ -371,6 +380,12 @@ def _fit(data: np.ndarray, params: LoadParams, ttype: TensorType, loc: Any) -> n
             loc, f"load: cannot convert {data.dtype} data to {ttype.dtype} (integer type)"
         )
     after = ""
+    if params.index is not None:
+        if data.ndim < 1 or params.index >= data.shape[0]:
+            raise SpecError(loc, f"load: index={params.index} is out of range for data of shape "
+                                 f"{_shape_str(data.shape)}")
+        data = data[params.index]
+        after = f" at index {params.index}"
     if params.transpose:
         if data.ndim < 2:
             raise SpecError(
@@ -379,7 +394,7 @@ def _fit(data: np.ndarray, params: LoadParams, ttype: TensorType, loc: Any) -> n
                 f"but the data has shape {_shape_str(data.shape)}",
             )
         data = np.swapaxes(data, -1, -2)
-        after = " after transpose"
+        after += " after transpose"
     if tuple(data.shape) != ttype.shape:
         raise SpecError(
             loc, f"load: data has shape {_shape_str(data.shape)}{after} but the tensor is {ttype}"

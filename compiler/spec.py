@@ -931,16 +931,29 @@ class RandomParams:
 
 @dataclass(frozen=True)
 class LoadParams:
-    """Validated arguments of ``load(path[, key], transpose=)``; ``fmt`` is the file kind."""
+    """Validated arguments of ``load(path[, key], transpose=, index=)``; ``fmt`` is the file
+    kind; ``index`` picks one entry of the data's first axis (a decode step, a layer)."""
 
     path: str
     key: str | None
     transpose: bool
     fmt: str
+    index: int | None = None
 
 
 RANDOM_DISTS = ("normal", "uniform")
-LOAD_FORMATS = {".npy": "npy", ".npz": "npz", ".mtx": "mtx", ".safetensors": "safetensors"}
+LOAD_FORMATS = {
+    ".npy": "npy", ".npz": "npz", ".mtx": "mtx", ".mtx.gz": "mtx", ".safetensors": "safetensors",
+}
+
+
+def load_suffix(name: str) -> str:
+    """The file-kind suffix of a load path: `.mtx.gz` (gzip'd Matrix Market) counts as one
+    suffix, otherwise the last one, lower-cased."""
+    lowered = name.lower()
+    if lowered.endswith(".mtx.gz"):
+        return ".mtx.gz"
+    return Path(lowered).suffix
 
 
 def _unknown_keyword(what: str, key: str, loc: Loc | None, known: Sequence[str]) -> SpecError:
@@ -985,9 +998,9 @@ def random_params(source: Source) -> RandomParams:
 def load_params(source: Source, ttype: TensorType | None = None) -> LoadParams:
     """Check ``load(path[, key], transpose=bool)``; with ``ttype``, also check fit."""
     for key in source.kwargs:
-        if key != "transpose":
+        if key not in ("transpose", "index"):
             raise _unknown_keyword(
-                "load", key, source.kwarg_locs.get(key, source.loc), ("transpose",)
+                "load", key, source.kwarg_locs.get(key, source.loc), ("transpose", "index")
             )
     if not source.args:
         raise SpecError(source.loc, 'load: missing file name, e.g. load("weights.npy")')
@@ -998,7 +1011,7 @@ def load_params(source: Source, ttype: TensorType | None = None) -> LoadParams:
         raise SpecError(path_v.loc, f"load: file name must be a string, got {path_v}")
     if not path_v.text:
         raise SpecError(path_v.loc, "load: file name is empty")
-    suffix = Path(path_v.text).suffix.lower()
+    suffix = load_suffix(path_v.text)
     fmt = LOAD_FORMATS.get(suffix)
     if fmt is None:
         raise SpecError(
@@ -1028,7 +1041,16 @@ def load_params(source: Source, ttype: TensorType | None = None) -> LoadParams:
         raise SpecError(
             path_v.loc, f"load: Matrix Market files hold matrices, but the tensor is {ttype}"
         )
-    return LoadParams(path_v.text, key, transpose, fmt)
+    index = None
+    if "index" in source.kwargs:
+        v = source.kwargs["index"]
+        if not isinstance(v, Number) or not isinstance(v.number, int) or v.number < 0:
+            raise SpecError(v.loc, f"load: index must be an integer >= 0, got {v}")
+        if fmt == "mtx":
+            raise SpecError(v.loc, "load: index picks an entry of an array's first axis; "
+                                   "Matrix Market files hold one matrix")
+        index = v.number
+    return LoadParams(path_v.text, key, transpose, fmt, index)
 
 
 #: Source kind -> validator(source, declared type). Extend to add source kinds
@@ -1353,3 +1375,4 @@ def format_spec(spec: SpecFile) -> str:
 
 # The attention-family ops register their rules in OP_RULES (kept in their own module).
 from sparsec.compiler import attention_rules as _attention_rules  # noqa: E402, F401
+from sparsec.compiler import block_rules as _block_rules  # noqa: E402, F401

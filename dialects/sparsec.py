@@ -531,8 +531,11 @@ def output_names(attr: Attribute | None, count: int) -> list[str]:
     return [s.data for s in attr.data if isinstance(s, StringAttr)]  # type: ignore[attr-defined]
 
 
+# The block ops (dialects/block.py) use this module's helpers, so they are imported last.
+from sparsec.dialects.block import BLOCK_OPS  # noqa: E402
+
 Sparsec = Dialect(
     "sparsec",
-    [InputOp, ParamOp, MatmulOp, SddmmOp, SoftmaxOp, SpmmOp, AttentionOp],
+    [InputOp, ParamOp, MatmulOp, SddmmOp, SoftmaxOp, SpmmOp, AttentionOp, *BLOCK_OPS],
     [*FORMAT_ATTRIBUTES],
 )

@@ -17,18 +17,21 @@ from sparsec.tensors.numerics import accumulate_dtype
 
 
 def mask_matrix(kind: str, t: int, s: int, window: int | None = None,
-                pattern: np.ndarray | None = None) -> np.ndarray | None:
+                pattern: np.ndarray | None = None, start: int | None = None
+                ) -> np.ndarray | None:
     """Boolean [T, S] of the (query i, key j) pairs attention may use; None for all.
 
-    causal: j <= i + (S - T) (queries aligned with the last keys); window: |i + (S - T) - j|
-    <= window; pattern: the given 0/1 matrix.
+    Query i sits at position start + i (start defaults to S - T: the queries are the last
+    keys' positions). causal: j <= start + i; window: |start + i - j| <= window;
+    pattern: the given 0/1 matrix.
     """
     if kind == "none":
         return None
     if kind == "pattern":
         assert pattern is not None
         return np.asarray(pattern) != 0
-    offset = np.arange(t)[:, None] + (s - t) - np.arange(s)[None, :]
+    first = s - t if start is None else start
+    offset = np.arange(t)[:, None] + first - np.arange(s)[None, :]
     if kind == "causal":
         return offset >= 0
     if kind == "window":

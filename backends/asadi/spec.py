@@ -62,6 +62,8 @@ class AsadiSpec(AcceleratorSpec):
     same hardware (false).
     """
 
+    summary: ClassVar[str] = "ASADI ReRAM in-situ sparse attention: DIA (or CSR) SDDMM/softmax/SpMM per Tile"
+
     name: ClassVar[str] = "asadi"
     dram_level: ClassVar[str] = "oci"
     presets: ClassVar[dict[str, dict[str, Any]]] = {

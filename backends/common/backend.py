@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, TensorType
 from xdsl.interpreter import (
@@ -33,6 +34,7 @@ from xdsl.interpreter import (
 )
 from xdsl.passes import ModulePass
 
+from sparsec.backends.common.block_reference import BlockFunctions
 from sparsec.backends.common.report import Check, Report
 from sparsec.backends.common.spec import AcceleratorSpec
 from sparsec.dialects import sparsec
@@ -219,10 +221,13 @@ class Backend:
     spec_class: type[AcceleratorSpec]
     lowering_pass: type[ModulePass]
     machine_class: type[Machine]
-    summary: str
     kernel_ops: frozenset[str] | None = None
 
     PLACEHOLDER: ClassVar[str] = "not executed (--no-execute)"
+
+    @property
+    def summary(self) -> str:
+        return self.spec_class.summary
 
     def can_run(self, op_name: str) -> bool:
         """Whether this backend lowers (and counts) the kernel op `op_name`."""
@@ -272,6 +277,7 @@ def make_interpreter(module: ModuleOp, store: DataStore,
     interpreter = Interpreter(module, listeners=listeners)
     interpreter.register_implementations(KernelFuncFunctions())
     interpreter.register_implementations(SparsecFunctions(store))
+    interpreter.register_implementations(BlockFunctions())
     if extra is not None:
         interpreter.register_implementations(extra)
     return interpreter
@@ -285,6 +291,19 @@ def run_reference(module: ModuleOp, store: DataStore) -> dict[str, list[np.ndarr
     return {f.sym_name.data: list(interpreter.call_op(f, ())) for f in kernel_funcs(module)}
 
 
+def one_blas_thread():
+    """BLAS limited to one thread while an instruction stream executes.
+
+    A machine's interpreter makes one small BLAS call per fold or tile (thousands per
+    kernel). Multithreaded BLAS starts and synchronises its threads on every call; on a
+    shared machine those threads fight other processes for the cores and each call waits
+    for the slowest (measured: a 2048^3 systolic run took 35 s under load, 2.4 s with one
+    thread). One thread per call keeps a fold's cost proportional to its MACs; the
+    interpreter's speed against numpy is in benchmarks/interpreter_overhead.py.
+    """
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def run_machine(module: ModuleOp, store: DataStore, backend: Backend, spec: AcceleratorSpec,
                 execute: bool) -> dict[str, tuple[list[Any], Report]]:
     """Run every kernel of an ISA module on a fresh machine each; outputs and reports."""
@@ -293,7 +312,7 @@ def run_machine(module: ModuleOp, store: DataStore, backend: Backend, spec: Acce
         name = function.sym_name.data
         machine = backend.machine_class(spec, execute)
         count = len(function.body.block.ops)
-        with progress_listeners(name, count) as listeners:
+        with progress_listeners(name, count) as listeners, one_blas_thread():
             interpreter = make_interpreter(module, store, machine.functions(), listeners)
             outputs = list(interpreter.call_op(function, ()))
         report = machine.report(name)

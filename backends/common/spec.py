@@ -44,7 +44,10 @@ class AcceleratorSpec(ArgSpecConvertible):
     """Hardware parameters of one accelerator; subclasses add fields and presets."""
 
     name: ClassVar[str]
+    summary: ClassVar[str] = ""
+    """One line for `sparsec targets`: what the machine is and whose accounting it follows."""
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    """Named configurations: field values overriding the dataclass defaults."""
     dram_level: ClassVar[str] = "dram"
     """The memory level of the report's `bytes` that is off-chip (`hbm` on a GPU)."""
     dram_model: ClassVar[str] = "modelled"
@@ -53,7 +56,6 @@ class AcceleratorSpec(ArgSpecConvertible):
     once: bytes and energy, no time - the machine's own model assumes data on chip)."""
     weights_preloaded: ClassVar[bool] = False
     """Whether compile-time weights sit on chip before the run (not counted off-chip)."""
-    """Named configurations: field values overriding the dataclass defaults."""
 
     preset: str = "default"
 

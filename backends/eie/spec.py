@@ -69,6 +69,8 @@ class EieSpec(AcceleratorSpec):
     SRAM sizes are per PE.
     """
 
+    summary: ClassVar[str] = "EIE: rcsc + 4-bit codebook weights, nonzero-activation broadcast, per-PE FIFOs"
+
     name: ClassVar[str] = "eie"
     dram_model: ClassVar[str] = "boundary"
     weights_preloaded: ClassVar[bool] = True

@@ -49,6 +49,9 @@ class HottilesSpec(AcceleratorSpec):
     "Tiles").
     """
 
+    summary: ClassVar[str] = ("SpMM on hot (systolic) + cold (streaming CSR) workers sharing "
+                              "DRAM, hot/cold tiles (HotTiles)")
+
     name: ClassVar[str] = "hottiles"
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
 

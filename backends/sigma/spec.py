@@ -39,6 +39,9 @@ class SigmaSpec(AcceleratorSpec):
     bitmap (padding short vectors with explicit zeros), so the default mirrors it.
     """
 
+    summary: ClassVar[str] = (
+        "SIGMA: bitmap sparse GEMM on Flex-DPEs, Benes DN + FAN (STONNE's SIGMA accounting)")
+
     name: ClassVar[str] = "sigma"
     dram_model: ClassVar[str] = "boundary"
     presets: ClassVar[dict[str, dict[str, Any]]] = {

@@ -38,6 +38,9 @@ class SparcSpec(AcceleratorSpec):
     tree), whichever finishes the row sooner (`matrix_cycles`).
     """
 
+    summary: ClassVar[str] = (
+        "SpARC: row-clustered approximate attention, 16x64 INT16 MACs, LRU centroid cache")
+
     name: ClassVar[str] = "sparc"
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         # The paper's configuration: 16 VPs x 64 INT16 MACs, 32 KB LRU centroid cache.

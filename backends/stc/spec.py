@@ -81,6 +81,8 @@ class StcSpec(AcceleratorSpec):
     contiguous tensor, as a consumer that needs one does).
     """
 
+    summary: ClassVar[str] = "GPU (sparse) tensor cores, A100/H100: 2:4 mma.sp vs dense mma, tiles in waves"
+
     name: ClassVar[str] = "stc"
     dram_level: ClassVar[str] = "hbm"
     presets: ClassVar[dict[str, dict[str, Any]]] = {

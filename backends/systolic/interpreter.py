@@ -7,19 +7,24 @@ equations are in backends/systolic/README.md; each is named where it is used.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
 from xdsl.ir import SSAValue
 
-from sparsec.backends.common.backend import Machine, dtype_of, op_mask
+from sparsec.backends.common.backend import Machine, dtype_of
+from sparsec.backends.common.block_reference import evaluate, plain_properties
 from sparsec.backends.common.isa import zero_accumulator
 from sparsec.backends.common.memory import MemoryLevel
 from sparsec.backends.common.report import Check, Report
 from sparsec.backends.common.timeline import Event, Timeline
-from sparsec.backends.systolic import isa
+from sparsec.backends.systolic import isa, vector
 from sparsec.backends.systolic.buffers import (
     FoldRecord,
     OfmapWriteBuffer,
@@ -76,6 +81,9 @@ class SystolicMachine(Machine):
         self.folds = 0
         self.mac_pj = spec.mac_pj
         self.tails: list[dict[str, int]] = []
+        self.vector_kinds: dict[str, dict[str, int]] = {}
+        self.gemms: list[dict[str, Any]] = []
+        self.vector_pj = 0.0
 
     def functions(self) -> InterpreterFunctions:
         return SystolicFunctions(self)
@@ -92,6 +100,10 @@ class SystolicMachine(Machine):
         operand = op.operand.data
         self.gemm.resident[operand] = None
         if self.spec.mode == "user":
+            # Tiles load per fold; the first fold still waits for the operand's producer.
+            producer = self.ready.get(op.source)
+            if producer is not None:
+                self.gemm.first_fold_after = max(self.gemm.first_fold_after, producer.end)
             return
         cycles, _, covers_all = calc_prefetch(op.words.value.data,
                                               self.spec.sram_words(operand))
@@ -126,25 +138,80 @@ class SystolicMachine(Machine):
         self.srams["ifmap"].read((m1 - m0) * (k1 - k0) * spec.word_bytes)
         self.srams["filter"].read((k1 - k0) * (n1 - n0) * spec.word_bytes)
 
+    def vector_work(self, kind: str, shape: tuple[int, ...], props: dict[str, Any]) -> int:
+        """Cycles of one vector-unit instruction (backends/systolic/vector.py), with its
+        operations and energy counted under `kind`."""
+        spec = self.spec
+        done = vector.work(kind, shape, props)
+        cycles = done.cycles(spec.lanes, spec.vector_alu_cycles, spec.vector_sfu_cycles)
+        tally = self.vector_kinds.setdefault(kind, {"instructions": 0, "cycles": 0,
+                                                    "alu_ops": 0, "sfu_ops": 0})
+        tally["instructions"] += 1
+        tally["cycles"] += cycles
+        tally["alu_ops"] += done.alu_ops
+        tally["sfu_ops"] += done.sfu_ops
+        self.vector_pj += done.energy_pj(spec.vector_alu_pj, spec.vector_sfu_pj)
+        return cycles
+
     def epilogue(self, op: isa.EpilogueOp) -> None:
-        """Scale and mask the accumulator on the vector unit: ceil(elements / lanes)."""
-        elements = _elements(op.acc.type)
-        self.gemm.epilogue = self.timeline.issue("vector", -(-elements // self.spec.lanes),
-                                                 after=[self.gemm.folds[-1]])
+        """Scale and mask the accumulator on the vector unit (one multiply and a select per
+        element: ceil(elements / lanes) ALU steps)."""
+        cycles = self.vector_work("epilogue", _shape(op.acc.type), {})
+        self.gemm.epilogue = self.timeline.issue("vector", cycles, after=[self.gemm.folds[-1]])
 
     def softmax(self, op: isa.SoftmaxOp) -> None:
-        """Masked row softmax on the vector unit: 3 passes (max; exp and sum; normalize),
-        ceil(3 * elements / lanes) cycles, once its input has drained; its result stays
-        in the output SRAM for the next GEMM to read."""
+        """Masked row softmax on the vector unit (max, subtract, exp, sum, reciprocal,
+        multiply), once its input has drained; its result stays in the output SRAM for
+        the next GEMM to read."""
         elements = _elements(op.input.type)
         self.srams["ofmap"].read(elements * self.spec.word_bytes)
         self.srams["ofmap"].write(elements * self.spec.word_bytes)
-        self.ready[op.result] = self.timeline.issue(
-            "vector", -(-3 * elements // self.spec.lanes), after=[self.ready.get(op.input)])
+        cycles = self.vector_work("softmax", _shape(op.input.type), {})
+        self.ready[op.result] = self.timeline.issue("vector", cycles,
+                                                    after=[self.ready.get(op.input)])
 
-    def count_effectual(self, a: np.ndarray, b: np.ndarray) -> None:
-        """Useful MACs of a GEMM (nonzero times nonzero); the array performs them all."""
-        self.effectual_macs += effectual_macs(a, b)
+    def vector(self, op: isa.VectorOp) -> None:
+        """An elementwise or normalization instruction. Inputs the machine produced are
+        read from the SRAMs; kernel inputs and params (weights, the residual stream) come
+        from DRAM. The result is written to the SRAM and to DRAM, where the next GEMM's
+        prefetch reads it."""
+        word = self.spec.word_bytes
+        for value in op.inputs:
+            nbytes = _elements(value.type) * word
+            if value not in self.ready:
+                self.dram.read(nbytes)
+                self.srams["ofmap"].write(nbytes)
+            self.srams["ofmap"].read(nbytes)
+        out_bytes = _elements(op.result.type) * word
+        self.srams["ofmap"].write(out_bytes)
+        self.dram.write(out_bytes)
+        props = {k: v for k, v in plain_properties(op).items() if k != "kind"}
+        cycles = self.vector_work(op.kind.data, _shape(op.result.type), props)
+        self.ready[op.result] = self.timeline.issue(
+            "vector", cycles, after=[self.ready.get(v) for v in op.inputs])
+
+    def move(self, op: isa.MoveOp) -> None:
+        """Head split/merge and KV-cache append: no cycles (addressing); the appended rows
+        are written to the cache in DRAM. Ready when the inputs are."""
+        if op.kind.data == "concat":
+            self.dram.write(_elements(op.inputs[1].type) * self.spec.word_bytes)
+        inputs = [self.ready.get(v) for v in op.inputs]
+        ends = [e for e in inputs if e is not None]
+        if ends:
+            self.ready[op.result] = max(ends, key=lambda e: e.end)
+
+    def count_effectual(self, a: np.ndarray | None, b: np.ndarray | None,
+                        op: isa.FoldOp) -> None:
+        """Useful MACs of a GEMM (nonzero times nonzero); the array performs them all.
+        An operand whose values were not computed (--no-execute: an intermediate) counts
+        every product as useful."""
+        if a is None or b is None:
+            heads = op.acc.type.get_shape()[0] if op.head is not None else 1  # type: ignore[union-attr]
+            lhs = op.lhs.type.get_shape()[-2:]  # type: ignore[union-attr]
+            m, k = (lhs[1], lhs[0]) if op.transpose_a else (lhs[0], lhs[1])
+            self.effectual_macs += heads * m * k * op.acc.type.get_shape()[-1]  # type: ignore[union-attr]
+            return
+        self.effectual_macs += effectual_macs(a, _grouped(a, b))
 
     def require_stationary_fits(self, op: isa.FoldOp) -> None:
         """Bandwidth-limited mode: a fold's stationary tile must fit its SRAM whole."""
@@ -175,7 +242,11 @@ class SystolicMachine(Machine):
         for word_count, lines in drains:
             at = cycle_of_word(word_count, self.gemm.records, prefix, self.spec,
                                self.gemm.fold_length, self.gemm.temporal)
-            events.append(self.timeline.issue("ofmap_dma", lines, not_before=at))
+            # SCALE-Sim starts the next drain once the cycle reaches the previous drain's
+            # last line (`current_cycle < drain_end_cycle` is false there): the DMA accepts
+            # a drain after lines - 1 cycles; its last line leaves after `lines`.
+            events.append(self.timeline.issue("ofmap_dma", max(0, lines - 1), not_before=at,
+                                              latency=lines))
         if lines_left:
             # The last lines leave on the flush path while a drain may still be under way.
             events.append(self.timeline.issue("ofmap_flush", lines_left, not_before=last_row))
@@ -183,6 +254,8 @@ class SystolicMachine(Machine):
         self.dram.write(words * self.spec.word_bytes)
         self.tails.append({"words": words, "mid_run_drains": len(drains),
                            "lines_after_compute": lines_left})
+        self.gemms.append({"name": _kernel_name(op.result.name_hint), "folds": len(self.gemm.folds),
+                           "array_cycles": sum(e.end - e.start for e in self.gemm.folds)})
         self.gemm = GemmState()
         return max(events, key=lambda e: e.end)
 
@@ -203,14 +276,15 @@ class SystolicMachine(Machine):
         tile larger than half its SRAM cannot be fetched ahead and waits for fold i-1.
         """
         (m0, m1), (n0, n1), (k0, k1) = op.tile()
-        tiles = {"ifmap": (m0, m1, k0, k1), "filter": (k0, k1, n0, n1)}
+        tiles = {"ifmap": (op.head_index, m0, m1, k0, k1),
+                 "filter": (op.rhs_head_index, k0, k1, n0, n1)}
         events: list[Event] = []
         folds = self.gemm.folds
         for operand, tile in tiles.items():
             if self.gemm.resident.get(operand) == tile:
                 continue
             self.gemm.resident[operand] = tile
-            words = (tile[1] - tile[0]) * (tile[3] - tile[2])
+            words = (tile[2] - tile[1]) * (tile[4] - tile[3])
             self._count_dram_read(operand, words)
             if self.spec.mode != "user":
                 continue
@@ -227,6 +301,7 @@ class SystolicMachine(Machine):
         memories = [self.dram, *self.srams.values()]
         energy = {m.name: m.energy_pj for m in memories}
         energy["macs"] = self.effectual_macs * self.mac_pj
+        energy["vector"] = self.vector_pj
         return Report(
             target=spec.target_string(),
             kernel=kernel,
@@ -250,6 +325,8 @@ class SystolicMachine(Machine):
                 "fill_cycles": self.fill_cycles,
                 "writeback": self.tails,
                 "energy_breakdown_pj": energy,
+                "vector_unit": self.vector_kinds,
+                "gemms": self.gemms,
                 "dataflow": spec.dataflow,
                 "mode": spec.mode,
             },
@@ -263,6 +340,34 @@ def _elements(value_type: Any) -> int:
     return count
 
 
+def _kernel_name(hint: str | None) -> str:
+    """The kernel tensor a GEMM's write-back produces (`Qp` for `%Qp_3`; `C_scores`
+    style names of attention's parts are kept)."""
+    if hint is None:
+        return "?"
+    stem, _, suffix = hint.rpartition("_")
+    return stem if stem and suffix.isdigit() else hint
+
+
+def _shape(value_type: Any) -> tuple[int, ...]:
+    return tuple(value_type.get_shape())
+
+
+def _mask(op: isa.EpilogueOp | isa.SoftmaxOp, pattern: np.ndarray | None,
+          keys: int) -> np.ndarray | None:
+    """The op's [T, S] mask; `start` places the query rows of a causal mask."""
+    t = op.results[0].type.get_shape()[-2]  # type: ignore[union-attr]
+    return attention.mask_matrix(op.mask_kind, t, keys, op.window_size, pattern,
+                                 start=op.start_position)
+
+
+def _grouped(lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """rhs with its heads repeated to match lhs's (grouped-query heads), for counting."""
+    if lhs.ndim != 3 or rhs.ndim != 3 or lhs.shape[0] == rhs.shape[0]:
+        return rhs
+    return np.repeat(rhs, lhs.shape[0] // rhs.shape[0], axis=0)
+
+
 def _head(array: np.ndarray, head: int | None) -> np.ndarray:
     return array if head is None else array[head]
 
@@ -271,20 +376,99 @@ def _matrix_t(array: np.ndarray, transposed: bool) -> np.ndarray:
     return np.swapaxes(array, -1, -2) if transposed else array
 
 
+@dataclass
+class PendingFolds:
+    """Folds whose products are not yet added to their accumulator, batched into one BLAS
+    call per rectangle.
+
+    Consecutive folds of one GEMM that share the operands, the accumulator, the head and
+    the k range add disjoint tiles of the same product A[:, k] . B[k, :]; when they cover a
+    rectangle exactly, one product of the rectangle computes them all (the same sums in the
+    same accumulator type; only BLAS's blocking inside a tile may differ, as it does between
+    any two BLAS calls). Anything else falls back to one product per fold. Every other
+    instruction flushes first, so no instruction ever reads an accumulator with pending
+    folds. Thousands of tiny BLAS calls become a few large ones (benchmarks/
+    interpreter_overhead.py).
+    """
+
+    tiles: list[tuple[int, int, int, int]] = field(default_factory=list)
+    key: tuple[Any, ...] | None = None
+    operands: tuple[Any, ...] = ()
+
+    def add(self, op: isa.FoldOp, lhs: np.ndarray, rhs: np.ndarray, acc: np.ndarray) -> None:
+        (m0, m1), (n0, n1), k = op.tile()
+        key = (id(lhs), id(rhs), id(acc), k, op.head_index, op.rhs_head_index,
+               op.transpose_a is not None, op.transpose_b is not None, dtype_of(op.lhs.type))
+        if key != self.key:
+            self.flush()
+            self.key, self.operands = key, (lhs, rhs, acc)
+        self.tiles.append((m0, m1, n0, n1))
+
+    def flush(self) -> None:
+        if not self.tiles:
+            return
+        lhs, rhs, acc = self.operands
+        _, _, _, (k0, k1), head, rhs_head, transpose_a, transpose_b, dtype = self.key
+        a = _matrix_t(_head(lhs, head), transpose_a)
+        b = _matrix_t(_head(rhs, rhs_head), transpose_b)
+        out = _head(acc, head)
+        for m0, m1, n0, n1 in _rectangles(self.tiles):
+            with all_blas_threads((m1 - m0) * (n1 - n0) * (k1 - k0)):
+                out[m0:m1, n0:n1] += matmul_accumulate(a[m0:m1, k0:k1], b[k0:k1, n0:n1],
+                                                       dtype)
+        self.tiles, self.key, self.operands = [], None, ()
+
+
+LARGE_PRODUCT_MACS = 1 << 24
+"""A batched product this large uses every BLAS thread: one call, so no per-call thread
+start-up to amortise (the reason the interpreter runs single-threaded, see
+`one_blas_thread`)."""
+
+
+def all_blas_threads(macs: int) -> contextlib.AbstractContextManager:
+    if macs < LARGE_PRODUCT_MACS:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=os.cpu_count() or 1, user_api="blas")
+
+
+def _rectangles(tiles: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """The bounding rectangle of `tiles` if they cover it exactly once, else the tiles."""
+    m0 = min(t[0] for t in tiles)
+    m1 = max(t[1] for t in tiles)
+    n0 = min(t[2] for t in tiles)
+    n1 = max(t[3] for t in tiles)
+    area = sum((t[1] - t[0]) * (t[3] - t[2]) for t in tiles)
+    if area != (m1 - m0) * (n1 - n0) or len(set(tiles)) != len(tiles) or not _disjoint(tiles):
+        return tiles
+    return [(m0, m1, n0, n1)]
+
+
+def _disjoint(tiles: list[tuple[int, int, int, int]]) -> bool:
+    """True when no two tiles overlap (tiles of a fold grid: distinct row and column bands)."""
+    rows = sorted({(t[0], t[1]) for t in tiles})
+    cols = sorted({(t[2], t[3]) for t in tiles})
+    bands_disjoint = all(a[1] <= b[0] for a, b in itertools.pairwise(rows)) and \
+        all(a[1] <= b[0] for a, b in itertools.pairwise(cols))
+    return bands_disjoint and len(tiles) <= len(rows) * len(cols)
+
+
 @register_impls
 class SystolicFunctions(InterpreterFunctions):
     """numpy semantics of the systolic ISA, with accounting by the machine."""
 
     def __init__(self, machine: SystolicMachine):
         self.machine = machine
+        self.folds = PendingFolds()
 
     @impl(isa.ZerosOp)
     def run_zeros(self, interpreter: Interpreter, op: isa.ZerosOp, args: tuple[Any, ...]):
+        self.folds.flush()
         return (zero_accumulator(op, self.machine.execute),)
 
     @impl(isa.PrefetchOp)
     def run_prefetch(self, interpreter: Interpreter, op: isa.PrefetchOp,
                      args: tuple[Any, ...]):
+        self.folds.flush()
         self.machine.prefetch(op)
         return ()
 
@@ -293,39 +477,58 @@ class SystolicFunctions(InterpreterFunctions):
         self.machine.fold(op)
         lhs, rhs, acc = args
         if op.index.value.data == 0:
-            self.machine.count_effectual(_matrix_t(lhs, op.transpose_a is not None),
-                                         _matrix_t(rhs, op.transpose_b is not None))
+            self.folds.flush()
+            self.machine.count_effectual(
+                None if lhs is None else _matrix_t(lhs, op.transpose_a is not None),
+                None if rhs is None else _matrix_t(rhs, op.transpose_b is not None), op)
         if not self.machine.execute:
             return (None,)
-        (m0, m1), (n0, n1), (k0, k1) = op.tile()
-        head = op.head_index
-        a = _matrix_t(_head(lhs, head), op.transpose_a is not None)[m0:m1, k0:k1]
-        b = _matrix_t(_head(rhs, head), op.transpose_b is not None)[k0:k1, n0:n1]
-        _head(acc, head)[m0:m1, n0:n1] += matmul_accumulate(a, b, dtype_of(op.lhs.type))
+        self.folds.add(op, lhs, rhs, acc)
         return (acc,)
 
     @impl(isa.EpilogueOp)
     def run_epilogue(self, interpreter: Interpreter, op: isa.EpilogueOp,
                      args: tuple[Any, ...]):
+        self.folds.flush()
         self.machine.epilogue(op)
         acc = args[0]
         if not self.machine.execute:
             return (None,)
-        mask = op_mask(op, args[1] if len(args) > 1 else None)
+        mask = _mask(op, args[1] if len(args) > 1 else None, acc.shape[-1])
         scaled = acc * acc.dtype.type(op.scale.value.data)
         return (scaled if mask is None else np.where(mask, scaled, acc.dtype.type(0)),)
 
     @impl(isa.SoftmaxOp)
     def run_softmax(self, interpreter: Interpreter, op: isa.SoftmaxOp, args: tuple[Any, ...]):
+        self.folds.flush()
         self.machine.softmax(op)
         if not self.machine.execute:
             return (None,)
-        mask = op_mask(op, args[1] if len(args) > 1 else None)
+        mask = _mask(op, args[1] if len(args) > 1 else None, args[0].shape[-1])
         return (attention.masked_softmax(args[0], mask, dtype_of(op.result.type)),)
+
+    @impl(isa.VectorOp)
+    def run_vector(self, interpreter: Interpreter, op: isa.VectorOp, args: tuple[Any, ...]):
+        self.folds.flush()
+        self.machine.vector(op)
+        if not self.machine.execute:
+            return (None,)
+        props = {k: v for k, v in plain_properties(op).items() if k != "kind"}
+        return (evaluate(op.kind.data, list(args), props, dtype_of(op.result.type)),)
+
+    @impl(isa.MoveOp)
+    def run_move(self, interpreter: Interpreter, op: isa.MoveOp, args: tuple[Any, ...]):
+        self.folds.flush()
+        self.machine.move(op)
+        if not self.machine.execute:
+            return (None,)
+        props = {k: v for k, v in plain_properties(op).items() if k != "kind"}
+        return (evaluate(op.kind.data, list(args), props, dtype_of(op.result.type)),)
 
     @impl(isa.WritebackOp)
     def run_writeback(self, interpreter: Interpreter, op: isa.WritebackOp,
                       args: tuple[Any, ...]):
+        self.folds.flush()
         event = self.machine.writeback(op)
         self.machine.ready[op.result] = event
         (acc,) = args

@@ -55,7 +55,10 @@ def _range(values: tuple[int, int]) -> DenseArrayBase:
     return DenseArrayBase.from_list(i64, values)
 
 
+@functools.lru_cache(maxsize=8192)
 def _bounds(attr: DenseArrayBase, what: str, op: str) -> tuple[int, int]:
+    """(lo, hi) of a fold range; cached, since every fold's ranges are read by the
+    verifier, the machine and the interpreter, and decoding a DenseArrayBase is slow."""
     values = tuple(attr.get_values())
     if len(values) != 2 or not 0 <= values[0] < values[1]:
         raise VerifyException(f"{op}: {what} must be array<i64: lo, hi> with 0 <= lo < hi, "
@@ -152,6 +155,16 @@ class FoldOp(IRDLOperation):
     def head_index(self) -> int | None:
         return self.head.value.data if self.head is not None else None
 
+    @property
+    def rhs_head_index(self) -> int | None:
+        """The rhs head this fold reads: query head h reads key/value head h // group
+        when the rhs has fewer heads (grouped-query attention)."""
+        if self.head is None:
+            return None
+        heads = self.acc.type.get_shape()[0]  # type: ignore[union-attr]
+        rhs_heads = self.rhs.type.get_shape()[0]  # type: ignore[union-attr]
+        return self.head_index // (heads // rhs_heads)
+
     def verify_(self) -> None:
         (m0, m1), (n0, n1), (k0, k1) = self.tile()
         full_shape = self.acc.type.get_shape()  # type: ignore[union-attr]
@@ -163,6 +176,10 @@ class FoldOp(IRDLOperation):
         if self.head is not None and not 0 <= self.head_index < full_shape[0]:
             raise VerifyException(f"systolic.fold: head {self.head_index} is out of range for "
                                   f"{full_shape[0]} heads")
+        rhs_shape = self.rhs.type.get_shape()  # type: ignore[union-attr]
+        if self.head is not None and full_shape[0] % rhs_shape[0]:
+            raise VerifyException(f"systolic.fold: rhs heads ({rhs_shape[0]}) must divide the "
+                                  f"accumulator's ({full_shape[0]}) (grouped-query heads)")
         acc_shape = full_shape[-2:]
         if m1 > acc_shape[0] or n1 > acc_shape[1]:
             raise VerifyException(f"systolic.fold: tile m={m0}:{m1} n={n0}:{n1} exceeds the "
@@ -200,10 +217,16 @@ class WritebackOp(IRDLOperation):
 
 
 class _VectorOp(IRDLOperation):
-    """Shared mask properties of the ops the vector unit runs on attention scores."""
+    """Shared mask properties of the ops the vector unit runs on attention scores;
+    `start` places the query rows of a causal mask (decoder attention over a KV cache)."""
 
     mask = opt_prop_def(StringAttr)
     window = opt_prop_def(IntegerAttr)
+    start = opt_prop_def(IntegerAttr)
+
+    @property
+    def start_position(self) -> int | None:
+        return self.start.value.data if self.start is not None else None
 
     @property
     def mask_kind(self) -> str:
@@ -214,12 +237,15 @@ class _VectorOp(IRDLOperation):
         return self.window.value.data if self.window is not None else None
 
 
-def _mask_props(mask: str, window: int | None) -> dict[str, Attribute]:
+def _mask_props(mask: str, window: int | None, start: int | None = None
+                ) -> dict[str, Attribute]:
     props: dict[str, Attribute] = {}
     if mask != "none":
         props["mask"] = StringAttr(mask)
     if window is not None:
         props["window"] = IntegerAttr(window, i64)
+    if start is not None:
+        props["start"] = IntegerAttr(start, i64)
     return props
 
 
@@ -238,10 +264,11 @@ class EpilogueOp(_VectorOp):
                        "(`,` type($pattern)^)? `)` `->` type($result)")
 
     def __init__(self, acc: SSAValue, scale: float, mask: str, window: int | None,
-                 pattern: SSAValue | None):
+                 pattern: SSAValue | None, start: int | None = None):
         super().__init__(operands=[acc, [pattern] if pattern is not None else []],
                          result_types=[acc.type],
-                         properties={"scale": FloatAttr(scale, f64), **_mask_props(mask, window)})
+                         properties={"scale": FloatAttr(scale, f64),
+                                     **_mask_props(mask, window, start)})
 
 
 @irdl_op_definition
@@ -257,10 +284,96 @@ class SoftmaxOp(_VectorOp):
                        "(`,` type($pattern)^)? `)` `->` type($result)")
 
     def __init__(self, value: SSAValue, mask: str, window: int | None,
-                 pattern: SSAValue | None):
+                 pattern: SSAValue | None, start: int | None = None):
         super().__init__(operands=[value, [pattern] if pattern is not None else []],
-                         result_types=[value.type], properties=_mask_props(mask, window))
+                         result_types=[value.type],
+                         properties=_mask_props(mask, window, start))
+
+
+VECTOR_KINDS = ("rmsnorm", "layernorm", "silu", "gelu", "exp", "add", "mul", "rope")
+VECTOR_ARITY = {"rmsnorm": 2, "layernorm": 3, "add": 2, "mul": 2}
+"""Inputs of each vector instruction (1 unless listed)."""
+
+
+@irdl_op_definition
+class VectorOp(IRDLOperation):
+    """One elementwise or normalization instruction on the vector unit:
+    `%y = systolic.vector "rmsnorm" %x, %g {eps = 1.0e-05 : f64} : (...) -> T`.
+
+    Semantics: those of the kernel op `sparsec.<kind>` with the same properties (eps,
+    base, start, approximate, convention), computed by backends/common/block_reference.py; its cycles
+    and energy come from the operation counts of backends/systolic/vector.py.
+    """
+
+    name = "systolic.vector"
+    kind = prop_def(StringAttr)
+    inputs = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    eps = opt_prop_def(FloatAttr)
+    base = opt_prop_def(FloatAttr)
+    start = opt_prop_def(IntegerAttr)
+    approximate = opt_prop_def(StringAttr)
+    convention = opt_prop_def(StringAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = ("$kind $inputs attr-dict `:` `(` type($inputs) `)` `->` "
+                       "type($result)")
+
+    def __init__(self, kind: str, inputs: list[SSAValue], result_type: Attribute,
+                 properties: dict[str, Attribute]):
+        super().__init__(operands=[inputs], result_types=[result_type],
+                         properties={"kind": StringAttr(kind), **properties})
+
+    def verify_(self) -> None:
+        kind = self.kind.data
+        if kind not in VECTOR_KINDS:
+            raise VerifyException(f"systolic.vector: kind must be one of "
+                                  f"{', '.join(VECTOR_KINDS)}, got '{kind}'")
+        arity = VECTOR_ARITY.get(kind, 1)
+        if len(self.inputs) != arity:
+            raise VerifyException(f"systolic.vector: '{kind}' takes {arity} input(s), got "
+                                  f"{len(self.inputs)}")
+        needs = {"rmsnorm": "eps", "layernorm": "eps", "rope": "base"}.get(kind)
+        if needs is not None and getattr(self, needs) is None:
+            raise VerifyException(f"systolic.vector: '{kind}' needs `{needs}`")
+
+
+MOVE_KINDS = ("heads", "merge_heads", "concat")
+
+
+@irdl_op_definition
+class MoveOp(IRDLOperation):
+    """Data movement without arithmetic: split columns into heads, merge heads, or append
+    rows to a KV cache (`concat`). Semantics: those of `sparsec.<kind>`. The output
+    SRAM's address generator writes rows where the next instruction reads them, so a
+    move takes no cycles; `concat` writes its second operand (the new rows) to the cache
+    in DRAM.
+    """
+
+    name = "systolic.move"
+    kind = prop_def(StringAttr)
+    inputs = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    heads = opt_prop_def(IntegerAttr)
+    axis = opt_prop_def(IntegerAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = ("$kind $inputs attr-dict `:` `(` type($inputs) `)` `->` "
+                       "type($result)")
+
+    def __init__(self, kind: str, inputs: list[SSAValue], result_type: Attribute,
+                 properties: dict[str, Attribute]):
+        super().__init__(operands=[inputs], result_types=[result_type],
+                         properties={"kind": StringAttr(kind), **properties})
+
+    def verify_(self) -> None:
+        kind = self.kind.data
+        if kind not in MOVE_KINDS:
+            raise VerifyException(f"systolic.move: kind must be one of "
+                                  f"{', '.join(MOVE_KINDS)}, got '{kind}'")
+        arity = 2 if kind == "concat" else 1
+        if len(self.inputs) != arity:
+            raise VerifyException(f"systolic.move: '{kind}' takes {arity} input(s), got "
+                                  f"{len(self.inputs)}")
 
 
 Systolic = Dialect("systolic", [ZerosOp, PrefetchOp, FoldOp, WritebackOp, EpilogueOp,
-                                SoftmaxOp], [])
+                                SoftmaxOp, VectorOp, MoveOp], [])

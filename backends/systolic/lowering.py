@@ -24,6 +24,7 @@ from xdsl.utils.exceptions import PassFailedException
 
 from sparsec.backends.systolic import isa
 from sparsec.backends.systolic.spec import SystolicSpec
+from sparsec.dialects import block
 from sparsec.dialects.sparsec import AttentionOp, MatmulOp, SddmmOp, SoftmaxOp, SpmmOp
 from sparsec.passes.decompose_attention import DecomposeAttention
 
@@ -101,11 +102,13 @@ def lower_gemm(lhs: SSAValue, rhs: SSAValue, result_type: TensorType, spec: Syst
     m, n = shape[-2], shape[-1]
     k = a[0] if transpose_a else a[1]
     count = heads or 1
+    rhs_shape = rhs.type.get_shape()  # type: ignore[union-attr]
+    rhs_count = rhs_shape[0] if len(rhs_shape) == 3 else 1  # fewer for grouped-query heads
     zeros = isa.ZerosOp(result_type)
     ops: list[Operation] = [
         zeros,
         isa.PrefetchOp(lhs, "ifmap", count * m * k, first_use("ifmap", k, spec)),
-        isa.PrefetchOp(rhs, "filter", count * k * n, first_use("filter", k, spec)),
+        isa.PrefetchOp(rhs, "filter", rhs_count * k * n, first_use("filter", k, spec)),
     ]
     acc = zeros.result
     index = 0
@@ -151,8 +154,48 @@ def lower_softmax(op: SoftmaxOp, spec: SystolicSpec) -> list[Operation]:
     return [isa.SoftmaxOp(op.input, op.mask_kind, op.window_size, pattern)]
 
 
+def lower_vector(op: Operation, spec: SystolicSpec) -> list[Operation]:
+    """An elementwise or normalization kernel op: one vector-unit instruction."""
+    kind = op.name.removeprefix("sparsec.")
+    return [isa.VectorOp(kind, list(op.operands), op.results[0].type, dict(op.properties))]
+
+
+def lower_move(op: Operation, spec: SystolicSpec) -> list[Operation]:
+    """heads, merge_heads, concat: data movement, no arithmetic."""
+    kind = op.name.removeprefix("sparsec.")
+    return [isa.MoveOp(kind, list(op.operands), op.results[0].type, dict(op.properties))]
+
+
+def lower_gqa_attention(op: block.GqaAttentionOp, spec: SystolicSpec) -> list[Operation]:
+    """Grouped-query (KV-cache) attention: Q K^T folds per query head reading its group's
+    key head, the scale and causal mask (at `start`) on the vector unit, the softmax,
+    then P V folds reading the group's value head."""
+    q_shape = op.query.type.get_shape()  # type: ignore[union-attr]
+    s_len = op.key.type.get_shape()[-2]  # type: ignore[union-attr]
+    element = op.result.type.element_type  # type: ignore[union-attr]
+    scores_type = TensorType(element, [*q_shape[:-1], s_len])
+    mask, start = op.mask_kind, (op.start_position if op.mask_kind == "causal" else None)
+
+    def epilogue(acc: SSAValue) -> Operation:
+        return isa.EpilogueOp(acc, op.scale.value.data, mask, None, None, start)
+
+    scores = lower_gemm(op.query, op.key, scores_type, spec, transpose_b=True,
+                        epilogue=epilogue)
+    softmax = isa.SoftmaxOp(scores[-1].results[0], mask, None, None, start)
+    out = lower_gemm(softmax.result, op.value, op.result.type, spec)  # type: ignore[arg-type]
+    base = op.result.name_hint or "attn"
+    scores[-1].results[0].name_hint = f"{base}_scores"
+    softmax.result.name_hint = f"{base}_probs"
+    return [*scores, softmax, *out]
+
+
 LOWERINGS: dict[type[Operation], Callable[[Any, SystolicSpec], list[Operation]]] = {
     MatmulOp: lower_matmul, SddmmOp: lower_sddmm, SpmmOp: lower_spmm, SoftmaxOp: lower_softmax,
+    block.RmsNormOp: lower_vector, block.LayerNormOp: lower_vector, block.SiluOp: lower_vector,
+    block.GeluOp: lower_vector, block.ExpOp: lower_vector, block.AddOp: lower_vector,
+    block.MulOp: lower_vector, block.RopeOp: lower_vector, block.HeadsOp: lower_move,
+    block.MergeHeadsOp: lower_move, block.ConcatOp: lower_move,
+    block.GqaAttentionOp: lower_gqa_attention,
 }
 
 

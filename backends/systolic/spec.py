@@ -18,10 +18,13 @@ class SystolicSpec(AcceleratorSpec):
 
     Sizes follow SCALE-Sim: SRAMs in kB of `word_bytes`-byte words (SCALE-Sim counts
     1-byte words); a vector unit of `vector_lanes` lanes (default: one per column) runs
-    softmax and the SDDMM scale-and-mask epilogue; `mode=calc` is SCALE-Sim's
+    softmax, the SDDMM scale-and-mask epilogue and the block ops (normalization,
+    activations, elementwise, RoPE) with per-lane ALU and SFU costs; `mode=calc` is SCALE-Sim's
     `InterfaceBandwidth: CALC` (DRAM never stalls the array), `mode=user` limits DRAM to
     `bandwidth` words per cycle per operand buffer, with double-buffered SRAMs.
     """
+
+    summary: ClassVar[str] = "dense R x C systolic array, dataflows os/ws/is (SCALE-Sim 3.0.0 accounting)"
 
     name: ClassVar[str] = "systolic"
     presets: ClassVar[dict[str, dict[str, Any]]] = {
@@ -46,6 +49,10 @@ class SystolicSpec(AcceleratorSpec):
     bandwidth: int = 10
     clock_ghz: float = 1.0
     vector_lanes: int = 0
+    vector_alu_cycles: int = 1
+    vector_sfu_cycles: int = 4
+    vector_alu_pj: float = 2.3
+    vector_sfu_pj: float = 13.8
     mac_pj: float = 0.23
     sram_pj_per_byte: float = SRAM_PJ_PER_BYTE
     dram_pj_per_byte: float = DRAM_PJ_PER_BYTE
@@ -62,6 +69,11 @@ class SystolicSpec(AcceleratorSpec):
         for option in ("ifmap_sram_kb", "filter_sram_kb", "ofmap_sram_kb"):
             self.require(getattr(self, option) >= 1, option, "must be >= 1 kB")
         self.require(self.clock_ghz > 0, "clock_ghz", "must be > 0")
+        self.require(self.vector_lanes >= 0, "vector_lanes", "must be >= 0 (0: one per column)")
+        for option in ("vector_alu_cycles", "vector_sfu_cycles"):
+            self.require(getattr(self, option) >= 1, option, "must be >= 1 cycle")
+        for option in ("vector_alu_pj", "vector_sfu_pj"):
+            self.require(getattr(self, option) >= 0, option, "must be >= 0")
 
     @property
     def lanes(self) -> int:

@@ -10,7 +10,7 @@ from conftest import run_text
 from sparsec.compiler.driver import CompileOptions, compile_text
 from sparsec.tensors.datastore import is_sparse
 
-SUITESPARSE = Path(__file__).parents[3] / "shared" / "data" / "suitesparse"
+SUITESPARSE = Path(__file__).parents[2] / "examples" / "data" / "suitesparse"
 
 
 def _spec(path: Path, rows: int, cols: int, n: int, dtype: str = "f32") -> str:
@@ -19,7 +19,7 @@ def _spec(path: Path, rows: int, cols: int, n: int, dtype: str = "f32") -> str:
 
 
 def test_mtx_stays_sparse_and_the_product_equals_scipy():
-    path = SUITESPARSE / "west0067.mtx"
+    path = SUITESPARSE / "west0067.mtx.gz"
     if not path.is_file():
         pytest.skip("shared SuiteSparse data not present")
     compiled = compile_text(_spec(path, 67, 67, 8), CompileOptions(lower=False))

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sparsec.backends import BACKEND_MODULES, get_backend
+from sparsec.backends import BACKEND_PACKAGES, get_backend
 from sparsec.backends.common.backend import kernel_op_names
 from sparsec.backends.common.report import check_output
 from sparsec.compiler import compare
@@ -61,7 +61,7 @@ def write(tmp_path, name: str, text: str):
 # 1. A target that cannot lower an op refuses instead of reporting it free.
 
 def test_every_backend_declares_its_kernel_ops():
-    for name in BACKEND_MODULES:
+    for name in BACKEND_PACKAGES:
         backend = get_backend(name)
         assert backend.kernel_ops, f"{name} declares no kernel_ops"
         assert all(op.startswith("sparsec.") for op in backend.kernel_ops)
@@ -97,7 +97,7 @@ def test_a_lowering_that_leaves_an_op_is_caught_after_lowering(monkeypatch):
     lowering, from the ops left in the program."""
     from dataclasses import replace
 
-    import sparsec.backends.sigma as sigma
+    import sparsec.backends.sigma.target as sigma
 
     monkeypatch.setattr(sigma, "BACKEND", replace(sigma.BACKEND, kernel_ops=None))
     with pytest.raises(Refused, match=r"sigma cannot run sparsec\.attention.*left it "

@@ -460,7 +460,26 @@ def test_error_missing_safetensors_key(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("name", ["bad.npy", "bad.npz", "bad.safetensors", "bad.mtx"])
+def test_load_gzipped_mtx_stays_sparse(tmp_path: Path) -> None:
+    import gzip
+
+    with gzip.open(tmp_path / "g.mtx.gz", "wt") as fh:
+        fh.write("%%MatrixMarket matrix coordinate real general\n2 3 2\n1 3 2.5\n2 1 -1\n")
+    source, ttype = decl_source(tmp_path, 'param X: f32[2, 3] = load("g.mtx.gz")')
+    loaded = materialize(source, ttype)
+    assert scipy.sparse.issparse(loaded)
+    assert loaded.toarray().tolist() == [[0.0, 0.0, 2.5], [-1.0, 0.0, 0.0]]
+
+
+def test_error_mtx_gz_that_is_not_gzip(tmp_path: Path) -> None:
+    (tmp_path / "plain.mtx.gz").write_text("%%MatrixMarket matrix coordinate real general\n")
+    decl = 'param X: f32[2, 2] = load("plain.mtx.gz")'
+    first = load_error(tmp_path, decl).splitlines()[0]
+    assert first.endswith("error: load: 'plain.mtx.gz' is not a gzip file")
+
+
+@pytest.mark.parametrize("name", ["bad.npy", "bad.npz", "bad.safetensors", "bad.mtx",
+                                  "bad.mtx.gz"])
 def test_error_unreadable_file(tmp_path: Path, name: str) -> None:
     (tmp_path / name).write_bytes(b"\x00\x01 definitely not the right format \xff" * 3)
     decl = f'param X: f32[2, 2] = load("{name}")'
@@ -493,3 +512,19 @@ def test_materialize_checks_arguments_of_hand_built_sources(tmp_path: Path) -> N
         materialize(Source("zeros"), TensorType("f32", (2,)), tmp_path)
     with pytest.raises(SpecError, match="missing file name"):
         materialize(Source("load"), TensorType("f32", (2,)), tmp_path)
+
+
+def test_load_index_picks_one_entry_of_the_first_axis(tmp_path: Path) -> None:
+    steps = np.arange(3 * 2 * 4, dtype=np.float32).reshape(3, 2, 4)
+    np.savez(tmp_path / "steps.npz", h=steps)
+    source, ttype = decl_source(tmp_path, 'in X: f32[2, 4] = load("steps.npz", "h", index=2)')
+    np.testing.assert_array_equal(materialize(source, ttype), steps[2])
+    source, ttype = decl_source(tmp_path, 'in X: f32[4, 2] = load("steps.npz", "h", index=1, '
+                                          'transpose=true)')
+    np.testing.assert_array_equal(materialize(source, ttype), steps[1].T)
+    assert "load: index=3 is out of range for data of shape [3, 2, 4]" in load_error(
+        tmp_path, 'in X: f32[2, 4] = load("steps.npz", "h", index=3)')
+    assert "load: data has shape [2, 4] at index 0 but the tensor is f32[4, 2]" in load_error(
+        tmp_path, 'in X: f32[4, 2] = load("steps.npz", "h", index=0)')
+    with pytest.raises(SpecError, match="load: index must be an integer >= 0, got -1"):
+        decl_source(tmp_path, 'in X: f32[2, 4] = load("steps.npz", "h", index=-1)')

@@ -316,7 +316,7 @@ ERROR_CASES = {
     ),
     "unknown op": (
         kernel_text("in X: f32[4, 4]", "Y = gemm(X, X)", "out Y"),
-        "t.sk:3:7: error: unknown op 'gemm'; known ops: attention, matmul, sddmm, softmax, spmm\n    Y = gemm(X, X)\n        ^~~~",
+        "t.sk:3:7: error: unknown op 'gemm'; known ops: add, attention, concat, exp, gelu, heads, layernorm, matmul, merge_heads, mul, rmsnorm, rope, sddmm, silu, softmax, spmm\n    Y = gemm(X, X)\n        ^~~~",
     ),
     "not an op call": (
         kernel_text("in X: f32[4, 4]", "Y = 3", "out Y"),
@@ -397,7 +397,7 @@ ERROR_CASES = {
     "load: unsupported file type": (
         kernel_text('param W: f32[4] = load("w.pt")', "out W"),
         (
-            "t.sk:2:26: error: load: unsupported file type '.pt'; expected .npy, .npz, .mtx or .safetensors\n"
+            "t.sk:2:26: error: load: unsupported file type '.pt'; expected .npy, .npz, .mtx, .mtx.gz or .safetensors\n"
             '    param W: f32[4] = load("w.pt")\n'
             "                           ^~~~~~"
         ),

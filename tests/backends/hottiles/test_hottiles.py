@@ -22,8 +22,8 @@ from sparsec.compiler.driver import (
 )
 from sparsec.tensors.datastore import DataStoreError
 
-SUITESPARSE = Path(__file__).parents[4] / "shared" / "data" / "suitesparse"
-"""/work/shared beside the checkout (this file is 4 levels below it: tests/backends/hottiles)."""
+SUITESPARSE = Path(__file__).parents[3] / "examples" / "data" / "suitesparse"
+"""The SuiteSparse matrices the examples ship, gzip'd (`load` reads .mtx.gz)."""
 LARGE = {"NotreDame_www"}
 """Matrices too large to execute in the tests (the benchmark runs them)."""
 
@@ -31,7 +31,7 @@ LARGE = {"NotreDame_www"}
 def matrices() -> list[str]:
     if not SUITESPARSE.is_dir():
         return []
-    return sorted(p.stem for p in SUITESPARSE.glob("*.mtx"))
+    return sorted(p.name.removesuffix(".mtx.gz") for p in SUITESPARSE.glob("*.mtx.gz"))
 
 
 def need_suitesparse() -> None:
@@ -66,7 +66,7 @@ def run_npy(tmp_path: Path, a: np.ndarray, target: str, n: int = 8, dtype: str =
 @pytest.mark.parametrize("name", [m for m in matrices() if m not in LARGE])
 def test_every_small_suitesparse_matrix_is_exact(name):
     need_suitesparse()
-    path = SUITESPARSE / f"{name}.mtx"
+    path = SUITESPARSE / f"{name}.mtx.gz"
     rows, cols, _ = mtx_shape(path)
     outputs, report = run_text(spmm_text(path, rows, cols), "hottiles")
     assert report.check.ok and not report.check.skipped
@@ -84,7 +84,7 @@ def test_every_small_suitesparse_matrix_is_exact(name):
                                     "roundrobin"])
 def test_every_policy_computes_the_same_product(policy):
     need_suitesparse()
-    path = SUITESPARSE / "dwt_992.mtx"
+    path = SUITESPARSE / "dwt_992.mtx.gz"
     rows, cols, _ = mtx_shape(path)
     _, report = run_text(spmm_text(path, rows, cols), f"hottiles{{policy={policy}}}")
     assert report.check.ok
@@ -94,7 +94,7 @@ def test_every_policy_computes_the_same_product(policy):
 def test_notredame_partitions_without_densifying(monkeypatch):
     """325729 x 325729, 930k nonzeros: cycles only (the benchmark executes it)."""
     need_suitesparse()
-    path = SUITESPARSE / "NotreDame_www.mtx"
+    path = SUITESPARSE / "NotreDame_www.mtx.gz"
     if not path.is_file():
         pytest.skip("NotreDame_www.mtx not found")
     for cls in (scipy.sparse.csr_matrix, scipy.sparse.coo_matrix):
@@ -108,7 +108,7 @@ def test_notredame_partitions_without_densifying(monkeypatch):
 
 def test_arrow_runs_without_densifying(monkeypatch):
     need_suitesparse()
-    path = SUITESPARSE / "arrow.mtx"
+    path = SUITESPARSE / "arrow.mtx.gz"
     rows, cols, _ = mtx_shape(path)
     for cls in (scipy.sparse.csr_matrix, scipy.sparse.coo_matrix):
         monkeypatch.setattr(cls, "toarray", lambda self, *a, **k: pytest.fail("densified"))

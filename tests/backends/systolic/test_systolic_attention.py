@@ -34,13 +34,17 @@ def test_hand_checked_single_head_attention_cycles():
     # One head, T = S = d = 4 on a 4x4 os array (SCALE-Sim accounting per GEMM):
     #   QK^T: one fold of L = 4 + 4 + 4 - 2 = 10 cycles, then the scale-and-mask epilogue
     #         on the 4-lane vector unit: ceil(16 / 4) = 4 cycles.
-    #   softmax: ceil(3 * 16 / 4) = 12 cycles on the vector unit.
+    #   softmax on the vector unit (16 elements, 4 rows, 4 lanes, SFU 4 cycles):
+    #         ALU 4 ops/element (max, subtract, sum, multiply): ceil(64 / 4) = 16;
+    #         SFU exp per element + reciprocal per row: 4 * ceil(20 / 4) = 20;
+    #         two row reductions through a log2(4) = 2-level tree: 4  -> 40 cycles.
     #   PV: one fold of 10 cycles.
     text = SPEC.format(h=1, t=4, s=4, d=4, mask="none").replace("[1, ", "[")
     _, report = run_text(text, "systolic{rows=4 cols=4}")
     assert report.details["folds"] == 2
     assert report.units["array"]["busy"] == 10 + 10
-    assert report.units["vector"]["busy"] == 4 + 12
+    assert report.units["vector"]["busy"] == 4 + 40
+    assert report.details["vector_unit"]["softmax"]["cycles"] == 40
 
 
 def test_approximate_attention_is_refused_not_silently_made_exact():

@@ -1,0 +1,118 @@
+"""Whole-process `sparsec run` of an N^3 systolic GEMM against numpy's product of the same
+matrices, on an idle machine and beside a busy process; and the start-up of `sparsec
+--help` / `sparsec targets`.
+
+Each figure is the median of --repeats runs, measured side by side in one run of this
+script (machines are shared and noisy: read the ratios, not the seconds):
+
+* numpy: `X @ W` of the same f32 matrices (BLAS with its default threads), in-process;
+* sparsec: wall time of the subprocess `sparsec run gemm.sk --target systolic` (spec
+  parsing, data generation, the reference product, lowering to ~N^2/1024 folds,
+  interpretation, check, report), i.e. what a user waits for;
+* loaded: the same two figures while another process spins on one core (`--load 1`).
+
+Run:  python benchmarks/interpreter_overhead.py [--n 2048] [--repeats 5]
+Writes benchmarks/results/interpreter_overhead.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sparsec.backends.common.report import write_atomically
+
+SPEC = """kernel gemm {{
+  in    X: f32[{n}, {n}] = random(seed=1)
+  param W: f32[{n}, {n}] = random(seed=2)
+  Y = matmul(X, W)
+  out Y
+}}
+"""
+
+
+def _spin(stop: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
+    x = 0
+    while not stop.is_set():
+        x += 1
+
+
+def _median_seconds(action, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _sparsec(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "sparsec.compiler.cli", *args], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def measure(n: int, repeats: int) -> dict[str, float]:
+    """Medians (s) of numpy's product and of the whole `sparsec run` process."""
+    rng = np.random.default_rng(0)
+    x = rng.random((n, n), dtype=np.float32)
+    w = rng.random((n, n), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = Path(tmp) / "gemm.sk"
+        spec.write_text(SPEC.format(n=n))
+        return {
+            "numpy": _median_seconds(lambda: x @ w, repeats),
+            "sparsec run": _median_seconds(
+                lambda: _sparsec("run", str(spec), "--target", "systolic"), repeats),
+            "sparsec --help": _median_seconds(lambda: _sparsec("--help"), repeats),
+            "sparsec targets": _median_seconds(lambda: _sparsec("targets"), repeats),
+        }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2048)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--load", type=int, default=1, help="busy processes when loaded")
+    parser.add_argument("--out", default="benchmarks/results/interpreter_overhead.md")
+    args = parser.parse_args()
+
+    idle = measure(args.n, args.repeats)
+    stop = multiprocessing.Event()
+    spinners = [multiprocessing.Process(target=_spin, args=(stop,)) for _ in range(args.load)]
+    for p in spinners:
+        p.start()
+    try:
+        loaded = measure(args.n, args.repeats)
+    finally:
+        stop.set()
+        for p in spinners:
+            p.join()
+
+    lines = [f"# sparsec run vs numpy, {args.n}^3 f32 GEMM on `systolic` (defaults)", "",
+             f"Median of {args.repeats} runs each; loaded = {args.load} busy process(es) beside.",
+             f"Command: `python benchmarks/interpreter_overhead.py --n {args.n} "
+             f"--repeats {args.repeats}`", "",
+             "| condition | numpy X@W (s) | sparsec run, whole process (s) | ratio | "
+             "--help (s) | targets (s) |", "|---|---:|---:|---:|---:|---:|"]
+    for name, figures in (("idle", idle), ("loaded", loaded)):
+        ratio = figures["sparsec run"] / figures["numpy"]
+        lines.append(f"| {name} | {figures['numpy']:.3f} | {figures['sparsec run']:.3f} | "
+                     f"{ratio:.1f}x | {figures['sparsec --help']:.3f} | "
+                     f"{figures['sparsec targets']:.3f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(args.out, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
