@@ -56,9 +56,9 @@ def refuse_explicit_lowering(passes: list[Any], target: str) -> None:
     """Refuse a `lower-<backend>` pass in the user's pipeline when a target lowers too:
     the reference would be computed on ISA ops and the program lowered twice. The
     target's options belong in --target."""
-    from sparsec.backends import BACKEND_MODULES
+    from sparsec.backends import BACKEND_PACKAGES
 
-    lowerings = {f"lower-{name}": name for name in BACKEND_MODULES}
+    lowerings = {f"lower-{name}": name for name in BACKEND_PACKAGES}
     for p in passes:
         if p.name in lowerings:
             backend = lowerings[p.name]

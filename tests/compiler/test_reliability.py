@@ -406,8 +406,14 @@ def test_spec_pipeline_and_target_lines_are_located(tmp_path, capsys):
 
 
 def test_mismatched_head_ranks_say_which_has_heads(tmp_path, capsys):
+    """Was "K disagrees in heads: None != 2"."""
     spec = write(tmp_path, "k.sk", ATTENTION.replace("in Q: f32[16, 8]", "in Q: f32[2, 16, 8]")
                  .replace("in V: f32[16, 8]", "in V: f32[2, 16, 8]"))
     assert main(["run", str(spec)]) == 1
-    assert "attention: Q has 2 heads ([heads, T, d]) but K has none ([T, d])" in \
+    assert "attention: V has 2 heads ([heads, T, d]) but K has none ([T, d])" in \
         capsys.readouterr().err
+    spec = write(tmp_path, "q.sk", ATTENTION.replace("in Q: f32[16, 8]", "in Q: f32[2, 16, 8]"))
+    assert main(["run", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert "attention: Q has 2 heads ([heads, T, d]) but K has none ([T, d])" in err
+    assert "None" not in err
