@@ -368,6 +368,7 @@ def load_program(mlir_path: str | Path) -> tuple[ModuleOp, DataStore]:
         raise CompileError(f"{_location(mlir_path, text, parser.pos)}: "
                            f"{_first_line(err)}") from None
     _verify(module, f"parsing {mlir_path}")
+    _verify_encodings(module, mlir_path)
     npz_path = mlir_path.with_suffix(".npz")
     _check_bundle_hash(module, mlir_path, npz_path)
     try:
@@ -377,6 +378,17 @@ def load_program(mlir_path: str | Path) -> tuple[ModuleOp, DataStore]:
                            f"{_first_line(err)}); recompile the spec") from None
     validate_bundle(module, store, str(npz_path))
     return module, store
+
+
+def _verify_encodings(module: ModuleOp, mlir_path: Path) -> None:
+    """MLIR's `verifyEncoding` on every sparse-encoded tensor type (a rank-3 encoding on a
+    rank-2 tensor parses in xDSL; mlir-opt rejects it)."""
+    from sparsec.dialects.sparse_tensor import verify_encodings_in
+
+    try:
+        verify_encodings_in(module)
+    except DiagnosticException as err:
+        raise CompileError(f"{mlir_path}: {_first_line(err)}") from None
 
 
 def _location(path: Path, text: str, offset: int) -> str:

@@ -417,3 +417,12 @@ def test_mismatched_head_ranks_say_which_has_heads(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "attention: Q has 2 heads ([heads, T, d]) but K has none ([T, d])" in err
     assert "None" not in err
+
+
+def test_a_rank_3_encoding_on_a_rank_2_tensor_is_rejected_as_mlir_opt_does(tmp_path, capsys):
+    mlir = write(tmp_path, "r3.mlir", "func.func private @f0(tensor<8x8xf32, "
+                 "#sparse_tensor.encoding<{ map = (d0, d1, d2) -> (d0 : dense, d1 : dense, "
+                 "d2 : compressed) }>>)\n")
+    assert main(["run", str(mlir)]) == 1
+    assert capsys.readouterr().err == (f"sparsec: error: {mlir}: dimension-rank mismatch "
+                                       "between encoding and tensor shape: 3 != 2\n")
