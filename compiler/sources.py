@@ -426,6 +426,11 @@ MEMORY_LIMIT_ENV = "SPARSEC_MEMORY_LIMIT"
 `8G`); by default the memory the system reports available (A)."""
 
 
+SMALL_TENSOR_BYTES = 64 << 20
+"""Tensors below this size skip the memory check (reading /proc/meminfo for each of
+thousands of small kernels would cost more than the check is worth)."""
+
+
 def available_memory() -> int | None:
     """Bytes a tensor may take: `SPARSEC_MEMORY_LIMIT`, else MemAvailable from
     /proc/meminfo, else None (unknown: no limit)."""
@@ -472,6 +477,8 @@ def refuse_unaffordable(source: Source, ttype: TensorType) -> None:
     if source.kind != "random":
         return  # loaded data exists already: its file bounds it (.mtx stays sparse)
     needed = materialize_bytes(source, ttype)
+    if needed < SMALL_TENSOR_BYTES:
+        return
     limit = available_memory()
     if limit is None or needed <= limit:
         return
