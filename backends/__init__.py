@@ -22,6 +22,7 @@ BACKEND_PACKAGES: dict[str, str] = {
     "hottiles": "sparsec.backends.hottiles",
     "sparc": "sparsec.backends.sparc",
     "sigma": "sparsec.backends.sigma",
+    "bitllm": "sparsec.backends.bitllm",
     "bitwave": "sparsec.backends.bitwave",
 }
 """Target name -> package with a `target` module (its `BACKEND`) and a `spec` module."""

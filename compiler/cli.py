@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sparsec.backends import BACKEND_PACKAGES, UnknownTargetError, spec_class
+from sparsec.compiler.sweep import cli as sweep_cli
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -40,10 +41,12 @@ def user_errors() -> tuple[type[Exception], ...]:
     from sparsec.compiler.mlir_export import MlirExportError
     from sparsec.compiler.spec import SpecError
     from sparsec.tensors.datastore import DataStoreError
+    from sparsec.tensors.synthetic_matrices import MatrixSpecError
     from sparsec.tensors.workloads import WorkloadError
 
     return (SpecError, CompileError, DataStoreError, TargetError, UnknownTargetError,
-            CapacityError, MlirExportError, WorkloadError, Refused, *_llm_errors())
+            CapacityError, MlirExportError, WorkloadError, Refused, MatrixSpecError,
+            *_llm_errors())
 
 
 def _llm_errors() -> tuple[type[Exception], ...]:
@@ -152,12 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     bert.add_argument("--no-per-head", action="store_true",
                       help="omit the 2-D per-head copies (smaller file)")
     bert.add_argument("-o", "--output", action=_Once, required=True, help="output .npz")
+    _add_matrix_workload(wl_sub)
     from sparsec.compiler.eval_llm import add_eval_parser, add_llm_workload_parser
 
     add_llm_workload_parser(wl_sub)
     add_eval_parser(sub)
 
     sub.add_parser("targets", help="list backends, presets and their parameters")
+    sweep_cli.add_parser(sub)
     return parser
 
 
@@ -445,6 +450,46 @@ def print_comparison(rows: list[Any], title: str) -> None:
             console.print(f"  {row.target} ran -p '{row.pipeline}'", soft_wrap=True)
 
 
+def _add_matrix_workload(wl_sub: argparse._SubParsersAction) -> None:
+    """`sparsec workload matrix rmat|banded`: seeded synthetic sparse matrices with
+    intra-matrix heterogeneity, written as Matrix Market (tensors/synthetic_matrices.py)."""
+    matrix = wl_sub.add_parser("matrix", help="generate a seeded sparse matrix (R-MAT graph or "
+                                              "banded with dense blocks) as .mtx / .mtx.gz")
+    kinds = matrix.add_subparsers(dest="kind", required=True)
+    rmat = kinds.add_parser("rmat", help="Kronecker / R-MAT graph, 2^scale rows, hubs first")
+    rmat.add_argument("--scale", type=int, required=True, help="log2 of the rows")
+    rmat.add_argument("--edge-factor", type=float, default=16.0, help="entries per row (16)")
+    rmat.add_argument("--a", type=float, default=0.57, help="top-left probability (0.57)")
+    rmat.add_argument("--b", type=float, default=0.19, help="top-right probability (0.19)")
+    rmat.add_argument("--c", type=float, default=0.19, help="bottom-left probability (0.19)")
+    rmat.add_argument("--noise", type=float, default=0.1, help="per-level jitter (0.1)")
+    banded = kinds.add_parser("banded", help="random band around the diagonal plus dense blocks")
+    banded.add_argument("--rows", type=int, required=True)
+    banded.add_argument("--band", type=int, default=64, help="half-width of the band (64)")
+    banded.add_argument("--per-row", type=int, default=8, help="band nonzeros per row (8)")
+    banded.add_argument("--blocks", type=int, default=64, help="dense blocks (64)")
+    banded.add_argument("--block-size", type=int, default=512, help="block side (512)")
+    banded.add_argument("--block-density", type=float, default=0.3, help="block fill (0.3)")
+    for parser in (rmat, banded):
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("-o", "--output", required=True, help="output .mtx or .mtx.gz")
+
+
+def cmd_matrix_workload(args: argparse.Namespace) -> int:
+    from sparsec.tensors import synthetic_matrices as sm
+
+    if args.kind == "rmat":
+        matrix = sm.rmat(args.scale, args.edge_factor, args.a, args.b, args.c, args.seed,
+                         args.noise)
+    else:
+        matrix = sm.banded(args.rows, args.band, args.per_row, args.blocks, args.block_size,
+                           args.block_density, args.seed)
+    path = sm.save_matrix(matrix, args.output)
+    print(f"wrote {path}: {args.kind} {matrix.shape[0]} x {matrix.shape[1]}, "
+          f"{matrix.nnz:,} nonzeros")
+    return 0
+
+
 def cmd_workload(args: argparse.Namespace) -> int:
     from sparsec.compiler.outputs import Outputs
     from sparsec.tensors.workloads import bert_workload
@@ -456,6 +501,11 @@ def cmd_workload(args: argparse.Namespace) -> int:
 
     outputs = Outputs()
     outputs.precheck((args.output, "workload"))
+
+
+    if args.workload == "matrix":
+        return cmd_matrix_workload(args)
+
     workload = bert_workload(args.model, text=args.text, tokens=args.tokens,
                              layers=args.layers, truncate=args.truncate)
     path = outputs.file(args.output, lambda tmp: workload.save(tmp, per_head=not args.no_per_head),
@@ -469,6 +519,7 @@ def cmd_workload(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "compile": cmd_compile, "run": cmd_run, "compare": cmd_compare, "workload": cmd_workload,
     "targets": cmd_targets, "eval": lambda args: _cmd_eval(args),
+    "sweep": sweep_cli.cmd_sweep,
 }
 
 

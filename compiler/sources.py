@@ -14,12 +14,12 @@ i16      int16
 i8       int8
 =======  ==========================================================
 
-``random(seed=, density=, dist=)``
+``random(seed=, density=, dist=, std=)``
     Deterministic: ``numpy.random.default_rng(seed)`` first draws one value per
     element, then (if ``density < 1``) picks which elements to keep.
 
     * floats: ``dist=normal`` is N(0, 1), ``dist=uniform`` is U[-1, 1); values
-      are drawn in float64 and rounded to the element type. A value that
+      are drawn in float64, multiplied by ``std`` (default 1), and rounded to the element type. A value that
       rounds to exactly 0 (possible for f16/bf16) is replaced by the type's
       smallest normal number with the same sign, so drawn values are never 0.
     * ints: always uniform over the *nonzero* integers of a small range, so
@@ -108,6 +108,7 @@ def _random(params: RandomParams, ttype: TensorType) -> np.ndarray:
             raw = rng.uniform(-1.0, 1.0, size=size)
         else:
             raw = rng.standard_normal(size=size)
+        raw = raw * params.std
         values = round_to_dtype(raw, ttype.dtype)
         tiny = np.finfo(np.float16 if ttype.dtype == "f16" else values.dtype).tiny
         zero = values == 0

@@ -79,7 +79,7 @@ def test_ops_a_target_skips_are_refused_not_dropped_from_the_cost(tmp_path, caps
     assert main(["run", str(spec), "--target", "sigma"]) == 1
     err = capsys.readouterr().err.strip()
     assert err == ("sparsec: error: sigma cannot run sparsec.softmax (nor sparsec.spmm); "
-                   "targets that can: systolic, asadi")
+                   "targets that can: systolic, asadi, bitllm")
     assert main(["run", str(spec), "--target", "systolic"]) == 0
 
 
