@@ -376,18 +376,13 @@ def _write_text(path: str, text: str) -> None:
 
 
 def _write_bytes_via(path: str, write: Callable[[Any], Any]) -> None:
-    """Atomic write: a temporary file in the target folder, then a rename."""
-    import os
-    import tempfile
+    """Atomic write through `sparsec.compiler.outputs` (temporary name, rename, umask)."""
+    from sparsec.compiler.outputs import Outputs
 
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise EvalError(f"{target}: output folder {target.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
+    def write_file(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
             write(handle)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    outputs = Outputs()
+    outputs.file(path, write_file)
+    outputs.commit()
