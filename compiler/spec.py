@@ -927,6 +927,8 @@ class RandomParams:
     seed: int = 0
     density: float = 1.0
     dist: str = "normal"
+    std: float = 1.0
+    """Multiplies float draws (N(0, std^2), U[-std, std)); ints ignore it."""
 
 
 @dataclass(frozen=True)
@@ -972,7 +974,7 @@ def random_params(source: Source) -> RandomParams:
         raise SpecError(
             source.args[0].loc, "random: takes only keyword arguments (seed=, density=, dist=)"
         )
-    known = ("seed", "density", "dist")
+    known = ("seed", "density", "dist", "std")
     for key in source.kwargs:
         if key not in known:
             raise _unknown_keyword("random", key, source.kwarg_locs.get(key, source.loc), known)
@@ -992,7 +994,13 @@ def random_params(source: Source) -> RandomParams:
         if not isinstance(v, (Ident, String)) or v.value not in RANDOM_DISTS:
             raise SpecError(v.loc, f"random: unknown dist {v}; expected {_or_list(RANDOM_DISTS)}")
         dist = v.value
-    return RandomParams(seed, density, dist)
+    std = 1.0
+    if "std" in source.kwargs:
+        v = source.kwargs["std"]
+        if not isinstance(v, Number) or not v.number > 0:
+            raise SpecError(v.loc, f"random: std must be a positive number, got {v}")
+        std = float(v.number)
+    return RandomParams(seed, density, dist, std)
 
 
 def load_params(source: Source, ttype: TensorType | None = None) -> LoadParams:

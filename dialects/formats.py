@@ -31,6 +31,7 @@ from xdsl.dialects.builtin import (
     ArrayAttr,
     FloatData,
     IntAttr,
+    IntegerType,
     NoneAttr,
     StringAttr,
     TensorType,
@@ -55,6 +56,8 @@ from sparsec.dialects.sparse_tensor import (
 )
 
 __all__ = [
+    "BitColumnAttr",
+    "bitcolumn",
     "BitmapAttr",
     "CodebookAttr",
     "FORMAT_ATTRIBUTES",
@@ -77,6 +80,7 @@ BITMAP_ORDERS = ("row", "col")
 MAX_RCSC_INDEX_BITS = 16
 MAX_CODEBOOK_BITS = 16
 MAX_QUANTIZED_BITS = 32
+MAX_BITCOLUMN_GROUP = 1024
 
 
 # ===----------------------------------------------------------------------=== #
@@ -303,12 +307,94 @@ class RcscAttr(ParametrizedAttribute):
 # ===----------------------------------------------------------------------=== #
 
 
+@irdl_attr_definition
+class BitColumnAttr(ParametrizedAttribute):
+    """`#sparsec.bitcolumn<group = 16, axis = 0, sign_magnitude>`: BitWave's (HPCA 2024)
+    bit-column storage of an INT8 rank-2 tensor.
+
+    Weights are grouped `group` at a time along dimension `axis` (the reduction
+    dimension; the other dimension is the channel), zero-padded to a multiple of the
+    group. Each weight is 8 bits: with `sign_magnitude`, a sign bit and 7 magnitude
+    bits (codes in [-127, 127]); without it, two's complement. A bit column is the bits
+    of one significance across a group; per group an 8-bit mask says which of the 8
+    columns are nonzero, and only those columns are stored, `group` bits each.
+
+    Storage bits = 8 * groups + group * kept columns (+ the quantization's scales when
+    nested in `#sparsec.quantized<bits = 8, ..., symmetric, layout = #sparsec.bitcolumn<...>>`).
+    On its own it encodes an i8 tensor whose values are the codes.
+    """
+
+    name = "sparsec.bitcolumn"
+
+    group: IntAttr
+    axis: IntAttr
+    sign_magnitude: UnitAttr | NoneAttr
+
+    def __init__(self, group: int = 16, axis: int = 0, sign_magnitude: bool = True):
+        super().__init__(IntAttr(group), IntAttr(axis),
+                         UnitAttr() if sign_magnitude else NoneAttr())
+
+    @property
+    def group_size(self) -> int:
+        return self.group.data
+
+    @property
+    def group_axis(self) -> int:
+        return self.axis.data
+
+    @property
+    def is_sign_magnitude(self) -> bool:
+        return isinstance(self.sign_magnitude, UnitAttr)
+
+    def verify(self) -> None:
+        _int_in(self.group_size, 1, MAX_BITCOLUMN_GROUP, "sparsec.bitcolumn: group")
+        _int_in(self.group_axis, 0, 1, "sparsec.bitcolumn: axis")
+
+    def verify_tensor_type(self, tensor_type: TensorType[Attribute]) -> None:
+        rank = tensor_type.get_num_dims()
+        if rank != 2:
+            raise VerifyException(
+                f"sparsec.bitcolumn: expected a rank-2 tensor (groups along dimension "
+                f"{self.group_axis}), got rank {rank} ({_shape_text(tensor_type)})"
+            )
+        element = tensor_type.get_element_type()
+        if isinstance(element, IntegerType) and element.width.data != 8:
+            raise VerifyException(
+                f"sparsec.bitcolumn: stores 8-bit codes, got element type {element}; "
+                "quantize{bits=8} a float tensor or declare i8"
+            )
+
+    def describe(self) -> str:
+        kind = "sign-magnitude" if self.is_sign_magnitude else "two's complement"
+        return (f"bit columns of {self.group_size} along dim {self.group_axis} ({kind})")
+
+    def layout(self) -> Attribute | None:
+        return self
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> list[Attribute]:
+        fields = _parse_fields(parser, "sparsec.bitcolumn",
+                               {"group": _parse_int, "axis": _parse_int},
+                               flags=("sign_magnitude",))
+        _require(parser, fields, "group", "#sparsec.bitcolumn<group = 16, axis = 0, sign_magnitude>")
+        return [IntAttr(int(fields["group"])), IntAttr(int(fields.get("axis", 0))),  # type: ignore[arg-type]
+                UnitAttr() if fields.get("sign_magnitude") else NoneAttr()]
+
+    def print_parameters(self, printer: Printer) -> None:
+        flag = ", sign_magnitude" if self.is_sign_magnitude else ""
+        printer.print_string(f"<group = {self.group_size}, axis = {self.group_axis}{flag}>")
+
+
 LAYOUT_TYPES: tuple[type[Attribute], ...] = (SparseTensorEncodingAttr, BitmapAttr, RcscAttr)
 """Attributes that may be the nested `layout` of a codebook or quantized encoding."""
 
 
 def _verify_layout(layout: Attribute, attr_name: str) -> None:
+    """Layouts of a codebook or quantized encoding (bit columns: quantized only, which
+    checks them itself)."""
     if isinstance(layout, (NoneAttr, *LAYOUT_TYPES)):
+        return
+    if isinstance(layout, BitColumnAttr) and attr_name == "sparsec.quantized":
         return
     raise VerifyException(
         f"{attr_name}: layout must be a #sparse_tensor.encoding, #sparsec.bitmap or "
@@ -491,6 +577,13 @@ class QuantizedAttr(ParametrizedAttribute):
         self._verify_granularity()
         self._verify_zero_point()
         _verify_layout(self.layout_attr, "sparsec.quantized")
+        if isinstance(self.layout_attr, BitColumnAttr) and not (
+                self.bit_width <= 8 and self.is_symmetric):
+            raise VerifyException(
+                "sparsec.quantized: a #sparsec.bitcolumn layout stores 8-bit signed codes; "
+                f"give bits <= 8 and symmetric, got bits = {self.bit_width}"
+                f"{'' if self.is_symmetric else ' (asymmetric)'}"
+            )
 
     def _verify_granularity(self) -> None:
         scale, axis = self.scale_value, self.channel_axis
@@ -699,7 +792,7 @@ class TiledAttr(ParametrizedAttribute):
     (run by one of `workers[0]` hot workers) or cold (one of `workers[1]` cold workers).
 
     `hot` and `cold` count the labelled (non-empty) tiles; `policy` names the rule that
-    chose the labels (hottiles, hotonly, coldonly, best, random, roundrobin). The
+    chose the labels (hottiles, hotonly, coldonly, best, iunaware, random, roundrobin). The
     per-tile labels, worker assignment and model estimates are large, so they live in
     the DataStore (`<kernel>.<symbol>#tile_ids`, `#tile_kind`, `#tile_worker`, ...),
     never here; `tile-hot-cold` writes them.
@@ -830,7 +923,7 @@ class TiledAttr(ParametrizedAttribute):
         )
 
 
-TILED_POLICIES = ("hottiles", "hotonly", "coldonly", "best", "random", "roundrobin")
+TILED_POLICIES = ("hottiles", "hotonly", "coldonly", "best", "iunaware", "random", "roundrobin")
 """How a `#sparsec.tiled` partition was chosen: HotTiles' heuristic, every tile on one
 worker type (hot, cold, or the better of the two), or heterogeneity-unaware splits."""
 
@@ -978,6 +1071,7 @@ class RowClusteredAttr(ParametrizedAttribute):
 
 FORMAT_ATTRIBUTES: tuple[type[ParametrizedAttribute], ...] = (
     BitmapAttr,
+    BitColumnAttr,
     RcscAttr,
     CodebookAttr,
     QuantizedAttr,
@@ -1002,6 +1096,11 @@ def rcsc(pes: int = 64, index_bits: int = 4, ptr_bits: int = 16) -> RcscAttr:
     """EIE's relative-indexed CSC interleaved over `pes` PEs (defaults: EIE's 64 PEs,
     4-bit relative indices, 16-bit column pointers)."""
     return RcscAttr(pes, index_bits, ptr_bits)
+
+
+def bitcolumn(group: int = 16, axis: int = 0, sign_magnitude: bool = True) -> BitColumnAttr:
+    """BitWave's bit columns: groups of `group` along `axis`, sign-magnitude by default."""
+    return BitColumnAttr(group, axis, sign_magnitude)
 
 
 def codebook(bits: int = 4, layout: Attribute | None = None) -> CodebookAttr:

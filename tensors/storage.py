@@ -26,6 +26,10 @@ levels, never over elements):
 * `#sparsec.rcsc`: `values`, `rel_index` (index_bits each) and `col_ptr`
   (pes x (cols + 1), ptr_bits each); PE p's entries are the `col_ptr[p, -1]` entries
   after those of PEs 0..p-1 (see `rcsc_pe`); `meta["padding"]` counts padding entries.
+* `#sparsec.bitcolumn` (BitWave), alone on i8 codes or as the layout of an 8-bit
+  symmetric `#sparsec.quantized`: `col_mask` (8 bits per group, which of the 8 columns
+  are kept) and `columns` (1 bit each: the kept columns, G bits per column, in
+  (channel, group, column) order, sign column first), plus the quantization's `scale`.
 * `#sparsec.codebook`: the layout's index buffers, `indices` (bits each) instead of
   `values`, and `codebook` (2^bits entries of value_bits; a shorter codebook is padded
   with zeros).
@@ -56,6 +60,7 @@ from xdsl.ir.affine import (
 )
 
 from sparsec.dialects.formats import (
+    BitColumnAttr,
     BitmapAttr,
     CodebookAttr,
     DiagonalAttr,
@@ -65,6 +70,7 @@ from sparsec.dialects.formats import (
     layout_of,
 )
 from sparsec.dialects.sparse_tensor import LevelType, SparseTensorEncodingAttr
+from sparsec.tensors import bitcolumn as bc
 
 __all__ = [
     "INDEX_BITS",
@@ -74,6 +80,7 @@ __all__ = [
     "pack",
     "rcsc_pe",
     "storage_bits",
+    "bitcolumn_codes",
     "unpack",
 ]
 
@@ -954,6 +961,8 @@ def pack(
         encoding = None
     if isinstance(encoding, DiagonalAttr):
         return pack_diagonal(x, encoding, value_bits, aux)
+    if isinstance(layout_of(encoding), BitColumnAttr):
+        return _pack_bitcolumn(x, encoding, value_bits, aux)
     layout = _pack_layout(x, layout_of(encoding))
     if isinstance(encoding, CodebookAttr):
         slot_buffers, side, widths = _encode_codebook(layout.values, layout.slots, encoding, value_bits, aux)
@@ -977,6 +986,8 @@ def unpack(packed: Packed) -> np.ndarray:
     """The dense logical values of a packed tensor (zeros where nothing is stored)."""
     if isinstance(packed.encoding, DiagonalAttr):
         return unpack_diagonal(packed)
+    if isinstance(layout_of(packed.encoding), BitColumnAttr):
+        return _unpack_bitcolumn(packed)
     slots = _layout_slots(layout_of(packed.encoding), packed.shape, packed.buffers)
     values = _decode_values(packed, slots)
     dense = np.zeros(packed.shape, dtype=packed.dtype)
@@ -985,6 +996,61 @@ def unpack(packed: Packed) -> np.ndarray:
         inside &= (coords >= 0) & (coords < size)
     dense[tuple(c[inside] for c in slots.coords)] = values[inside].astype(packed.dtype)
     return dense
+
+
+def _pack_bitcolumn(x: np.ndarray, encoding: Attribute | None, value_bits: int,
+                    aux: Mapping[str, np.ndarray] | None) -> Packed:
+    """Bit columns of the tensor's 8-bit codes: quantization codes when nested in a
+    quantized encoding, else the (integer) values themselves."""
+    layout = layout_of(encoding)
+    assert isinstance(layout, BitColumnAttr)
+    if x.ndim != 2:
+        raise ValueError(f"{describe(layout)} stores a rank-2 tensor, got shape {x.shape}")
+    side: dict[str, np.ndarray] = {}
+    widths: dict[str, int] = {}
+    if isinstance(encoding, QuantizedAttr):
+        slot_buffers, side, widths = _encode_quantized(x.ravel(), _dense_slots(x.shape),
+                                                      encoding, x.shape, aux)
+        codes = slot_buffers["codes"].astype(np.int64).reshape(x.shape)
+        widths.pop("codes")
+    else:
+        codes = np.rint(x).astype(np.int64)
+        if np.any(codes != x):
+            raise ValueError(f"{describe(layout)} stores integer codes; quantize{{bits=8}} first")
+    try:
+        columns = bc.pack_columns(codes, layout.group_size, layout.group_axis,
+                                  sign_magnitude=layout.is_sign_magnitude)
+    except bc.BitColumnError as err:
+        raise ValueError(str(err)) from None
+    buffers = {"col_mask": columns.masks, "columns": columns.columns, **side}
+    return Packed(encoding=encoding, shape=tuple(int(v) for v in x.shape), dtype=x.dtype,
+                  value_bits=value_bits, buffers=buffers,
+                  widths={"col_mask": bc.MASK_BITS, "columns": 1, **widths},
+                  meta={"nnz": int(np.count_nonzero(codes)), "stored": int(codes.size),
+                        "kept_columns": columns.kept_columns})
+
+
+def bitcolumn_codes(packed: Packed) -> np.ndarray:
+    """The int64 codes of a bit-column tensor, rebuilt from its mask and kept columns."""
+    layout = layout_of(packed.encoding)
+    assert isinstance(layout, BitColumnAttr)
+    columns = bc.PackedColumns(packed.shape, layout.group_size, layout.group_axis,  # type: ignore[arg-type]
+                               layout.is_sign_magnitude, packed.buffers["col_mask"],
+                               packed.buffers["columns"])
+    return bc.unpack_columns(columns)
+
+
+def _unpack_bitcolumn(packed: Packed) -> np.ndarray:
+    codes = bitcolumn_codes(packed)
+    enc = packed.encoding
+    if not isinstance(enc, QuantizedAttr):
+        return codes.astype(packed.dtype)
+    scale = packed.buffers["scale"].astype(np.float64)
+    if enc.is_per_channel:
+        shape = [1, 1]
+        shape[enc.channel_axis or 0] = -1
+        scale = scale.reshape(shape)
+    return dequantize(codes, scale, 0).astype(packed.dtype)
 
 
 def storage_bits(
