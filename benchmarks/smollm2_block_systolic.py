@@ -51,11 +51,12 @@ def _prepare(workdir: Path) -> Path:
     here = Path.cwd()
     os.chdir(workdir)
     try:
-        for name in EXAMPLES.values():
-            for command in header_commands(workdir / "examples" / name):
-                argv = shlex.split(command)
-                if argv[1] == "workload":
-                    assert sparsec_main(argv[1:]) == 0, command
+        commands = [c for name in EXAMPLES.values()
+                    for c in header_commands(workdir / "examples" / name)]
+        for command in dict.fromkeys(commands):  # once each, in order
+            argv = shlex.split(command)
+            if argv[1] == "workload":
+                assert sparsec_main(argv[1:]) == 0, command
     finally:
         os.chdir(here)
     return workdir / "examples"
