@@ -325,6 +325,20 @@ def test_a_registered_model_is_used(tmp_path):
     assert param_op(compiled).result.type.encoding.workers == (3, 2)
 
 
+def test_malformed_or_out_of_range_traits_are_refused():
+    hardware.register("broken", lambda options: {"hot": {}, "cold": {}})
+    with pytest.raises(hardware.HardwareModelError, match="hardware model 'broken' returned "
+                       "malformed traits"):
+        hardware.heterogeneous_model("broken")
+    good = hardware.heterogeneous_model("hottiles", SMALL)
+    hardware.register("slow", lambda options: {
+        "hot": vars(good.hot), "cold": vars(good.cold) | {"din_reuse": "sometimes"},
+        "bandwidth": 1.0, "atomic": False, "index_bytes": 4})
+    with pytest.raises(hardware.HardwareModelError, match="cold worker: din_reuse must be one "
+                       "of inter, stream, demand, none, got 'sometimes'"):
+        hardware.heterogeneous_model("slow")
+
+
 def test_passes_do_not_import_backends():
     root = Path(tile_hot_cold.__file__).parent
     for path in root.glob("*.py"):
