@@ -137,9 +137,9 @@ def test_minbyte_takes_the_tiles_with_fewer_hot_bytes(name):
 
 
 def test_cutoff_stops_at_the_first_rise():
-    assert hotcold_model.cutoff(np.arange(5), np.array([5.0, 4, 3, 3.5, 1])) == 2
-    assert hotcold_model.cutoff(np.arange(3), np.array([5.0, 4, 3])) == 2
-    assert hotcold_model.cutoff(np.arange(3), np.array([1.0, 4, 3])) == 0
+    assert hotcold_model.cutoff(np.array([5.0, 4, 3, 3.5, 1])) == 2
+    assert hotcold_model.cutoff(np.array([5.0, 4, 3])) == 2
+    assert hotcold_model.cutoff(np.array([1.0, 4, 3])) == 0
 
 
 def block_matrix(n: int = 256, scattered: int = 100, seed: int = 0) -> np.ndarray:
