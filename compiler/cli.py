@@ -33,6 +33,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     """The exceptions that are a user's mistake: one line, exit 1, no traceback."""
     from sparsec.backends.common.memory import CapacityError
     from sparsec.backends.common.spec import SpecError as TargetError
+    from sparsec.compiler.analyze import AnalyzeError
     from sparsec.compiler.driver import CompileError
     from sparsec.compiler.guards import Refused
     from sparsec.compiler.mlir_export import MlirExportError
@@ -41,7 +42,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from sparsec.tensors.workloads import WorkloadError
 
     return (SpecError, CompileError, DataStoreError, TargetError, UnknownTargetError,
-            CapacityError, MlirExportError, WorkloadError, Refused)
+            CapacityError, MlirExportError, WorkloadError, Refused, AnalyzeError)
 
 
 def _add_compile_options(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     bert.add_argument("-o", "--output", required=True, help="output .npz")
 
     sub.add_parser("targets", help="list backends, presets and their parameters")
+    from sparsec.compiler.analyze import add_analyze_parser
+
+    add_analyze_parser(sub)
     return parser
 
 
@@ -375,8 +379,14 @@ def cmd_workload(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "compile": cmd_compile, "run": cmd_run, "compare": cmd_compare, "workload": cmd_workload,
-    "targets": cmd_targets,
+    "targets": cmd_targets, "analyze": lambda args: _analyze(args),
 }
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from sparsec.compiler.analyze import cmd_analyze
+
+    return cmd_analyze(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -188,3 +188,22 @@ def test_bad_inputs_are_rejected():
         int_fp_gemm(np.ones((1, 1), dtype=np.float32), np.array([[300]]), 1.0, IntFpConfig())
     with pytest.raises(ValueError, match="acc_mode"):
         IntFpConfig(acc_mode="round")
+
+
+@given(st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=50))
+@settings(max_examples=100, deadline=None)
+def test_signed_bits_matches_python(values):
+    from sparsec.backends.bitllm.arith import signed_bits
+
+    assert signed_bits(np.array(values)).tolist() == [bits_needed_signed(v) for v in values]
+
+
+def test_sum_bits_histogram_says_which_widths_overflow():
+    rng = np.random.default_rng(5)
+    x = _bf16(rng, (6, 64), 2)
+    w = rng.integers(-128, 128, size=(64, 5))
+    _, exact = int_fp_gemm(x, w, 1.0, IntFpConfig())
+    hist = np.array(exact.sum_bits_histogram)
+    for bits in (12, 16, 20):
+        _, narrow = int_fp_gemm(x, w, 1.0, IntFpConfig(acc_bits=bits))
+        assert narrow.register_events == hist[bits + 1:].sum()
