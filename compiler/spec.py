@@ -933,12 +933,14 @@ class RandomParams:
 
 @dataclass(frozen=True)
 class LoadParams:
-    """Validated arguments of ``load(path[, key], transpose=)``; ``fmt`` is the file kind."""
+    """Validated arguments of ``load(path[, key], transpose=, index=)``; ``fmt`` is the file
+    kind; ``index`` picks one entry of the data's first axis (a decode step, a layer)."""
 
     path: str
     key: str | None
     transpose: bool
     fmt: str
+    index: int | None = None
 
 
 RANDOM_DISTS = ("normal", "uniform")
@@ -1004,9 +1006,9 @@ def random_params(source: Source) -> RandomParams:
 def load_params(source: Source, ttype: TensorType | None = None) -> LoadParams:
     """Check ``load(path[, key], transpose=bool)``; with ``ttype``, also check fit."""
     for key in source.kwargs:
-        if key != "transpose":
+        if key not in ("transpose", "index"):
             raise _unknown_keyword(
-                "load", key, source.kwarg_locs.get(key, source.loc), ("transpose",)
+                "load", key, source.kwarg_locs.get(key, source.loc), ("transpose", "index")
             )
     if not source.args:
         raise SpecError(source.loc, 'load: missing file name, e.g. load("weights.npy")')
@@ -1047,7 +1049,16 @@ def load_params(source: Source, ttype: TensorType | None = None) -> LoadParams:
         raise SpecError(
             path_v.loc, f"load: Matrix Market files hold matrices, but the tensor is {ttype}"
         )
-    return LoadParams(path_v.text, key, transpose, fmt)
+    index = None
+    if "index" in source.kwargs:
+        v = source.kwargs["index"]
+        if not isinstance(v, Number) or not isinstance(v.number, int) or v.number < 0:
+            raise SpecError(v.loc, f"load: index must be an integer >= 0, got {v}")
+        if fmt == "mtx":
+            raise SpecError(v.loc, "load: index picks an entry of an array's first axis; "
+                                   "Matrix Market files hold one matrix")
+        index = v.number
+    return LoadParams(path_v.text, key, transpose, fmt, index)
 
 
 #: Source kind -> validator(source, declared type). Extend to add source kinds

@@ -101,6 +101,8 @@ SPARSEC_PASSES = {
     "encode-diagonal": _lazy_pass("sparsec.passes.encode_diagonal", "EncodeDiagonalPass"),
     "tile-hot-cold": _lazy_pass("sparsec.passes.tile_hot_cold", "TileHotColdPass"),
     "bitlevel-encode": _lazy_pass("sparsec.passes.bitlevel_encode", "BitLevelEncodePass"),
+    "kv-quantize": _lazy_pass("sparsec.passes.kv_quantize", "KvQuantizePass"),
+    "kv-evict": _lazy_pass("sparsec.passes.kv_evict", "KvEvictPass"),
 }
 
 SPARSEC_UNIVERSE = Universe(all_dialects=SPARSEC_DIALECTS, all_passes=SPARSEC_PASSES)

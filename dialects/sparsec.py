@@ -534,9 +534,10 @@ def output_names(attr: Attribute | None, count: int) -> list[str]:
 
 # The block ops (dialects/block.py) use this module's helpers, so they are imported last.
 from sparsec.dialects.block import BLOCK_OPS  # noqa: E402
+from sparsec.dialects.kv import KV_OPS  # noqa: E402
 
 Sparsec = Dialect(
     "sparsec",
-    [InputOp, ParamOp, MatmulOp, SddmmOp, SoftmaxOp, SpmmOp, AttentionOp, *BLOCK_OPS],
+    [InputOp, ParamOp, MatmulOp, SddmmOp, SoftmaxOp, SpmmOp, AttentionOp, *BLOCK_OPS, *KV_OPS],
     [*FORMAT_ATTRIBUTES, BitLevelAttr],
 )

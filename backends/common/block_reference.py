@@ -19,8 +19,10 @@ from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_i
 from xdsl.ir import Attribute, Operation
 
 from sparsec.dialects import block
+from sparsec.dialects.kv import KvCompressOp
 from sparsec.dialects.sparsec import element_type_name
 from sparsec.tensors.dtypes import round_to_dtype
+from sparsec.tensors.kv_cache import compress_fast
 from sparsec.tensors.numerics import accumulate_dtype
 
 Properties = Mapping[str, Any]
@@ -98,6 +100,13 @@ def evaluate(kind: str, inputs: list[np.ndarray], props: Properties, dtype: str)
     return round_to_dtype(np.asarray(KINDS[kind](wide, props, dtype), dtype=acc), dtype)
 
 
+def kv_compress_values(op: Any, x: np.ndarray, dtype: str) -> np.ndarray:
+    """`sparsec.kv_compress` (or an ISA op carrying its properties) on the cache `x`,
+    rounded to `dtype`; its policy is read from the op's properties."""
+    policy = KvCompressOp.policy(op)
+    return round_to_dtype(compress_fast(np.asarray(x), policy, op.role.data), dtype)
+
+
 def op_kind(op: Operation) -> str:
     """`rmsnorm` for `sparsec.rmsnorm`, ..."""
     return op.name.removeprefix("sparsec.")
@@ -154,6 +163,11 @@ class BlockFunctions(InterpreterFunctions):
     @impl(block.ConcatOp)
     def run_concat(self, interpreter: Interpreter, op: Operation, args: tuple[Any, ...]):
         return self._run(op, args)
+
+    @impl(KvCompressOp)
+    def run_kv_compress(self, interpreter: Interpreter, op: Operation, args: tuple[Any, ...]):
+        dtype = element_type_name(op.results[0].type.element_type)  # type: ignore[attr-defined]
+        return (kv_compress_values(op, args[0], dtype),)
 
     @impl(block.GqaAttentionOp)
     def run_gqa_attention(self, interpreter: Interpreter, op: Operation,

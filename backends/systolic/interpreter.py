@@ -19,7 +19,11 @@ from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_i
 from xdsl.ir import SSAValue
 
 from sparsec.backends.common.backend import Machine, dtype_of
-from sparsec.backends.common.block_reference import evaluate, plain_properties
+from sparsec.backends.common.block_reference import (
+    evaluate,
+    kv_compress_values,
+    plain_properties,
+)
 from sparsec.backends.common.isa import zero_accumulator
 from sparsec.backends.common.memory import MemoryLevel
 from sparsec.backends.common.report import Check, Report
@@ -82,6 +86,12 @@ class SystolicMachine(Machine):
         self.mac_pj = spec.mac_pj
         self.tails: list[dict[str, int]] = []
         self.vector_kinds: dict[str, dict[str, int]] = {}
+        self.gemms: list[dict[str, Any]] = []
+
+        self.onchip: set[SSAValue] = set()
+        self.kv_cache: dict[str, int] = {"bytes": 0, "dense_fp16_bytes": 0,
+                                         "dequantized_elements": 0, "tokens_kept": 0,
+                                         "tokens": 0}
         self.vector_pj = 0.0
 
     def functions(self) -> InterpreterFunctions:
@@ -189,6 +199,51 @@ class SystolicMachine(Machine):
         self.ready[op.result] = self.timeline.issue(
             "vector", cycles, after=[self.ready.get(v) for v in op.inputs])
 
+    def kv_load(self, op: isa.KvLoadOp) -> None:
+        """A KV-cache tensor read as its policy stores it: ceil(stored bits / 8) bytes from
+        DRAM into the filter SRAM (user mode: at `bandwidth` words per cycle), then
+        2 ALU operations (q * scale + min) per integer element on the vector unit. The
+        dequantized tensor stays on chip: the folds that read it fetch nothing."""
+        from sparsec.dialects.kv import KvCompressOp
+        from sparsec.tensors.kv_cache import (
+            policy_dequantized_elements,
+            policy_storage_bits_one,
+        )
+
+        policy = KvCompressOp.policy(op)  # type: ignore[arg-type]  # same properties
+        heads, length, dim = _shape(op.input.type)
+        stored = -(-policy_storage_bits_one(policy, op.role.data, heads, length, dim) // 8)
+        dequant = policy_dequantized_elements(policy, heads, length, dim)
+        self.dram.read(stored)
+        self.srams["filter"].write(stored)
+        self.kv_cache["bytes"] += stored
+        self.kv_cache["dense_fp16_bytes"] += heads * length * dim * 2
+        self.kv_cache["dequantized_elements"] += dequant
+        self.kv_cache["tokens"] += length
+        self.kv_cache["tokens_kept"] += _shape(op.result.type)[1]
+        after = [self.ready.get(op.input)]
+        if self.spec.mode == "user":
+            words = -(-stored // self.spec.word_bytes)
+            after = [self.timeline.issue("filter_dma", -(-words // self.spec.bandwidth),
+                                         after=after)]
+        done = vector.VectorWork(2 * dequant, 0)
+        cycles = self.count_vector("kv_dequant", done)
+        self.ready[op.result] = self.timeline.issue("vector", cycles, after=after)
+        self.onchip.add(op.result)
+
+    def count_vector(self, kind: str, done: vector.VectorWork) -> int:
+        """Cycles and energy of vector work counted under `kind`."""
+        spec = self.spec
+        cycles = done.cycles(spec.lanes, spec.vector_alu_cycles, spec.vector_sfu_cycles)
+        tally = self.vector_kinds.setdefault(kind, {"instructions": 0, "cycles": 0,
+                                                    "alu_ops": 0, "sfu_ops": 0})
+        tally["instructions"] += 1
+        tally["cycles"] += cycles
+        tally["alu_ops"] += done.alu_ops
+        tally["sfu_ops"] += done.sfu_ops
+        self.vector_pj += done.energy_pj(spec.vector_alu_pj, spec.vector_sfu_pj)
+        return cycles
+
     def move(self, op: isa.MoveOp) -> None:
         """Head split/merge and KV-cache append: no cycles (addressing); the appended rows
         are written to the cache in DRAM. Ready when the inputs are."""
@@ -199,9 +254,18 @@ class SystolicMachine(Machine):
         if ends:
             self.ready[op.result] = max(ends, key=lambda e: e.end)
 
-    def count_effectual(self, a: np.ndarray, b: np.ndarray) -> None:
-        """Useful MACs of a GEMM (nonzero times nonzero); the array performs them all."""
-        self.effectual_macs += effectual_macs(a, b)
+    def count_effectual(self, a: np.ndarray | None, b: np.ndarray | None,
+                        op: isa.FoldOp) -> None:
+        """Useful MACs of a GEMM (nonzero times nonzero); the array performs them all.
+        An operand whose values were not computed (--no-execute: an intermediate) counts
+        every product as useful."""
+        if a is None or b is None:
+            heads = op.acc.type.get_shape()[0] if op.head is not None else 1  # type: ignore[union-attr]
+            lhs = op.lhs.type.get_shape()[-2:]  # type: ignore[union-attr]
+            m, k = (lhs[1], lhs[0]) if op.transpose_a else (lhs[0], lhs[1])
+            self.effectual_macs += heads * m * k * op.acc.type.get_shape()[-1]  # type: ignore[union-attr]
+            return
+        self.effectual_macs += effectual_macs(a, _grouped(a, b))
 
     def require_stationary_fits(self, op: isa.FoldOp) -> None:
         """Bandwidth-limited mode: a fold's stationary tile must fit its SRAM whole."""
@@ -244,6 +308,8 @@ class SystolicMachine(Machine):
         self.dram.write(words * self.spec.word_bytes)
         self.tails.append({"words": words, "mid_run_drains": len(drains),
                            "lines_after_compute": lines_left})
+        self.gemms.append({"name": _kernel_name(op.result.name_hint), "folds": len(self.gemm.folds),
+                           "array_cycles": sum(e.end - e.start for e in self.gemm.folds)})
         self.gemm = GemmState()
         return max(events, key=lambda e: e.end)
 
@@ -272,6 +338,8 @@ class SystolicMachine(Machine):
             if self.gemm.resident.get(operand) == tile:
                 continue
             self.gemm.resident[operand] = tile
+            if (op.lhs if operand == "ifmap" else op.rhs) in self.onchip:
+                continue  # dequantized on chip by kv_load: nothing crosses DRAM
             words = (tile[2] - tile[1]) * (tile[4] - tile[3])
             self._count_dram_read(operand, words)
             if self.spec.mode != "user":
@@ -314,6 +382,9 @@ class SystolicMachine(Machine):
                 "writeback": self.tails,
                 "energy_breakdown_pj": energy,
                 "vector_unit": self.vector_kinds,
+                "gemms": self.gemms,
+
+                **({"kv_cache": self.kv_cache} if self.kv_cache["tokens"] else {}),
                 "dataflow": spec.dataflow,
                 "mode": spec.mode,
             },
@@ -325,6 +396,15 @@ def _elements(value_type: Any) -> int:
     for d in value_type.get_shape():
         count *= d
     return count
+
+
+def _kernel_name(hint: str | None) -> str:
+    """The kernel tensor a GEMM's write-back produces (`Qp` for `%Qp_3`; `C_scores`
+    style names of attention's parts are kept)."""
+    if hint is None:
+        return "?"
+    stem, _, suffix = hint.rpartition("_")
+    return stem if stem and suffix.isdigit() else hint
 
 
 def _shape(value_type: Any) -> tuple[int, ...]:
@@ -456,8 +536,9 @@ class SystolicFunctions(InterpreterFunctions):
         lhs, rhs, acc = args
         if op.index.value.data == 0:
             self.folds.flush()
-            self.machine.count_effectual(_matrix_t(lhs, op.transpose_a is not None),
-                                         _matrix_t(_grouped(lhs, rhs), op.transpose_b is not None))
+            self.machine.count_effectual(
+                None if lhs is None else _matrix_t(lhs, op.transpose_a is not None),
+                None if rhs is None else _matrix_t(rhs, op.transpose_b is not None), op)
         if not self.machine.execute:
             return (None,)
         self.folds.add(op, lhs, rhs, acc)
@@ -492,6 +573,14 @@ class SystolicFunctions(InterpreterFunctions):
             return (None,)
         props = {k: v for k, v in plain_properties(op).items() if k != "kind"}
         return (evaluate(op.kind.data, list(args), props, dtype_of(op.result.type)),)
+
+    @impl(isa.KvLoadOp)
+    def run_kv_load(self, interpreter: Interpreter, op: isa.KvLoadOp, args: tuple[Any, ...]):
+        self.folds.flush()
+        self.machine.kv_load(op)
+        if not self.machine.execute:
+            return (None,)
+        return (kv_compress_values(op, args[0], dtype_of(op.result.type)),)
 
     @impl(isa.MoveOp)
     def run_move(self, interpreter: Interpreter, op: isa.MoveOp, args: tuple[Any, ...]):

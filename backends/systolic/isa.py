@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 
 from xdsl.dialects.builtin import (
+    ArrayAttr,
     DenseArrayBase,
     FloatAttr,
     IntegerAttr,
@@ -375,5 +376,36 @@ class MoveOp(IRDLOperation):
                                   f"{len(self.inputs)}")
 
 
+@irdl_op_definition
+class KvLoadOp(IRDLOperation):
+    """Read a KV-cache tensor as its policy stores it and dequantize it on the vector unit:
+    `%k = systolic.kv_load %K {role = "key", bits = [16, 4, 2], ...} : T -> T'`.
+
+    Semantics: those of `sparsec.kv_compress` with the same properties
+    (tensors/kv_cache.py `compress`). Cost: the exact stored bits cross DRAM into the
+    filter SRAM; each quantized element costs a multiply and an add on the vector unit
+    (q * scale + min). The result stays on chip for the folds that read it.
+    """
+
+    name = "systolic.kv_load"
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+    role = prop_def(StringAttr)
+    bits = prop_def(ArrayAttr)
+    tiers = prop_def(ArrayAttr)
+    group = prop_def(IntegerAttr)
+    axis = prop_def(StringAttr)
+    sink = prop_def(IntegerAttr)
+    window = prop_def(IntegerAttr)
+    meta_bits = prop_def(IntegerAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$input attr-dict `:` type($input) `->` type($result)"
+
+    def __init__(self, value: SSAValue, result_type: Attribute,
+                 properties: dict[str, Attribute]):
+        super().__init__(operands=[value], result_types=[result_type],
+                         properties=dict(properties))
+
+
 Systolic = Dialect("systolic", [ZerosOp, PrefetchOp, FoldOp, WritebackOp, EpilogueOp,
-                                SoftmaxOp, VectorOp, MoveOp], [])
+                                SoftmaxOp, VectorOp, MoveOp, KvLoadOp], [])

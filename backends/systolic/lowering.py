@@ -25,6 +25,7 @@ from xdsl.utils.exceptions import PassFailedException
 from sparsec.backends.systolic import isa
 from sparsec.backends.systolic.spec import SystolicSpec
 from sparsec.dialects import block
+from sparsec.dialects.kv import KvCompressOp
 from sparsec.dialects.sparsec import AttentionOp, MatmulOp, SddmmOp, SoftmaxOp, SpmmOp
 from sparsec.passes.decompose_attention import DecomposeAttention
 
@@ -183,10 +184,19 @@ def lower_gqa_attention(op: block.GqaAttentionOp, spec: SystolicSpec) -> list[Op
                         epilogue=epilogue)
     softmax = isa.SoftmaxOp(scores[-1].results[0], mask, None, None, start)
     out = lower_gemm(softmax.result, op.value, op.result.type, spec)  # type: ignore[arg-type]
+    base = op.result.name_hint or "attn"
+    scores[-1].results[0].name_hint = f"{base}_scores"
+    softmax.result.name_hint = f"{base}_probs"
     return [*scores, softmax, *out]
 
 
+def lower_kv_compress(op: KvCompressOp, spec: SystolicSpec) -> list[Operation]:
+    """A policy-compressed KV-cache tensor: read as stored, dequantized on the vector unit."""
+    return [isa.KvLoadOp(op.input, op.result.type, dict(op.properties))]
+
+
 LOWERINGS: dict[type[Operation], Callable[[Any, SystolicSpec], list[Operation]]] = {
+    KvCompressOp: lower_kv_compress,
     MatmulOp: lower_matmul, SddmmOp: lower_sddmm, SpmmOp: lower_spmm, SoftmaxOp: lower_softmax,
     block.RmsNormOp: lower_vector, block.LayerNormOp: lower_vector, block.SiluOp: lower_vector,
     block.GeluOp: lower_vector, block.ExpOp: lower_vector, block.AddOp: lower_vector,

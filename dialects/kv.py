@@ -1,0 +1,108 @@
+"""`sparsec.kv_compress`: a KV-cache tensor as a recency-aware precision policy stores it.
+
+Set by the `kv-quantize` and `kv-evict` passes in front of a decode step's attention;
+its semantics are tensors/kv_cache.py `compress`, its storage is exact bits.
+"""
+
+from __future__ import annotations
+
+from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, StringAttr, TensorType, i64
+from xdsl.ir import Attribute, SSAValue
+from xdsl.irdl import (
+    IRDLOperation,
+    ParsePropInAttrDict,
+    irdl_op_definition,
+    operand_def,
+    prop_def,
+    result_def,
+    traits_def,
+)
+from xdsl.traits import Pure
+from xdsl.utils.exceptions import VerifyException
+
+from sparsec.dialects.sparsec import _ranked, element_type_name
+
+ROLES = ("key", "value")
+
+
+@irdl_op_definition
+class KvCompressOp(IRDLOperation):
+    """One KV-cache tensor X [H, S, d] (keys or values, oldest token first) after eviction
+    and recency-tiered quantization:
+
+        kept = [0, sink) + [S - window, S)   (every position when window = 0)
+        groups of `group` positions; a group's tier follows the age of its newest token:
+          tier i when sum(tiers[:i]) <= age < sum(tiers[:i+1]); the last group, if
+          incomplete, is tier 0; bits[i] >= 16 keeps fp16, else asymmetric integers with
+          one scale and min (meta_bits each) per channel over the group (`axis = channel`)
+          or per token over `group` channels (`axis = token`), re-quantized down the tiers
+        result = X[:, kept] as dequantized           [H, len(kept), d]
+
+    Properties: role (key|value), bits, tiers, group, axis, sink, window, meta_bits,
+    length (S: tiers and eviction are measured against the full cache).
+    """
+
+    name = "sparsec.kv_compress"
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+    role = prop_def(StringAttr)
+    bits = prop_def(ArrayAttr[IntegerAttr])
+    tiers = prop_def(ArrayAttr[IntegerAttr])
+    group = prop_def(IntegerAttr)
+    axis = prop_def(StringAttr)
+    sink = prop_def(IntegerAttr)
+    window = prop_def(IntegerAttr)
+    meta_bits = prop_def(IntegerAttr)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$input attr-dict `:` type($input) `->` type($result)"
+
+    def __init__(self, value: SSAValue, result_type: TensorType, role: str,
+                 bits: tuple[int, ...], tiers: tuple[int, ...], group: int, axis: str,
+                 sink: int, window: int, meta_bits: int):
+        def ints(xs: tuple[int, ...]) -> ArrayAttr[IntegerAttr]:
+            return ArrayAttr([IntegerAttr(x, i64) for x in xs])
+
+        props: dict[str, Attribute] = {
+            "role": StringAttr(role), "bits": ints(bits), "tiers": ints(tiers),
+            "group": IntegerAttr(group, i64), "axis": StringAttr(axis),
+            "sink": IntegerAttr(sink, i64), "window": IntegerAttr(window, i64),
+            "meta_bits": IntegerAttr(meta_bits, i64)}
+        super().__init__(operands=[value], result_types=[result_type], properties=props)
+
+    def policy(self):  # -> sparsec.tensors.kv_cache.KVPolicy
+        """The policy the properties spell (raises ValueError naming the broken rule)."""
+        from sparsec.tensors.kv_cache import KVPolicy
+
+        axis = self.axis.data
+        return KVPolicy(bits=tuple(b.value.data for b in self.bits.data),
+                        tiers=tuple(t.value.data for t in self.tiers.data),
+                        group=self.group.value.data, sink=self.sink.value.data,
+                        window=self.window.value.data, meta_bits=self.meta_bits.value.data,
+                        key_axis=axis, value_axis=axis)
+
+    def verify_(self) -> None:
+        x = _ranked(self.input, "input", self.name)
+        out = _ranked(self.result, "result", self.name)
+        if element_type_name(x.element_type).startswith("i"):
+            raise VerifyException(f"{self.name}: the cache must be floating point, got {x}")
+        if self.role.data not in ROLES:
+            raise VerifyException(f"{self.name}: role must be key or value, got "
+                                  f"'{self.role.data}'")
+        try:
+            policy = self.policy()
+        except ValueError as error:
+            raise VerifyException(f"{self.name}: {error}") from None
+        if x.get_num_dims() != 3:
+            raise VerifyException(f"{self.name}: input must be [heads, tokens, d], got {x}")
+        from sparsec.tensors.kv_cache import kept_positions
+
+        h, s, d = x.get_shape()
+        kept = kept_positions(s, policy.sink, policy.window).size
+        if tuple(out.get_shape()) != (h, kept, d) or out.element_type != x.element_type:
+            raise VerifyException(f"{self.name}: result must be tensor<{h}x{kept}x{d}x"
+                                  f"{x.element_type}> (sink {policy.sink} + window "
+                                  f"{policy.window} of {s} tokens), got {out}")
+
+
+KV_OPS = [KvCompressOp]
