@@ -187,7 +187,7 @@ def numerics(dtype: str | None = None, spec: BitllmSpec | None = None,
             return hooks.FLOAT.rmsnorm(x, weight, eps)
         return nl.poly_rmsnorm(x, weight, eps, order)
 
-    name = f"bitllm {spec.label()}" if spec.label() != "bitllm" else "bitllm"
+    name = spec.label()
     return hooks.FLOAT.replace(name, prepare_weight=prepare, gemm=gemm,
                                attention_scores=scores, attention_values=values,
                                softmax=softmax, silu=silu, rmsnorm=rmsnorm)
