@@ -94,7 +94,7 @@ def _recorder(store: dict[str, np.ndarray], names: set[str]) -> Callable[[int, s
     return record
 
 
-def float_runs(tokens: int, text: str) -> Runs:
+def float_runs(tokens: int, text: str, blocks: int | None = None) -> Runs:
     from sparsec.tensors import llm
     from sparsec.tensors.hooks import FLOAT
 
@@ -103,9 +103,9 @@ def float_runs(tokens: int, text: str) -> Runs:
     recorded: dict[str, np.ndarray] = {}
     names = {"attn_norm", "context", "ffn_norm", "ffn_act", "q", "k", "gate", "hidden_in",
              "ffn_in", "probs"}
-    runner = llm.LlamaForward(model, FLOAT)
+    runner = llm.LlamaForward(model, FLOAT, n_blocks=blocks)
     logits = runner.teacher_forced(ids, _recorder(recorded, names))
-    return Runs(model, ids, logits, recorded, model.config.n_layers)
+    return Runs(model, ids, logits, recorded, len(runner.blocks))
 
 
 def perplexity_and_agreement(runs: Runs, numerics: Any) -> tuple[float, float]:
@@ -113,7 +113,7 @@ def perplexity_and_agreement(runs: Runs, numerics: Any) -> tuple[float, float]:
     float model's) under `numerics`."""
     from sparsec.tensors import llm
 
-    runner = llm.LlamaForward(runs.model, numerics)
+    runner = llm.LlamaForward(runs.model, numerics, n_blocks=runs.n_layers)
     switches = getattr(numerics, "_bitllm_switches", None)
 
     def track(layer: int, name: str, value: np.ndarray) -> None:
@@ -493,10 +493,10 @@ def _progress(total: int) -> Iterator[Callable[[], None]]:
 
 
 def analyze_precision(spec: Any, out: Path, tokens: int, text: str, points: list[int],
-                      smallest: bool = True) -> Path:
+                      smallest: bool = True, blocks: int | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    with _progress(2 + 30 + 4 * len(points) + len(variants(spec)) + 11) as advance:
-        runs = float_runs(tokens, text)
+    with _progress(2 + (blocks or 30) + 4 * len(points) + len(variants(spec)) + 11) as advance:
+        runs = float_runs(tokens, text, blocks)
         advance()
         from sparsec.tensors.llm import perplexity
 
@@ -512,7 +512,7 @@ def analyze_precision(spec: Any, out: Path, tokens: int, text: str, points: list
         sweep = layer_sweep(runs, spec, [p for p in points if p < runs.n_layers], advance)
         results = []
         for label, variant in variants(spec):
-            ppl, agree = perplexity_and_agreement(runs, bitllm_numerics(variant, head=True))
+            ppl, agree = perplexity_and_agreement(runs, bitllm_numerics(variant))
             results.append({"configuration": label, "target": variant.label(), "perplexity": ppl,
                             "vs_float": ppl / base_ppl - 1, "agreement": agree})
             advance()
@@ -526,6 +526,7 @@ def analyze_precision(spec: Any, out: Path, tokens: int, text: str, points: list
     plot_attention(attn, drift, out / "attention_drift.png")
     plot_sweep(sweep, base_ppl, out / "layer_sweep.png")
     data = {"target": spec.target_string(), "tokens": int(runs.ids.size), "text": text,
+            "blocks": runs.n_layers,
             "float_perplexity": base_ppl, "theory": theory, "overflow": overflow,
             "layers": [dataclasses.asdict(layer) for layer in layers], "orders": errors,
             "ranges": ranges, "attention": attn, "activation_drift": drift, "sweep": sweep,
@@ -554,7 +555,7 @@ def smallest_configuration(runs: Runs, spec: Any, base: float, results: list[dic
 
     def ok(variant: Any, gemm: bool, nonlinear: bool, label: str) -> bool:
         ppl, agree = perplexity_and_agreement(
-            runs, bitllm_numerics(variant, gemm=gemm, nonlinear=nonlinear, head=True))
+            runs, bitllm_numerics(variant, gemm=gemm, nonlinear=nonlinear))
         found["tried"].append({"configuration": label, "perplexity": ppl, "agreement": agree,
                                "within_1pct": ppl <= limit})
         advance()
@@ -645,8 +646,9 @@ def render(d: dict[str, Any]) -> str:
         lines += [f"**{function}**", "", _md_table(rows, ["order", "wasserstein", "total_variation"])]
     lines += ["![attention](attention_drift.png)", "", "## 4. Layer by layer", "",
               _md_table(d["sweep"], ["part", "mode", "layer", "perplexity", "agreement"]),
-              "![sweep](layer_sweep.png)", "", "## 5. Variants (whole model in bitllm numerics, "
-              "LM head included)", "",
+              "![sweep](layer_sweep.png)", "",
+              "## 5. Variants (every block in bitllm numerics; the tied LM head float (A), "
+              "as in eval llm; C and S alone change cycles, not values: spill is exact)", "",
               _md_table(d["variants"], ["configuration", "target", "perplexity", "vs_float",
                                         "agreement"])]
     best = d.get("smallest")
@@ -676,6 +678,8 @@ def add_analyze_parser(sub: Any) -> None:
     precision.add_argument("--text", default="prose")
     precision.add_argument("--layers", default="0,14,29",
                            help="layer points of the layer-by-layer curve")
+    precision.add_argument("--blocks", type=int, default=None,
+                           help="run only the first N blocks (a truncated model, quick checks)")
     precision.add_argument("--no-smallest", action="store_true",
                            help="skip the search for the smallest configuration")
 
@@ -697,6 +701,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.tokens < 2:
         raise AnalyzeError("--tokens must be >= 2 (perplexity needs a next token)")
     report = analyze_precision(spec, Path(args.output), args.tokens, args.text, points,
-                               smallest=not args.no_smallest)
+                               smallest=not args.no_smallest, blocks=args.blocks)
     print(report)
     return 0
