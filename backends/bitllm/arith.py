@@ -302,14 +302,16 @@ def int_fp_gemm(x: np.ndarray, w_codes: np.ndarray, scale: np.ndarray | float,
                 cfg: IntFpConfig, row_block: int = 256) -> tuple[np.ndarray, GemmStats]:
     """Y = X . (scale * Wq) on cluster-aligned INT-FP MACs; float32 [M, N] and its events.
 
-    x: BF16 values (float32 carriers) [M, K]; w_codes: integer codes [K, N] within
-    weight_bits; scale: a scalar or one per output column.
+    x: BF16 values (float32 carriers) [M, K]; w_codes: integer codes [K, N] with
+    |w| <= 2^(weight_bits - 1); scale: a scalar or one per output column.
     """
     x = np.asarray(x, dtype=np.float32)
     codes = np.asarray(w_codes, dtype=np.int64)
     if x.ndim != 2 or codes.ndim != 2 or x.shape[1] != codes.shape[0]:
         raise ValueError(f"bitllm gemm: shapes {x.shape} and {codes.shape} do not chain")
-    low, high = -(1 << (cfg.weight_bits - 1)), (1 << (cfg.weight_bits - 1)) - 1
+    # |w| <= 2^(W-1): a CSD code may round 127 up to +128 (one digit at 2^7); the bounds
+    # of README section 2 assume exactly this magnitude
+    low, high = -(1 << (cfg.weight_bits - 1)), 1 << (cfg.weight_bits - 1)
     if codes.size and (codes.min() < low or codes.max() > high):
         raise ValueError(f"bitllm gemm: weight codes must lie in [{low}, {high}]")
     stats = GemmStats()

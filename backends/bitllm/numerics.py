@@ -148,6 +148,8 @@ def numerics(dtype: str | None = None, spec: BitllmSpec | None = None,
         return switches.current if switches.current is not None else current_layer[0]
 
     def prepare(linear: Any) -> Any:
+        if _layer_of(linear.name) is None and not (switches.gemm and switches.head):
+            return linear  # runs in float32: no codes needed
         codes, scale = int8_codes(np.asarray(linear.matrix, dtype=np.float32).T,
                                   spec.max_ones, spec.method)
         prepared = linear.with_matrix((codes * scale[None, :]).T.astype(np.float32))
@@ -159,7 +161,8 @@ def numerics(dtype: str | None = None, spec: BitllmSpec | None = None,
     def gemm(x: np.ndarray, linear: Any) -> np.ndarray:
         current_layer[0] = _layer_of(linear.name)
         if not active("gemm", current_layer[0]):
-            return hooks.float_gemm(x, hooks.Linear(linear.name, linear.aux["float"]))
+            original = linear.aux.get("float", linear.matrix)
+            return hooks.float_gemm(x, hooks.Linear(linear.name, original))
         y, stats = int_fp_matmul(x, linear.aux["codes"], linear.aux["scale"], cfg)
         events.add(stats)
         return y

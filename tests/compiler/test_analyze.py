@@ -35,8 +35,9 @@ def test_nonlinear_tables_on_given_inputs():
     inputs = {"exp": -np.abs(x), "reciprocal": np.abs(x) + 1, "rsqrt": np.abs(x) + 0.5,
               "sigmoid": x, "silu": x, "gelu": x}
     errors = analyze.order_errors(inputs)
+    assert all([r["order"] for r in rows] == list(analyze.ORDERS) for rows in errors.values())
     assert errors["exp"][0]["max_rel"] > errors["exp"][5]["max_rel"]
-    assert all(r["max_rel"] <= r["bound_rel"] + 1e-5 for rows in errors.values() for r in rows)
+    assert all(r["max_rel"] <= r["bound_rel_f32"] for rows in errors.values() for r in rows)
     drift = analyze.activation_drift(inputs)
     assert drift["silu"][0]["wasserstein"] > drift["silu"][7]["wasserstein"]
 

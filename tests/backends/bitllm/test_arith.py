@@ -207,3 +207,15 @@ def test_sum_bits_histogram_says_which_widths_overflow():
     for bits in (12, 16, 20):
         _, narrow = int_fp_gemm(x, w, 1.0, IntFpConfig(acc_bits=bits))
         assert narrow.register_events == hist[bits + 1:].sum()
+
+
+def test_csd_rounding_up_to_plus_128_is_within_the_bound():
+    """CSD with one digit codes 127 as +128: |w| = 2^(W-1) is what max |P| assumes."""
+    from sparsec.tensors.bitlevel import encode
+
+    coded = encode(np.array([127, -128, 96]), 8, 1, "csd").codes
+    assert coded.tolist() == [128, -128, 128]
+    x = np.full((1, 32), 255 / 128, dtype=np.float32)  # m = 255 everywhere
+    w = np.full((32, 1), 128)
+    y, stats = int_fp_gemm(x, w, 1.0, IntFpConfig())
+    assert stats.register_events == 0 and y[0, 0] == pytest.approx(32 * 255)
