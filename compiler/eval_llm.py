@@ -75,7 +75,8 @@ WEIGHT_TRANSFORMS: dict[str, Callable[[Any], Callable[[np.ndarray], np.ndarray]]
 }
 """Pass name -> (configured pass -> function on one (out, in) weight matrix)."""
 
-_ROW = re.compile(r"^(?P<target>[A-Za-z_][\w-]*)(?:@(?P<dtype>\w+))?(?::(?P<pipeline>.*))?$")
+_ROW = re.compile(r"^(?P<target>[A-Za-z_][\w-]*)(?P<options>\{[^}]*\})?(?:@(?P<dtype>\w+))?"
+                  r"(?::(?P<pipeline>.*))?$")
 
 
 @dataclass
@@ -116,6 +117,17 @@ def weight_transform(pipeline: str) -> Callable[[Linear], Linear] | None:
     return transform
 
 
+def _target_spec(target: str, options: str | None) -> Any:
+    """The target's spec from `TARGET{opts}` (None without options): for backends whose
+    numerics depend on the hardware's options (bitllm's clusters, Taylor order, ...)."""
+    if not options:
+        return None
+    from sparsec.backends import spec_class
+    from sparsec.backends.common.spec import parse_target_string
+
+    return spec_class(target).from_spec(parse_target_string(target + options))
+
+
 def parse_row(text: str) -> Row:
     """A --row: float | referee | TARGET[@DTYPE][:PIPELINE]."""
     from sparsec.backends import UnknownTargetError, get_numerics
@@ -130,12 +142,13 @@ def parse_row(text: str) -> Row:
         return Row("referee (llama.cpp CPU)", GGML_CPU)
     match = _ROW.match(text)
     if match is None:
-        raise EvalError(f"bad --row '{text}'; write float, referee or TARGET[@DTYPE][:PIPELINE], "
+        raise EvalError(f"bad --row '{text}'; write float, referee or "
+                        "TARGET[{OPTIONS}][@DTYPE][:PIPELINE], "
                         "e.g. 'stc:prune-nm{n=2 m=4}'")
     target, dtype, pipeline = match["target"], match["dtype"], match["pipeline"] or ""
     try:
-        numerics = get_numerics(target, dtype)
-    except (UnknownTargetError, LookupError, ValueError) as err:
+        numerics = get_numerics(target, dtype, _target_spec(target, match["options"]))
+    except (UnknownTargetError, LookupError, ValueError, TypeError) as err:
         raise EvalError(f"--row '{text}': {err}") from None
     transform = weight_transform(pipeline)
     if transform is not None:
