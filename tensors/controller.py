@@ -22,9 +22,9 @@ Each decode step it
    `gain` is an exponential average of KL / sum_l s_l measured at probe steps (every
    `probe_every` steps the step is also run in float, which costs a float step; the
    benchmark counts it);
-3. if KL^ > budget, backs the layer with the largest signal off by one level; if
-   KL^ < `low` * budget, tightens the layer with the smallest signal by one level
-   (hysteresis, one change per step: a discrete integral controller).
+3. if KL^ > budget, backs the `moves` layers with the largest signals off by one level;
+   if KL^ < `low` * budget, tightens the `moves` layers with the smallest signals by one
+   level (hysteresis between low * budget and budget: a discrete integral controller).
 
 **Per-layer static** (`calibrate_layer_levels`): offline, on a calibration text, each
 layer alone at a candidate level gives its KL; layers are raised in order of increasing
@@ -236,6 +236,7 @@ class OnlineController:
     probe_every: int = 8
     low: float = 0.5
     smoothing: float = 0.5
+    moves: int = 3
     gain: float | None = None
     probes: int = 0
     changes: int = 0
@@ -259,15 +260,13 @@ class OnlineController:
         levels = np.array([s.level for s in runner.layers])
         if estimate > self.budget:
             candidates = np.flatnonzero(levels > 0)
-            if candidates.size:
-                worst = candidates[np.argmax(signals[candidates])]
+            for worst in candidates[np.argsort(-signals[candidates], kind="stable")][: self.moves]:
                 runner.set_level(int(worst), int(levels[worst]) - 1)
                 self.changes += 1
             return
         if estimate < self.low * self.budget:
             candidates = np.flatnonzero(levels < self.top)
-            if candidates.size:
-                best = candidates[np.argmin(signals[candidates])]
+            for best in candidates[np.argsort(signals[candidates], kind="stable")][: self.moves]:
                 runner.set_level(int(best), int(levels[best]) + 1)
                 self.changes += 1
 

@@ -76,7 +76,7 @@ def test_online_controller_holds_the_budget_on_a_plant():
     rng = np.random.default_rng(1)
     layers = 4
     runner = _runner([0] * layers)
-    controller = OnlineController(budget=0.002, layers=layers, top=6, probe_every=4)
+    controller = OnlineController(budget=0.002, layers=layers, top=6, probe_every=4, moves=1)
     k = rng.normal(size=(2, 16, 8)).astype(np.float32)
     v = rng.normal(size=(2, 16, 8)).astype(np.float32)
     for step in range(60):
