@@ -100,6 +100,7 @@ SPARSEC_PASSES = {
     "tile-hot-cold": _lazy_pass("sparsec.passes.tile_hot_cold", "TileHotColdPass"),
     "kv-quantize": _lazy_pass("sparsec.passes.kv_quantize", "KvQuantizePass"),
     "kv-evict": _lazy_pass("sparsec.passes.kv_evict", "KvEvictPass"),
+    "prune-runtime": _lazy_pass("sparsec.passes.prune_runtime", "PruneRuntimePass"),
 }
 
 SPARSEC_UNIVERSE = Universe(all_dialects=SPARSEC_DIALECTS, all_passes=SPARSEC_PASSES)
