@@ -8,7 +8,7 @@ and summary (cheap to import, for `sparsec targets`), `<package>.target` the `BA
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sparsec.backends.common.backend import Backend
@@ -22,6 +22,7 @@ BACKEND_PACKAGES: dict[str, str] = {
     "hottiles": "sparsec.backends.hottiles",
     "sparc": "sparsec.backends.sparc",
     "sigma": "sparsec.backends.sigma",
+    "bitllm": "sparsec.backends.bitllm",
     "bitwave": "sparsec.backends.bitwave",
 }
 """Target name -> package with a `target` module (its `BACKEND`) and a `spec` module."""
@@ -58,3 +59,17 @@ def spec_class(name: str) -> type[AcceleratorSpec]:
     if len(classes) != 1:
         raise LookupError(f"{module.__name__} must define exactly one spec class named {name!r}")
     return classes[0]
+
+
+def get_numerics(name: str, dtype: str | None = None) -> Any:
+    """The whole-model `Numerics` (sparsec.tensors.hooks) target `name` computes with, from
+    its package's `numerics.numerics(dtype)`; LookupError when the backend publishes none."""
+    package = _package(name)
+    try:
+        module = importlib.import_module(f"{package}.numerics")
+    except ModuleNotFoundError as err:
+        if err.name != f"{package}.numerics":
+            raise
+        raise LookupError(f"target '{name}' publishes no whole-model numerics "
+                          f"({package}.numerics)") from None
+    return module.numerics(dtype)

@@ -9,9 +9,14 @@ dynamic dataflow). This script runs in two venvs:
        python benchmarks/bitsim_referee.py export --out /tmp/bitsim_layers.npz
   2. run (a venv with torch, BitSim's own code unchanged on sys.path):
        python3.11 -m venv /work/venvs/bitsim && /work/venvs/bitsim/bin/pip install torch numpy
-       /work/venvs/bitsim/bin/python benchmarks/bitsim_referee.py run \
+       /work/venvs/bitsim/bin/python benchmarks/bitsim_referee.py run --dataflows fixed \
            --bitsim /path/to/BitSim --layers /tmp/bitsim_layers.npz \
            --out tests/data/reference/bitsim_bitwave_minilm.csv
+       /work/venvs/bitsim/bin/python benchmarks/bitsim_referee.py run --dataflows dynamic \
+           --zero-cols 0,3 --bitsim /path/to/BitSim --layers /tmp/bitsim_layers.npz \
+           --out tests/data/reference/bitsim_bitwave_minilm_dynamic.csv
+     (the dynamic dataflow tries seven PE shapes, one of them 16 lanes x 1 row, so it
+     runs about 18 times longer: an hour on a loaded 2-core machine for two Z values)
      BitSim's `Bitwave` is built without its constructor (which reads the authors' model
      files and CACTI): the layer list, shapes and INT8 weights are set on the object
      and its `_calc_compute_cycle()` runs as written, with `input_precision_s = 8` (its
@@ -77,13 +82,16 @@ def _bitsim(root: Path):  # noqa: ANN202 - BitSim's own class
     return Bitwave, BitSerialPE
 
 
-def run(root: Path, layers: Path, out: Path) -> None:
+def run(root: Path, layers: Path, out: Path, dataflow_names: list[str],
+        zero_cols: list[int] | None) -> None:
     import torch
 
+    torch.set_num_threads(1)          # tiny tensors: threads only contend on a shared machine
     bitwave_class, pe_class = _bitsim(root)
     data = np.load(layers)
-    rows = []
-    for dataflows, label in ((None, "dynamic"), ([(8, 32, 16)], "fixed")):
+    rows: list[dict[str, object]] = []
+    chosen = [(d, n) for d, n in (([(8, 32, 16)], "fixed"), (None, "dynamic")) if n in dataflow_names]
+    for dataflows, label in chosen:
         acc = bitwave_class.__new__(bitwave_class)
         acc.pe = pe_class(8, 8, 8, bitwave_class.PE_ENERGY, bitwave_class.PE_AREA)
         acc.en_bitflip = True
@@ -92,7 +100,8 @@ def run(root: Path, layers: Path, out: Path) -> None:
         else:
             acc.dataflow = [(8, 32, 16), (16, 32, 8), (32, 32, 4), (128, 8, 1),
                             (16, 64, 1), (32, 32, 1), (16, 1, 16)]
-        names = list(data.files)
+        names = [f for f in data.files
+                 if zero_cols is None or int(f.split("|z")[1]) in zero_cols]
         acc.layer_name_list = names
         acc.weight_dim, acc.input_dim, acc.output_dim, acc.model_q = {}, {}, {}, {}
         for name in names:
@@ -113,6 +122,11 @@ def run(root: Path, layers: Path, out: Path) -> None:
                          "shape": "x".join(str(v) for v in shape),
                          "bitsim_cycles": int(acc._layer_cycle_compute[name])})
             print(label, name, rows[-1]["shape"], rows[-1]["bitsim_cycles"], flush=True)
+        write_rows(rows, out)
+
+
+def write_rows(rows: list[dict[str, object]], out: Path) -> None:
+    """The CSV, atomically (rewritten after each dataflow, so a long run keeps its part)."""
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
     with os.fdopen(fd, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -133,11 +147,16 @@ def main() -> None:
     rn.add_argument("--bitsim", type=Path, required=True)
     rn.add_argument("--layers", type=Path, required=True)
     rn.add_argument("--out", type=Path, required=True)
+    rn.add_argument("--dataflows", default="fixed,dynamic",
+                    help="fixed (8x32x16), dynamic (BitSim's seven shapes), or both")
+    rn.add_argument("--zero-cols", default=None,
+                    help="only the layers flipped to these Z (comma-separated); default all")
     args = parser.parse_args()
     if args.command == "export":
         export(args.out)
-    else:
-        run(args.bitsim, args.layers, args.out)
+        return
+    zero_cols = [int(z) for z in args.zero_cols.split(",")] if args.zero_cols else None
+    run(args.bitsim, args.layers, args.out, args.dataflows.split(","), zero_cols)
 
 
 if __name__ == "__main__":

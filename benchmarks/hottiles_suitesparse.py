@@ -1,66 +1,64 @@
-"""HotTiles on real SuiteSparse matrices: speedups over each baseline at equal area, the
-cost model's error, and NotreDame_www's compile + run wall time and peak memory.
+"""HotTiles at preset spade-sextans-4: speedups over HotOnly, ColdOnly, IUnaware and the
+best homogeneous design, the cost model's prediction error, and a >= 10 M-nonzero
+matrix through compile and run (wall time, peak memory).
 
-HotTiles (Gerogiannis, Aananthakrishnan, Torrellas, Hur, HPCA 2024) reports, over its
-matrices and three heterogeneous architectures, that HotTiles' partition outperforms
-hot-only execution by 9.2-16.8x, cold-only by 1.4-3.7x, the best single worker type per
-matrix by 1.3-2.5x and an IMH-unaware heterogeneous split by 1.4-2.2x (abstract).
+HotTiles (Gerogiannis, Aananthakrishnan, Torrellas, Hur, HPCA 2024), SPADE-Sextans at
+scale 4, K = 32, fp32, ten SuiteSparse matrices of 22-100 M nonzeros: geomean speedups
+8.7x over HotOnly, 1.9x over ColdOnly, 2.0x over IUnaware, 1.25x over the best
+homogeneous design per matrix; prediction error 12.4% for HotTiles (4.8% HotOnly, 19.6%
+ColdOnly). Those matrices cannot ship; the workloads here are
 
-For every Matrix Market file in ../shared/data/suitesparse (the SuiteSparse collection,
-Davis & Hu, ACM TOMS 2011), the kernel `C = matmul(A, B)` (A the matrix as f32, B a
-random f32 K x N, N = --cols) runs through the normal driver on `hottiles` with each
-policy: hottiles (HotTiles' model-driven split on 2 hot + 24 cold workers), hotonly
-(8 hot workers), coldonly (32 cold workers), random and roundrobin (the 2 + 24 machine,
-tiles dealt without regard to their density). "best single" is the faster of hotonly and
-coldonly, measured. Every run is executed and checked against the driver's scipy
-product. The model's error compares, per tile and for the whole SpMM, what the
-partitioning pass predicted from tile nonzero counts with what the interpreter
-accounts from the exact tile structure and the Timeline.
+- the SuiteSparse matrices of examples/data/suitesparse (992 to 930 k nonzeros), and
+- seeded synthetic matrices of millions of nonzeros with intra-matrix heterogeneity
+  (`sparsec workload matrix rmat|banded`, tensors/synthetic_matrices.py).
 
-A synthetic matrix with strong intra-matrix heterogeneity (dense blocks plus scattered
-nonzeros; constructed here, not from the paper) shows the mechanism apart from the
-SuiteSparse set; a sensitivity table reruns the set (cycles only) with the area of a
-hot worker and the DRAM bandwidth changed, since both are assumptions of this model.
+Every matrix runs `C = matmul(A, B)` (A f32, B f32 K = 32 columns) through the normal
+driver with `hottiles{preset=spade-sextans-4 policy=P}` for P in hottiles, hotonly,
+coldonly, iunaware; best homogeneous is the faster measured of hotonly and coldonly.
+Matrices under 1 M nonzeros are executed and checked against scipy; the larger ones
+account cycles only (values are checked in the tests). The prediction error is
+|predicted - measured| / measured, the partitioner's eq. 6 / 7 against the machine's
+execution model (backends/hottiles/execution.py), averaged over matrices.
 
-NotreDame_www (325729 x 325729, 929849 nonzeros) is also run as a user would, in a
-fresh process: `sparsec run examples/hottiles_notredame.sk --target hottiles`; its wall
-time and peak resident memory (getrusage of that process) are reported.
-Writes benchmarks/results/hottiles_suitesparse.md.
+The large run is a user's: `sparsec workload matrix rmat --scale 20 --edge-factor 12`
+(12 M nonzeros) then `sparsec run` of its spec in a fresh process, timed, with the
+child's peak resident memory (getrusage).
 
-Run: python benchmarks/hottiles_suitesparse.py [--cols 32]
+Writes benchmarks/results/hottiles_suitesparse.md and .png.
+Run: python benchmarks/hottiles_suitesparse.py [--skip-large]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
+import resource
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import scipy.io
-import scipy.sparse
+from rich.progress import Progress
 
 from sparsec.backends.common.report import Report, write_atomically
 from sparsec.compiler.driver import CompileOptions, compile_text, execute
+from sparsec.tensors import synthetic_matrices as sm
 
 ROOT = Path(__file__).resolve().parents[1]
-SUITESPARSE = ROOT.parent / "shared" / "data" / "suitesparse"
-EXAMPLE = ROOT / "examples" / "hottiles_notredame.sk"
+SUITESPARSE = ROOT / "examples" / "data" / "suitesparse"
 RESULTS = ROOT / "benchmarks" / "results" / "hottiles_suitesparse.md"
-POLICIES = ("hottiles", "hotonly", "coldonly", "random", "roundrobin")
-PAPER = {"hotonly": "9.2-16.8x", "coldonly": "1.4-3.7x", "best": "1.3-2.5x",
-         "random": "1.4-2.2x", "roundrobin": "1.4-2.2x"}
-SENSITIVITY = (("default: hot_area=4, DRAM 1024 B/cycle", ""),
-               ("hot_area=2 (hot worker = 2 cold ones)", "hot_area=2"),
-               ("hot_area=8 (hot worker = 8 cold ones)", "hot_area=8"),
-               ("DRAM 256 B/cycle (DRAM-bound)", "dram_bytes_per_cycle=256"))
-LIMIT_SECONDS = 60
-LIMIT_BYTES = 4 << 30
+PLOT = RESULTS.with_suffix(".png")
+PRESET = "spade-sextans-4"
+K = 32
+POLICIES = ("hottiles", "hotonly", "coldonly", "iunaware")
+BASELINES = ("hotonly", "coldonly", "iunaware", "best")
+PAPER = {"hotonly": 8.7, "coldonly": 1.9, "iunaware": 2.0, "best": 1.25}
+PAPER_ERROR = {"hottiles": 0.124, "hotonly": 0.048, "coldonly": 0.196}
+EXECUTE_LIMIT = 1_000_000
 
 
 @dataclass
@@ -68,327 +66,200 @@ class Case:
     """One matrix on every policy."""
 
     name: str
+    group: str
     shape: tuple[int, int]
     nnz: int
     reports: dict[str, Report] = field(default_factory=dict)
     seconds: float = 0.0
 
-    @property
-    def cycles(self) -> dict[str, int]:
-        return {p: r.cycles for p, r in self.reports.items()}
+    def cycles(self, policy: str) -> int:
+        if policy == "best":
+            return min(self.cycles("hotonly"), self.cycles("coldonly"))
+        return self.reports[policy].cycles
 
     def speedup(self, baseline: str) -> float:
-        cycles = self.cycles
-        base = min(cycles["hotonly"], cycles["coldonly"]) if baseline == "best" else cycles[baseline]
-        return base / cycles["hottiles"] if cycles["hottiles"] else float("nan")
+        return self.cycles(baseline) / max(1, self.cycles("hottiles"))
 
-    @property
-    def checks_ok(self) -> bool:
-        return all(r.check.ok and not r.check.skipped for r in self.reports.values())
+    def error(self, policy: str) -> float:
+        model = self.reports[policy].details["model"]
+        return abs(model["predicted_cycles"] - model["cycles"]) / max(1, model["cycles"])
 
-
-def spec_text(source: str, rows: int, cols: int, n: int) -> str:
-    return (f"kernel spmm {{\n  param A: f32[{rows}, {cols}] = {source}\n"
-            f"  in B: f32[{cols}, {n}] = random(seed=1)\n  C = matmul(A, B)\n  out C\n}}\n")
+    def detail(self, key: str):
+        return self.reports["hottiles"].details["partition"][key]
 
 
-def run_case(name: str, text: str, shape: tuple[int, int], nnz: int, base_dir: Path,
-             options: str = "", execute_values: bool = True) -> Case:
-    case = Case(name, shape, nnz)
+def spec_text(path: Path, shape: tuple[int, int]) -> str:
+    return (f"kernel spmm {{\n  param A: f32[{shape[0]}, {shape[1]}] = load(\"{path}\")\n"
+            f"  in B: f32[{shape[1]}, {K}] = random(seed=1)\n  C = matmul(A, B)\n  out C\n}}\n")
+
+
+def run_case(name: str, group: str, path: Path) -> Case:
+    rows, cols, entries, *_ = scipy.io.mminfo(str(path))
+    case = Case(name, group, (rows, cols), entries)
+    execute_values = entries < EXECUTE_LIMIT
     start = time.perf_counter()
     for policy in POLICIES:
-        target = f"hottiles{{policy={policy} {options}}}"
-        compiled = compile_text(text, CompileOptions(target=target,
-                                                     compute_reference=execute_values),
-                                str(base_dir / f"{name}.sk"))
+        target = f"hottiles{{preset={PRESET} policy={policy}}}"
+        compiled = compile_text(spec_text(path, (rows, cols)),
+                                CompileOptions(target=target, target_passes=True,
+                                               compute_reference=execute_values),
+                                str(path.parent / f"{name}.sk"))
         result = execute(compiled.module, compiled.store, execute_values=execute_values)
-        case.reports[policy] = result.reports[0]
+        report = result.reports[0]
+        if execute_values and not report.check.ok:
+            raise SystemExit(f"{name} on {target}: output differs from scipy")
+        case.reports[policy] = report
+    case.nnz = int(case.reports["hottiles"].macs["effectual"] // K)
     case.seconds = time.perf_counter() - start
     return case
 
 
-def suitesparse_cases(n: int, options: str = "", execute_values: bool = True) -> list[Case]:
-    cases = []
-    for path in sorted(SUITESPARSE.glob("*.mtx")):
-        rows, cols, entries, *_ = scipy.io.mminfo(str(path))
-        text = spec_text(f'load("{path}")', rows, cols, n)
-        cases.append(run_case(path.stem, text, (rows, cols), entries, SUITESPARSE, options,
-                              execute_values))
-        print(f"  {path.stem}{' ' + options if options else ''}: "
-              f"{cases[-1].seconds:.1f} s", file=sys.stderr)
-    return cases
-
-
-def synthetic_matrix(folder: Path) -> tuple[Path, int]:
-    """16384 x 16384: 8 blocks of 512 x 512 at 50% density on the diagonal, 300k nonzeros
-    scattered uniformly (seed 0); saved as a Matrix Market file."""
-    rng = np.random.default_rng(0)
-    n, block = 16384, 512
-    rows, cols = [rng.integers(0, n, 300_000)], [rng.integers(0, n, 300_000)]
-    for b in range(8):
-        r, c = np.nonzero(rng.random((block, block)) < 0.5)
-        start = b * (n // 8)
-        rows.append(r + start)
-        cols.append(c + start)
-    matrix = scipy.sparse.coo_matrix((np.ones(sum(map(len, rows)), np.float32),
-                                      (np.concatenate(rows), np.concatenate(cols))),
-                                     shape=(n, n)).tocsr()
-    matrix.data[:] = 1.0
-    path = folder / "synthetic_imh.mtx"
-    scipy.io.mmwrite(str(path), matrix, field="pattern")
-    return path, matrix.nnz
-
-
-def notredame_process() -> dict[str, float | bool | str]:
-    """`sparsec run` of the NotreDame example in a fresh process: wall time, peak RSS."""
-    probe = ("import json, resource, sys\nfrom sparsec.compiler.cli import main\n"
-             f"code = main(['run', {str(EXAMPLE)!r}, '--target', 'hottiles'])\n"
-             "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
-             "print(json.dumps({'exit': code, 'peak_bytes': peak}), file=sys.stderr)\n")
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          cwd=ROOT)
-    wall = time.perf_counter() - start
-    figures = json.loads(done.stderr.strip().splitlines()[-1])
-    return {"wall_s": wall, "peak_bytes": figures["peak_bytes"], "exit": figures["exit"],
-            "stdout": done.stdout}
-
-
-# -- the report ----------------------------------------------------------------------------------
+def synthetic(folder: Path) -> dict[str, Path]:
+    """The synthetic set (seeded; millions of nonzeros each)."""
+    made = {
+        "rmat-18": sm.rmat(18, 16, seed=1),
+        "rmat-18-flat": sm.rmat(18, 12, a=0.45, b=0.22, c=0.22, seed=2),
+        "banded-256k": sm.banded(262144, band=32, per_row=6, blocks=32, block_size=512,
+                                 block_density=0.2, seed=3),
+        "banded-1m-sparse": sm.banded(1 << 20, band=256, per_row=3, blocks=16,
+                                      block_size=1024, block_density=0.1, seed=4),
+    }
+    return {name: sm.save_matrix(matrix, folder / f"{name}.mtx") for name, matrix in made.items()}
 
 
 def geomean(values: list[float]) -> float:
-    values = [v for v in values if v > 0 and math.isfinite(v)]
-    return math.exp(sum(map(math.log, values)) / len(values)) if values else float("nan")
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
 
 
-def speedup_table(cases: list[Case]) -> list[str]:
-    baselines = ("hotonly", "coldonly", "best", "random", "roundrobin")
-    head = ("| matrix | shape | nnz | tile | tiles | hot tiles | hot nnz | "
-            + " | ".join(f"vs {b} (paper {PAPER[b]})" for b in baselines) + " | check |")
-    lines = [head, "|---|---|---:|---|---:|---:|---:|" + "---:|" * len(baselines) + "---|"]
-    for case in cases:
-        part = case.reports["hottiles"].details["partition"]
-        cells = [f"{case.speedup(b):.2f}x" for b in baselines]
-        lines.append(f"| {case.name} | {case.shape[0]}x{case.shape[1]} | {case.nnz:,} | "
-                     f"{part['tile'][0]}x{part['tile'][1]} | {part['tiles']:,} | "
-                     f"{part['hot_tiles']:,} | {part['hot_nnz_share']:.1%} | "
-                     + " | ".join(cells) + f" | {'ok' if case.checks_ok else 'FAILED'} |")
-    means = [f"{geomean([c.speedup(b) for c in cases]):.2f}x" for b in baselines]
-    lines.append("| geomean | | | | | | | " + " | ".join(means) + " | |")
-    return lines
+def large_run(folder: Path) -> dict[str, float]:
+    """A 12 M-nonzero R-MAT through `sparsec workload` and `sparsec run`, fresh processes."""
+    exe = Path(sys.executable).with_name("sparsec")
+    path = folder / "rmat-20.mtx"
+    subprocess.run([str(exe), "workload", "matrix", "rmat", "--scale", "20", "--edge-factor",
+                    "12", "--seed", "1", "-o", str(path)], check=True, capture_output=True)
+    rows, _, nnz, *_ = scipy.io.mminfo(str(path))
+    spec = folder / "rmat-20.sk"
+    spec.write_text(spec_text(path, (rows, rows)))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    done = subprocess.run([str(exe), "run", str(spec), "--target", f"hottiles{{preset={PRESET}}}"],
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"large run failed: {done.stderr}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"rows": rows, "nnz": nnz, "seconds": seconds,
+            "peak_gib": max(peak, before) * 1024 / 2**30, "ok": "check" in done.stdout}
 
 
-def cycles_table(cases: list[Case]) -> list[str]:
-    lines = ["| matrix | " + " | ".join(POLICIES) + " | best single |",
-             "|---|" + "---:|" * (len(POLICIES) + 1)]
-    for case in cases:
-        cycles = case.cycles
-        best = "hotonly" if cycles["hotonly"] <= cycles["coldonly"] else "coldonly"
-        lines.append(f"| {case.name} | " + " | ".join(f"{cycles[p]:,}" for p in POLICIES)
-                     + f" | {best} |")
-    return lines
+def plot(cases: list[Case], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 5.5),
+                                      gridspec_kw={"width_ratios": [3, 1.2]})
+    names = [c.name for c in cases]
+    x = np.arange(len(cases))
+    width = 0.2
+    for i, baseline in enumerate(BASELINES):
+        left.bar(x + (i - 1.5) * width, [c.speedup(baseline) for c in cases], width,
+                 label=f"over {baseline} (geomean {geomean([c.speedup(baseline) for c in cases]):.2f}x,"
+                       f" paper {PAPER[baseline]}x)")
+    left.axhline(1.0, color="black", lw=0.8)
+    left.set_yscale("log")
+    left.set_xticks(x, names, rotation=35, ha="right", fontsize=8)
+    left.set_ylabel("HotTiles speedup (log)")
+    left.set_title(f"HotTiles on {PRESET}, K = {K}, f32")
+    left.legend(fontsize=8)
+    errors = [100 * c.error("hottiles") for c in cases]
+    right.barh(np.arange(len(cases)), errors, color="tab:gray")
+    right.axvline(100 * PAPER_ERROR["hottiles"], color="tab:red", ls="--",
+                  label=f"paper {100 * PAPER_ERROR['hottiles']:.1f}%")
+    right.axvline(float(np.mean(errors)), color="tab:blue",
+                  label=f"mean here {np.mean(errors):.1f}%")
+    right.set_yticks(np.arange(len(cases)), names, fontsize=8)
+    right.invert_yaxis()
+    right.set_xlabel("prediction error of HotTiles' partition (%)")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
-def model_table(cases: list[Case]) -> list[str]:
-    lines = ["| matrix | predicted cycles | simulated cycles | span error | tile error (mean) | "
-             "tile error (cycle-weighted) | hot tiles | cold tiles | bytes error |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for case in cases:
-        m = case.reports["hottiles"].details["model"]
-        lines.append(f"| {case.name} | {m['predicted_cycles']:,.0f} | {m['cycles']:,} | "
-                     f"{m['span_error']:+.1%} | {m['tile_error_mean']:.1%} | "
-                     f"{m['tile_error_weighted']:.1%} | {m['hot_tile_error_weighted']:.1%} | "
-                     f"{m['cold_tile_error_weighted']:.1%} | {m['bytes_error_weighted']:.1%} |")
-    spans = [abs(c.reports["hottiles"].details["model"]["span_error"]) for c in cases]
-    tiles = [c.reports["hottiles"].details["model"]["tile_error_weighted"] for c in cases]
-    lines.append(f"| mean of abs | | | {np.mean(spans):.1%} | | {np.mean(tiles):.1%} | | | |")
-    return lines
+def table(cases: list[Case], title: str) -> list[str]:
+    lines = [f"### {title}", "",
+             "| matrix | rows | nnz | HotTiles cycles | heuristic | hot nnz | over HotOnly | "
+             "over ColdOnly | over IUnaware | over best hom. | pred. error |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for c in cases:
+        lines.append(f"| {c.name} | {c.shape[0]:,} | {c.nnz:,} | {c.cycles('hottiles'):,} | "
+                     f"{c.detail('heuristic') or '-'} ({c.detail('schedule')}) | "
+                     f"{c.detail('hot_nnz_share'):.0%} | "
+                     + " | ".join(f"{c.speedup(b):.2f}x" for b in BASELINES)
+                     + f" | {c.error('hottiles'):.1%} |")
+    lines.append("| **geomean** | | | | | | " + " | ".join(
+        f"**{geomean([c.speedup(b) for c in cases]):.2f}x**" for b in BASELINES)
+        + f" | **{np.mean([c.error('hottiles') for c in cases]):.1%}** (mean) |")
+    return lines + [""]
 
 
-def worker_table(case: Case) -> list[str]:
-    report = case.reports["hottiles"]
-    lines = ["| worker | tiles | nnz | DRAM bytes | busy cycles | utilization |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for w in report.details["workers"]:
-        lines.append(f"| {w['unit']} | {w['tiles']:,} | {w['nnz']:,} | {w['dram_bytes']:,} | "
-                     f"{w['busy']:,} | {w['utilization']:.1%} |")
-    dram = report.units["dram"]
-    lines.append(f"| dram | | | {report.bytes['dram']['total']:,} | {int(dram['busy']):,} | "
-                 f"{dram['utilization']:.1%} |")
-    return lines
-
-
-def sensitivity_table(rows: list[tuple[str, list[Case]]]) -> list[str]:
-    baselines = ("hotonly", "coldonly", "best", "random", "roundrobin")
-    lines = ["| machine | " + " | ".join(f"vs {b}" for b in baselines) + " | NotreDame vs cold-only |",
-             "|---|" + "---:|" * (len(baselines) + 1)]
-    for label, cases in rows:
-        means = [f"{geomean([c.speedup(b) for c in cases]):.2f}x" for b in baselines]
-        notredame = next((c for c in cases if c.name == "NotreDame_www"), None)
-        nd = f"{notredame.speedup('coldonly'):.2f}x" if notredame else ""
-        lines.append(f"| {label} | " + " | ".join(means) + f" | {nd} |")
-    return lines
-
-
-def wins(cases: list[Case], baseline: str) -> str:
-    """`k of n (losses: a 0.90x, ...)` for HotTiles against one baseline."""
-    lost = [f"{c.name} {c.speedup(baseline):.3f}x" for c in cases if c.speedup(baseline) < 1.0]
-    won = sum(c.speedup(baseline) > 1.0 for c in cases)
-    return f"{won} of {len(cases)}" + (f" (slower on {', '.join(lost)})" if lost else "")
-
-
-def reading(cases: list[Case], synthetic: Case) -> list[str]:
-    """What the tables say, counted from them."""
-    hot = [c.speedup("hotonly") for c in cases]
-    return [
-        f"- Faster than hot-only on {wins(cases, 'hotonly')}, by {min(hot):.2f}-{max(hot):.2f}x "
-        "(paper: 9.2-16.8x): a hot worker spends 2R + C - 2 cycles of fill and drain per "
-        "stationary chunk however few rows a tile has, so sparse tiles are slow on it; our "
-        "factors are smaller than the paper's.",
-        f"- Faster than cold-only on {wins(cases, 'coldonly')}; than the best single type on "
-        f"{wins(cases, 'best')}. HotTiles sends the denser tiles to the 2 hot workers, but at a "
-        "hot worker's area of 4 cold ones, the 8 area units they take would buy cold-only 8 more "
-        "cold workers, which do this work faster unless most of it sits in dense tiles (lp_e226, "
-        "west0067, the synthetic matrix). The paper's 1.4-3.7x over cold-only and 1.3-2.5x "
-        "over the best type are not reproduced on this set with this model; the sensitivity "
-        "table shows how the comparison moves with the area assumption.",
-        f"- Faster than the heterogeneity-unaware splits of the same machine: random on "
-        f"{wins(cases, 'random')}, round robin on {wins(cases, 'roundrobin')} (paper: "
-        "1.4-2.2x). Dealing dense tiles to cold workers and sparse ones to hot workers wastes "
-        "both.",
-        f"- On the synthetic matrix HotTiles beats every baseline ({synthetic.speedup('hotonly'):.2f}x "
-        f"hot-only, {synthetic.speedup('coldonly'):.2f}x cold-only, "
-        f"{synthetic.speedup('random'):.2f}x random).",
-        "- The model's tile estimates assume nonzeros spread uniformly inside a tile; real "
-        "tiles concentrate them in few rows (arrow's dense first row, NotreDame's hub pages), "
-        "which is where its error is largest.",
-    ]
-
-
-def write(cases: list[Case], synthetic: Case, sensitivity: list[tuple[str, list[Case]]],
-          notredame: dict, n: int, seconds: float) -> None:
-    spec = cases[0].reports["hottiles"].config
-    budget = spec["hot_workers"] * spec["hot_area"] + spec["cold_workers"] * spec["cold_area"]
-    machine = {p: cases[0].reports[p].details["partition"]["workers"] for p in POLICIES}
-    ok_time = notredame["wall_s"] < LIMIT_SECONDS
-    ok_memory = notredame["peak_bytes"] < LIMIT_BYTES
-    nd_case = next(c for c in cases if c.name == "NotreDame_www")
-    text = [
-        "# HotTiles: hot/cold tiles of SuiteSparse matrices, speedups at equal area",
-        "",
-        f"Written by `benchmarks/hottiles_suitesparse.py` (N = {n} columns of B, f32; "
-        f"{seconds:.0f} s). Machine: `hottiles` defaults: {spec['hot_workers']} hot workers "
-        f"({spec['hot_rows']}x{spec['hot_cols']} systolic, {spec['hot_bytes_per_cycle']:g} B/cycle "
-        f"port) + {spec['cold_workers']} cold workers ({spec['cold_lanes']} lanes, "
-        f"{spec['cold_cache_kb']} KiB cache, {spec['cold_bytes_per_cycle']:g} B/cycle port), DRAM "
-        f"{spec['dram_bytes_per_cycle']:g} B/cycle at {spec['clock_ghz']} GHz; area budget "
-        f"{spec['hot_workers']} x {spec['hot_area']:g} + {spec['cold_workers']} x "
-        f"{spec['cold_area']:g} = {budget:g} units: hot-only has {machine['hotonly'][0]} hot "
-        f"workers, cold-only {machine['coldonly'][1]} cold ones. Speedup = baseline cycles "
-        "/ HotTiles cycles (> 1: HotTiles faster). Equations: backends/hottiles/README.md.",
-        "",
-        "The paper's ranges (HPCA 2024 abstract) are over its own matrices and three "
-        "architectures; they are set beside ours, not expected to match them: the area of a "
-        "hot worker relative to a cold one, the ports and the DRAM bandwidth here are this "
-        "model's assumptions (see the sensitivity table), not the paper's figures.",
-        "",
-        "## NotreDame_www: compile + run in a fresh process",
-        "",
-        f"`sparsec run examples/hottiles_notredame.sk --target hottiles` (325729 x 325729, "
-        f"929,849 nonzeros, B 325729 x 32): **{notredame['wall_s']:.1f} s** wall "
-        f"(limit {LIMIT_SECONDS} s: {'met' if ok_time else 'MISSED'}), **peak RSS "
-        f"{notredame['peak_bytes'] / 2**20:,.0f} MiB** (limit 4 GiB: "
-        f"{'met' if ok_memory else 'MISSED'}), exit code {notredame['exit']} "
-        f"({'check ok' if notredame['exit'] == 0 else 'check FAILED'}). A stays a scipy CSR "
-        "matrix end to end (load, partition, per-worker products); nothing densifies it.",
-        "",
-        "## Speedup of HotTiles over each baseline",
-        "",
-        *speedup_table(cases),
-        "",
-        "Every run (5 policies x 8 matrices) executed the SpMM per worker batch with scipy and "
-        "matched the driver's scipy product (`check`).",
-        "",
-        "### Cycles per policy",
-        "",
-        *cycles_table(cases),
-        "",
-        "## The cost model's error",
-        "",
-        "`tile-hot-cold` prices each tile from its nonzero count alone (rows, columns and hot "
-        "chunks estimated as if the nonzeros were spread uniformly over the tile, eq. M1); the "
-        "interpreter prices the same tile from its exact structure and replays all tiles on the "
-        "Timeline with shared DRAM. Tile error: |model - exact| / exact of each tile's time on "
-        "its worker (mean over tiles, and weighted by cycles); span error: (predicted - "
-        "simulated) / simulated for the whole SpMM (negative: the model was optimistic).",
-        "",
-        *model_table(cases),
-        "",
-        "## NotreDame_www: the HotTiles partition per worker",
-        "",
-        f"{nd_case.reports['hottiles'].details['partition']['tiles']:,} non-empty "
-        f"{nd_case.reports['hottiles'].details['partition']['tile'][0]}x"
-        f"{nd_case.reports['hottiles'].details['partition']['tile'][1]} tiles.",
-        "",
-        *worker_table(nd_case),
-        "",
-        "## A synthetic matrix with strong intra-matrix heterogeneity",
-        "",
-        "Constructed here (not from the paper or SuiteSparse) to show the mechanism: 16384 x "
-        "16384, eight 512 x 512 blocks at 50% density on the diagonal plus 300,000 nonzeros "
-        "scattered uniformly (seed 0).",
-        "",
-        *speedup_table([synthetic]),
-        "",
-        *model_table([synthetic]),
-        "",
-        "## Sensitivity to the model's assumptions",
-        "",
-        "Geometric means over the 8 SuiteSparse matrices of HotTiles' speedup, cycles only "
-        "(same partitions and cycles as executed runs), with one assumption changed at a time. "
-        "A hot worker's area decides how many workers the homogeneous machines get from the "
-        "same budget; with DRAM at 256 B/cycle every machine is DRAM-bound and only traffic "
-        "separates them.",
-        "",
-        *sensitivity_table(sensitivity),
-        "",
-        "## Reading",
-        "",
-        *reading(cases, synthetic),
-    ]
-    write_atomically(RESULTS, "\n".join(text) + "\n")
+def report(cases: list[Case], large: dict | None) -> str:
+    groups = {"SuiteSparse (examples/data/suitesparse)": [c for c in cases if c.group == "ss"],
+              "synthetic (seeded, sparsec workload matrix)": [c for c in cases if c.group == "syn"],
+              "all matrices": cases}
+    lines = ["# HotTiles at spade-sextans-4: speedups and prediction error", "",
+             "Written by `python benchmarks/hottiles_suitesparse.py` (see its docstring). "
+             f"Preset `{PRESET}` (1 Sextans, 16 SPADE PEs, 0.8 GHz, 205 GB/s), K = {K}, f32.",
+             "", "| HotTiles over | here (all) | here (SuiteSparse) | here (synthetic) | paper |",
+             "|---|---:|---:|---:|---:|"]
+    for b in BASELINES:
+        cells = [geomean([c.speedup(b) for c in group]) for group in groups.values()]
+        lines.append(f"| {b} | {cells[2]:.2f}x | {cells[0]:.2f}x | {cells[1]:.2f}x | "
+                     f"{PAPER[b]}x |")
+    for policy in ("hottiles", "hotonly", "coldonly"):
+        cells = [np.mean([c.error(policy) for c in group]) for group in groups.values()]
+        lines.append(f"| prediction error, {policy} | {cells[2]:.1%} | {cells[0]:.1%} | "
+                     f"{cells[1]:.1%} | {PAPER_ERROR[policy]:.1%} |")
+    lines += ["", f"![speedups and prediction error]({PLOT.name})", ""]
+    for title, group in groups.items():
+        if title != "all matrices":
+            lines += table(group, title)
+    if large:
+        lines += ["### A matrix of >= 10 M nonzeros through compile and run", "",
+                  f"R-MAT scale 20 ({large['rows']:,} rows, {large['nnz']:,} entries), "
+                  f"`sparsec run ... --target 'hottiles{{preset={PRESET}}}'` in a fresh "
+                  f"process, values executed and checked: **{large['seconds']:.1f} s** wall, "
+                  f"**{large['peak_gib']:.2f} GiB** peak resident memory.", ""]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cols", type=int, default=32, help="columns of B (N)")
+    parser.add_argument("--skip-large", action="store_true", help="skip the 12 M-nnz run")
     args = parser.parse_args()
-    if not SUITESPARSE.is_dir():
-        print(f"no SuiteSparse matrices at {SUITESPARSE}", file=sys.stderr)
-        return 1
-    start = time.perf_counter()
-    print("NotreDame_www in a fresh process ...", file=sys.stderr)
-    notredame = notredame_process()
-    print(f"  {notredame['wall_s']:.1f} s, {notredame['peak_bytes'] / 2**20:.0f} MiB peak",
-          file=sys.stderr)
-    print("SuiteSparse, every policy, executed and checked ...", file=sys.stderr)
-    cases = suitesparse_cases(args.cols)
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as folder:
-        path, nnz = synthetic_matrix(Path(folder))
-        synthetic = run_case("synthetic_imh", spec_text(f'load("{path}")', 16384, 16384,
-                                                        args.cols), (16384, 16384), nnz,
-                             Path(folder))
-    print("sensitivity (cycles only) ...", file=sys.stderr)
-    sensitivity = [(SENSITIVITY[0][0], cases)]
-    for label, options in SENSITIVITY[1:]:
-        sensitivity.append((label, suitesparse_cases(args.cols, options, execute_values=False)))
-    write(cases, synthetic, sensitivity, notredame, args.cols, time.perf_counter() - start)
-    print(f"wrote {RESULTS}", file=sys.stderr)
-    ok = all(c.checks_ok for c in [*cases, synthetic]) and notredame["exit"] == 0
-    return 0 if ok else 3
+    with tempfile.TemporaryDirectory() as tmp, Progress() as progress:
+        folder = Path(tmp)
+        task = progress.add_task("generating synthetic matrices", total=None)
+        paths = [(p.name.removesuffix(".mtx.gz"), "ss", p)
+                 for p in sorted(SUITESPARSE.glob("*.mtx.gz"))]
+        paths += [(name, "syn", p) for name, p in synthetic(folder).items()]
+        progress.update(task, description="running", total=len(paths), completed=0)
+        cases = []
+        for name, group, path in paths:
+            progress.update(task, description=f"{name}")
+            cases.append(run_case(name, group, path))
+            progress.advance(task)
+        large = None
+        if not args.skip_large:
+            progress.update(task, description="12 M-nnz R-MAT, fresh process")
+            large = large_run(folder)
+    plot(cases, PLOT)
+    text = report(cases, large)
+    write_atomically(RESULTS, text)
+    print(text)
+    return 0
 
 
 if __name__ == "__main__":

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sparsec.backends import BACKEND_PACKAGES, UnknownTargetError, spec_class
+from sparsec.compiler.sweep import cli as sweep_cli
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from sparsec.backends.common.report import Report
     from sparsec.compiler.driver import Compiled, CompileOptions
+    from sparsec.compiler.outputs import Outputs
 
 # Heavy modules (xDSL, the driver, the backends, rich) are imported inside the commands that
 # use them, so that `sparsec --help` and `sparsec targets` start in a fraction of a second
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 
 EXIT_BAD_INPUT = 1
 EXIT_CHECK_FAILED = 3
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def user_errors() -> tuple[type[Exception], ...]:
@@ -38,10 +41,19 @@ def user_errors() -> tuple[type[Exception], ...]:
     from sparsec.compiler.mlir_export import MlirExportError
     from sparsec.compiler.spec import SpecError
     from sparsec.tensors.datastore import DataStoreError
+    from sparsec.tensors.synthetic_matrices import MatrixSpecError
     from sparsec.tensors.workloads import WorkloadError
 
     return (SpecError, CompileError, DataStoreError, TargetError, UnknownTargetError,
-            CapacityError, MlirExportError, WorkloadError, Refused)
+            CapacityError, MlirExportError, WorkloadError, Refused, MatrixSpecError,
+            *_llm_errors())
+
+
+def _llm_errors() -> tuple[type[Exception], ...]:
+    from sparsec.compiler.eval_llm import EvalError
+    from sparsec.tensors.gguf_model import ModelError
+
+    return (EvalError, ModelError)
 
 
 def _add_compile_options(parser: argparse.ArgumentParser) -> None:
@@ -116,8 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     bert.add_argument("--no-per-head", action="store_true",
                       help="omit the 2-D per-head copies (smaller file)")
     bert.add_argument("-o", "--output", required=True, help="output .npz")
+    _add_matrix_workload(wl_sub)
+    from sparsec.compiler.eval_llm import add_eval_parser, add_llm_workload_parser
+
+    add_llm_workload_parser(wl_sub)
+    add_eval_parser(sub)
 
     sub.add_parser("targets", help="list backends, presets and their parameters")
+    sweep_cli.add_parser(sub)
     return parser
 
 
@@ -153,6 +171,18 @@ def _print_timing(stages: list[tuple[str, float]]) -> None:
     Console(stderr=True).print(table)
 
 
+def _protected_outputs(args: argparse.Namespace) -> Outputs:
+    """The command's outputs, guarding its inputs (the spec, or a program's bundle)."""
+    from sparsec.compiler.outputs import Outputs
+
+    outputs = Outputs()
+    spec = getattr(args, "spec", None)
+    outputs.protect(spec)
+    if spec and spec.endswith(".mlir"):
+        outputs.protect(Path(spec).with_suffix(".npz"))
+    return outputs
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     from sparsec.compiler.driver import CompileError, compile_spec, write_program
 
@@ -162,13 +192,17 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.inline_data:
         raise CompileError("--inline-data goes with --emit mlir")
     to_stdout = args.output == "-"
+    outputs = _protected_outputs(args)
+    output = None if to_stdout else args.output or _default_output(args.spec)
+    outputs.precheck((output, "compiled program"))
     compiled = compile_spec(args.spec, _options(args, lower=args.emit == "isa",
                                                 reference=not to_stdout))
     _announce_target_passes(compiled)
-    if to_stdout:
+    if output is None:
         print(compiled.module)
         return 0
-    mlir_path, npz_path = write_program(compiled, args.output or _default_output(args.spec))
+    mlir_path, npz_path = write_program(compiled, output, outputs)
+    outputs.commit()
     print(f"wrote {mlir_path} and {npz_path}")
     if args.timing:
         _print_timing([*compiled.pass_times, ("total", time.perf_counter() - start)])
@@ -177,24 +211,32 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def _emit_mlir(args: argparse.Namespace) -> int:
     """Write the kernel IR as upstream MLIR (after the user's passes, before lowering)."""
-    from sparsec.backends.common.report import write_atomically
     from sparsec.compiler.driver import compile_spec
     from sparsec.compiler.mlir_export import export_mlir
 
+    outputs = _protected_outputs(args)
+    path = None if args.output == "-" else args.output or _default_output(args.spec)
+    outputs.precheck((path, "MLIR"))
     compiled = compile_spec(args.spec, _options(args, lower=False, reference=False))
     text = export_mlir(compiled.module, compiled.store, inline_data=args.inline_data,
                        source=args.spec)
-    if args.output == "-":
+    if path is None:
         print(text, end="")
         return 0
-    path = Path(args.output) if args.output else _default_output(args.spec)
-    write_atomically(path, text)
+    outputs.text(path, text, "MLIR")
+    outputs.commit()
     print(f"wrote {path}")
     return 0
 
 
-def _compile_or_load(args: argparse.Namespace) -> Compiled:
-    from sparsec.compiler.driver import Compiled, CompileError, compile_spec, load_program, write_program
+def _compile_or_load(args: argparse.Namespace, outputs: Outputs) -> Compiled:
+    from sparsec.compiler.driver import (
+        Compiled,
+        CompileError,
+        compile_spec,
+        load_program,
+        write_program,
+    )
 
     if args.spec.endswith(".mlir"):
         if args.pipeline or args.target:
@@ -205,25 +247,31 @@ def _compile_or_load(args: argparse.Namespace) -> Compiled:
                                                 reference=not args.no_execute))
     _announce_target_passes(compiled)
     if args.output:
-        write_program(compiled, args.output)
+        write_program(compiled, args.output, outputs)
     return compiled
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sparsec.backends.common.report import reports_to_csv, reports_to_json, write_atomically
-    from sparsec.compiler.driver import execute
+    from sparsec.backends.common.report import reports_to_csv, reports_to_json
+    from sparsec.compiler.driver import CompileError, execute
 
     start = time.perf_counter()
-    compiled = _compile_or_load(args)
+    outputs = _protected_outputs(args)
+    if args.output and args.spec.endswith(".mlir"):
+        raise CompileError(f"{args.spec} is already compiled; -o applies to specs")
+    outputs.precheck((args.output, "compiled program"), (args.json, "JSON report"),
+                     (args.csv, "CSV report"))
+    compiled = _compile_or_load(args, outputs)
     compiled_at = time.perf_counter()
     result = execute(compiled.module, compiled.store, execute_values=not args.no_execute)
     done = time.perf_counter()
     for report in result.reports:
         print_report(report)
     if args.json:
-        write_atomically(args.json, reports_to_json(result.reports))
+        outputs.text(args.json, reports_to_json(result.reports), "JSON report")
     if args.csv:
-        write_atomically(args.csv, reports_to_csv(result.reports))
+        outputs.text(args.csv, reports_to_csv(result.reports), "CSV report")
+    outputs.commit()
     if args.timing:
         _print_timing([*compiled.pass_times, ("compile total", compiled_at - start),
                        ("execute", done - compiled_at), ("total", done - start)])
@@ -262,6 +310,8 @@ def print_report(report: Report, console: Console | None = None) -> None:
         verdict = "[green]ok[/green]" if check.ok else "[red]FAILED[/red]"
         table.add_row("check", f"{verdict}  max|err| {check.max_abs_err:.3g}  rel "
                                f"{check.rel_err:.3g} (tol {check.tolerance:g})")
+        if check.reason:
+            table.add_row("check failed", check.reason)
     if report.error_vs_original is not None:
         err = report.error_vs_original
         table.add_row("error vs original", f"max|err| {err['max_abs_err']:.3g}  rel "
@@ -277,7 +327,8 @@ def _effect_text(effect: dict[str, Any]) -> str:
     if "note" in effect:
         return str(effect["note"])
     parts = []
-    for key in ("density", "retained_energy", "rel_error", "bits", "clusters"):
+    for key in ("density", "retained_energy", "rel_error", "bits", "clusters", "compression",
+                "zero_cols_mean_sm", "zero_cols_mean_tc", "max_code_change"):
         if key in effect:
             value = effect[key]
             parts.append(f"{key.replace('_', ' ')} {value:.4g}" if isinstance(value, float)
@@ -308,23 +359,27 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from sparsec.backends.common.report import write_atomically
     from sparsec.compiler import compare
     from sparsec.compiler.driver import CompileError
 
     targets = compare.split_targets(args.targets)
     if not Path(args.spec).is_file():
         raise CompileError(f"{args.spec}: spec file not found")
+    if args.plot and Path(args.plot).suffix.lower() not in PLOT_SUFFIXES:
+        raise CompileError(f"--plot {args.plot}: write a .png, .pdf or .svg")
+    outputs = _protected_outputs(args)
+    outputs.precheck((args.plot, "plot"), (args.json, "JSON report"), (args.csv, "CSV table"))
     rows = compare.compare(args.spec, targets, args.pipeline,
                            execute_values=not args.no_execute)
     print_comparison(rows, Path(args.spec).name)
     if args.plot:
-        compare.plot(rows, f"{Path(args.spec).name}" + (f"  (-p {args.pipeline})"
-                                                          if args.pipeline else ""), args.plot)
+        title = Path(args.spec).name + (f"  (-p {args.pipeline})" if args.pipeline else "")
+        outputs.file(args.plot, lambda tmp: compare.plot(rows, title, tmp), "plot")
     if args.json:
-        write_atomically(args.json, compare.to_json(rows))
+        outputs.text(args.json, compare.to_json(rows), "JSON report")
     if args.csv:
-        write_atomically(args.csv, compare.to_csv(rows))
+        outputs.text(args.csv, compare.to_csv(rows), "CSV table")
+    outputs.commit()
     failed_checks = any(r.ok and not r.check_ok for r in rows)
     return EXIT_CHECK_FAILED if failed_checks else 0
 
@@ -362,12 +417,67 @@ def print_comparison(rows: list[Any], title: str) -> None:
             console.print(f"  {row.target} ran -p '{row.pipeline}'", soft_wrap=True)
 
 
+def _add_matrix_workload(wl_sub: argparse._SubParsersAction) -> None:
+    """`sparsec workload matrix rmat|banded`: seeded synthetic sparse matrices with
+    intra-matrix heterogeneity, written as Matrix Market (tensors/synthetic_matrices.py)."""
+    matrix = wl_sub.add_parser("matrix", help="generate a seeded sparse matrix (R-MAT graph or "
+                                              "banded with dense blocks) as .mtx / .mtx.gz")
+    kinds = matrix.add_subparsers(dest="kind", required=True)
+    rmat = kinds.add_parser("rmat", help="Kronecker / R-MAT graph, 2^scale rows, hubs first")
+    rmat.add_argument("--scale", type=int, required=True, help="log2 of the rows")
+    rmat.add_argument("--edge-factor", type=float, default=16.0, help="entries per row (16)")
+    rmat.add_argument("--a", type=float, default=0.57, help="top-left probability (0.57)")
+    rmat.add_argument("--b", type=float, default=0.19, help="top-right probability (0.19)")
+    rmat.add_argument("--c", type=float, default=0.19, help="bottom-left probability (0.19)")
+    rmat.add_argument("--noise", type=float, default=0.1, help="per-level jitter (0.1)")
+    banded = kinds.add_parser("banded", help="random band around the diagonal plus dense blocks")
+    banded.add_argument("--rows", type=int, required=True)
+    banded.add_argument("--band", type=int, default=64, help="half-width of the band (64)")
+    banded.add_argument("--per-row", type=int, default=8, help="band nonzeros per row (8)")
+    banded.add_argument("--blocks", type=int, default=64, help="dense blocks (64)")
+    banded.add_argument("--block-size", type=int, default=512, help="block side (512)")
+    banded.add_argument("--block-density", type=float, default=0.3, help="block fill (0.3)")
+    for parser in (rmat, banded):
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("-o", "--output", required=True, help="output .mtx or .mtx.gz")
+
+
+def cmd_matrix_workload(args: argparse.Namespace) -> int:
+    from sparsec.tensors import synthetic_matrices as sm
+
+    if args.kind == "rmat":
+        matrix = sm.rmat(args.scale, args.edge_factor, args.a, args.b, args.c, args.seed,
+                         args.noise)
+    else:
+        matrix = sm.banded(args.rows, args.band, args.per_row, args.blocks, args.block_size,
+                           args.block_density, args.seed)
+    path = sm.save_matrix(matrix, args.output)
+    print(f"wrote {path}: {args.kind} {matrix.shape[0]} x {matrix.shape[1]}, "
+          f"{matrix.nnz:,} nonzeros")
+    return 0
+
+
 def cmd_workload(args: argparse.Namespace) -> int:
+    from sparsec.compiler.outputs import Outputs
     from sparsec.tensors.workloads import bert_workload
+
+    if args.workload == "llm":
+        from sparsec.compiler.eval_llm import cmd_workload_llm
+
+        return cmd_workload_llm(args)
+
+    outputs = Outputs()
+    outputs.precheck((args.output, "workload"))
+
+
+    if args.workload == "matrix":
+        return cmd_matrix_workload(args)
 
     workload = bert_workload(args.model, text=args.text, tokens=args.tokens,
                              layers=args.layers, truncate=args.truncate)
-    path = workload.save(args.output, per_head=not args.no_per_head)
+    path = outputs.file(args.output, lambda tmp: workload.save(tmp, per_head=not args.no_per_head),
+                        "workload")
+    outputs.commit()
     print(f"wrote {path}: {workload.num_tokens} tokens, layers "
           f"{', '.join(map(str, sorted(workload.layers)))} ({workload.seconds:.2f} s)")
     return 0
@@ -375,16 +485,48 @@ def cmd_workload(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "compile": cmd_compile, "run": cmd_run, "compare": cmd_compare, "workload": cmd_workload,
-    "targets": cmd_targets,
+    "targets": cmd_targets, "eval": lambda args: _cmd_eval(args),
+    "sweep": sweep_cli.cmd_sweep,
 }
+
+
+EXIT_INTERRUPTED = 130
+"""128 + SIGINT, the shell's code for a command stopped by Ctrl-C (SIGTERM gives 143)."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so `finally` blocks remove temporary files."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from sparsec.compiler.eval_llm import cmd_eval_llm
+
+    return cmd_eval_llm(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = _install_sigterm()
     try:
         return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("sparsec: interrupted; no output written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Interrupted as stop:
+        print("sparsec: terminated; no output written", file=sys.stderr)
+        return 128 + stop.signum
     except Exception as err:
         print(_one_line(err), file=sys.stderr)
+    finally:
+        _restore_sigterm(previous)
     return EXIT_BAD_INPUT
 
 
@@ -399,6 +541,24 @@ def _one_line(err: Exception) -> str:
     if isinstance(err, OSError):
         return f"sparsec: error: {err.filename or ''}: {err.strerror}"
     raise err
+
+
+def _install_sigterm() -> Any:
+    """SIGTERM unwinds like Ctrl-C (temporary files removed) instead of killing the process
+    mid-write. Only from the main thread (signal handlers cannot be set elsewhere)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupted)
+
+
+def _restore_sigterm(previous: Any) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

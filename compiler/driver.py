@@ -27,6 +27,7 @@ from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseE
 from sparsec.backends import get_backend
 from sparsec.backends.common.backend import (
     Backend,
+    IntegerOverflowError,
     dtype_of,
     run_machine,
     run_reference,
@@ -36,9 +37,12 @@ from sparsec.backends.common.spec import AcceleratorSpec, parse_target_string
 from sparsec.compiler.builder import build_module
 from sparsec.compiler.guards import (
     CompileError,
+    Refused,
     refuse_unlowered_ops,
     refuse_unsupported_ops,
+    validate_bundle,
 )
+from sparsec.compiler.outputs import Outputs, sha256_of
 from sparsec.compiler.spec import SpecFile, parse_spec, parse_spec_file
 from sparsec.compiler.universe import SPARSEC_DIALECTS, SPARSEC_PASSES
 from sparsec.dialects.sparsec import (
@@ -51,6 +55,8 @@ from sparsec.dialects.sparsec import (
 from sparsec.tensors.datastore import DataStore, active_store
 
 DEFAULT_TARGET = "systolic"
+BUNDLE_ATTR = "sparsec.bundle"
+"""Module attribute naming the SHA-256 of the data bundle written with the IR."""
 TARGET_PASSES_ATTR = "sparsec.target_passes"
 """Module attribute recording the passes the target appended to the user's pipeline."""
 REFERENCE_SUFFIX = "#reference"
@@ -260,34 +266,61 @@ def _store_references(module: ModuleOp, store: DataStore, suffix: str) -> None:
     Before the user's passes this is the original program (`#original`), the yardstick
     of lossy passes; after them, the program the target executes (`#reference`).
     """
-    for kernel, outputs in run_reference(module, store).items():
-        function = _kernel_func(module, kernel)
+    try:
+        references = run_reference(module, store)
+    except IntegerOverflowError as err:
+        raise Refused(str(err)) from None
+    functions = _kernel_index(module)
+    for kernel, outputs in references.items():
+        function = functions[kernel]
         names = output_names(function.attributes.get(OUTPUTS_ATTR), len(outputs))
         for name, value, vtype in zip(names, outputs, function.function_type.outputs.data,
                                       strict=True):
             store.put(f"{kernel}.{name}{suffix}", value, dtype_of(vtype))
 
 
-def _kernel_func(module: ModuleOp, name: str) -> func.FuncOp:
-    for op in module.ops:
-        if isinstance(op, func.FuncOp) and op.sym_name.data == name:
-            return op
-    raise CompileError(f"no kernel named '{name}' in the module")
+def _kernel_index(module: ModuleOp) -> dict[str, func.FuncOp]:
+    """Kernel name -> its func.func, built once (a lookup per kernel was O(N^2))."""
+    return {op.sym_name.data: op for op in module.ops if isinstance(op, func.FuncOp)}
 
 
 def load_program(mlir_path: str | Path) -> tuple[ModuleOp, DataStore]:
-    """Read back `NAME.mlir` and its `NAME.npz`."""
+    """Read back `NAME.mlir` and its `NAME.npz`, refusing a bundle that is not the one
+    written with this IR (hash) or whose arrays do not fit it (shape, type, finiteness)."""
     mlir_path = Path(mlir_path)
     try:
         text = mlir_path.read_text()
-    except OSError as err:
-        raise CompileError(f"{mlir_path}: cannot read ({err.strerror})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or "not a text file"
+        raise CompileError(f"{mlir_path}: cannot read ({reason})") from None
     try:
         module = Parser(make_context(), text, str(mlir_path)).parse_module()
     except ParseError as err:
         raise CompileError(str(err).strip()) from None
+    except (ValueError, DiagnosticException) as err:
+        raise CompileError(f"{mlir_path}: {_first_line(err)}") from None
     _verify(module, f"parsing {mlir_path}")
-    return module, DataStore.load(mlir_path.with_suffix(".npz"))
+    npz_path = mlir_path.with_suffix(".npz")
+    _check_bundle_hash(module, mlir_path, npz_path)
+    try:
+        store = DataStore.load(npz_path)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise CompileError(f"{npz_path}: corrupt data bundle ({type(err).__name__}: "
+                           f"{_first_line(err)}); recompile the spec") from None
+    validate_bundle(module, store, str(npz_path))
+    return module, store
+
+
+def _check_bundle_hash(module: ModuleOp, mlir_path: Path, npz_path: Path) -> None:
+    """The IR names the SHA-256 of the bundle written with it; refuse any other bundle."""
+    named = module.attributes.get(BUNDLE_ATTR)
+    if not isinstance(named, StringAttr) or not npz_path.is_file():
+        return
+    actual = "sha256:" + sha256_of(npz_path)
+    if named.data != actual:
+        raise Refused(f"{npz_path} is not the bundle {mlir_path} was compiled with (the IR "
+                      f"names {named.data[:19]}..., the file is {actual[:19]}...); "
+                      "recompile: `sparsec compile` writes both together")
 
 
 @dataclass
@@ -307,20 +340,20 @@ def execute(module: ModuleOp, store: DataStore, *, execute_values: bool = True) 
         results = run_machine(module, store, target.backend, target.spec, execute_values)
     outputs: dict[str, list[Any]] = {}
     reports: list[Report] = []
+    functions = _kernel_index(module)
     for kernel, (values, report) in results.items():
         outputs[kernel] = values
-        report.passes = _pass_effects(module, kernel)
+        report.passes = _pass_effects(functions[kernel])
         if execute_values:
-            _check_kernel(module, store, kernel, values, report)
+            _check_kernel(functions[kernel], store, kernel, values, report)
         reports.append(report)
     return RunResult(outputs, reports)
 
 
-def _check_kernel(module: ModuleOp, store: DataStore, kernel: str, values: list[np.ndarray],
-                  report: Report) -> None:
+def _check_kernel(function: func.FuncOp, store: DataStore, kernel: str,
+                  values: list[np.ndarray], report: Report) -> None:
     """Fill the report's exact check (against the executed program's reference) and,
     after data-changing passes, the error against the original program's output."""
-    function = _kernel_func(module, kernel)
     names = output_names(function.attributes.get(OUTPUTS_ATTR), len(values))
     checks: list[Check] = []
     originals: list[Check] = []
@@ -340,9 +373,8 @@ def _check_kernel(module: ModuleOp, store: DataStore, kernel: str, values: list[
         report.error_vs_original = {"max_abs_err": worst.max_abs_err, "rel_err": worst.rel_err}
 
 
-def _pass_effects(module: ModuleOp, kernel: str) -> dict[str, list[dict[str, Any]]]:
+def _pass_effects(function: func.FuncOp) -> dict[str, list[dict[str, Any]]]:
     """What passes did to each tensor of a kernel, from the binding ops' `effects`."""
-    function = _kernel_func(module, kernel)
     effects: dict[str, list[dict[str, Any]]] = {}
     for op in function.walk():
         if isinstance(op, (InputOp, ParamOp)) and op.effects is not None:
@@ -350,16 +382,19 @@ def _pass_effects(module: ModuleOp, kernel: str) -> dict[str, list[dict[str, Any
     return effects
 
 
-def write_program(compiled: Compiled, mlir_path: str | Path) -> tuple[Path, Path]:
-    """Write `NAME.mlir` and `NAME.npz`; on failure neither is left half-written."""
-    from sparsec.backends.common.report import write_atomically
+def write_program(compiled: Compiled, mlir_path: str | Path,
+                  outputs: Outputs | None = None) -> tuple[Path, Path]:
+    """Write `NAME.mlir` and `NAME.npz` as a pair (see `sparsec.compiler.outputs`): the
+    IR records the bundle's SHA-256 (`sparsec.bundle`). With `outputs`, the pair joins
+    that command's outputs and is written at its commit; else it is written now."""
+    pending = outputs if outputs is not None else Outputs()
 
-    mlir_path = Path(mlir_path)
-    npz_path = mlir_path.with_suffix(".npz")
-    compiled.store.save(npz_path)
-    try:
-        write_atomically(mlir_path, str(compiled.module) + "\n")
-    except OSError:
-        npz_path.unlink(missing_ok=True)
-        raise
-    return mlir_path, npz_path
+    def write_pair(mlir_tmp: Path, npz_tmp: Path) -> None:
+        compiled.store.save(npz_tmp)
+        compiled.module.attributes[BUNDLE_ATTR] = StringAttr("sha256:" + sha256_of(npz_tmp))
+        mlir_tmp.write_text(str(compiled.module) + "\n")
+
+    paths = pending.program(mlir_path, write_pair)
+    if outputs is None:
+        pending.commit()
+    return paths

@@ -7,7 +7,9 @@ lists them and the guarantee each one gives.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from sparsec.backends.common.backend import BINDING_OPS, kernel_op_names
 
@@ -15,6 +17,7 @@ if TYPE_CHECKING:
     from xdsl.dialects.builtin import ModuleOp
 
     from sparsec.backends.common.backend import Backend
+    from sparsec.tensors.datastore import DataStore
 
 
 class CompileError(Exception):
@@ -66,3 +69,49 @@ def _cannot_run(target: str, ops: list[str]) -> str:
     can = ", ".join(others) if others else "none"
     more = f" (nor {', '.join(ops[1:])})" if len(ops) > 1 else ""
     return f"{target} cannot run {first}{more}; targets that can: {can}"
+
+
+def validate_bundle(module: ModuleOp, store: DataStore, bundle: str) -> None:
+    """Refuse a data bundle whose arrays do not match the IR that reads them: every
+    `sparsec.input`/`sparsec.param` must find its array with the IR's shape and element
+    type, every kernel output its reference with the output's shape, and inputs must be
+    finite. Without this a bundle edited or paired with the wrong IR runs on the wrong
+    data and its check compares it with a reference of that same wrong data."""
+    from xdsl.dialects import func
+
+    from sparsec.dialects.sparsec import OUTPUTS_ATTR, InputOp, ParamOp, output_names
+
+    for function in [op for op in module.ops if isinstance(op, func.FuncOp)]:
+        kernel = function.sym_name.data
+        for op in function.walk():
+            if isinstance(op, (InputOp, ParamOp)):
+                _check_array(store, f"{kernel}.{op.sym_name}", op.result.type, bundle,
+                             finite=True)
+        results = function.function_type.outputs.data
+        names = output_names(function.attributes.get(OUTPUTS_ATTR), len(results))
+        for name, vtype in zip(names, results, strict=True):
+            key = f"{kernel}.{name}#reference"
+            if key in store:
+                _check_array(store, key, vtype, bundle, finite=False)
+
+
+def _check_array(store: DataStore, key: str, vtype: Any, bundle: str, finite: bool) -> None:
+    from sparsec.dialects.sparsec import element_type_name
+
+    if key not in store:
+        raise Refused(f"{bundle}: no array '{key}', which the IR reads; recompile the spec")
+    value = store.arrays[key]
+    shape = tuple(int(d) for d in value.shape)
+    expected = tuple(vtype.get_shape())
+    if shape != expected:
+        raise Refused(f"{bundle}: '{key}' has shape {list(shape)} but the IR declares "
+                      f"{list(expected)}; recompile the spec")
+    dtype = element_type_name(vtype.element_type)
+    stored = store.dtypes.get(key)
+    if stored != dtype:
+        raise Refused(f"{bundle}: '{key}' is stored as {stored} but the IR declares {dtype}")
+    if finite:
+        data = value.data if hasattr(value, "tocsr") else np.asarray(value)
+        if data.dtype.kind == "f" and not np.isfinite(data).all():
+            raise Refused(f"{bundle}: '{key}' holds NaN or infinite values; sparsec runs "
+                          "finite inputs only")

@@ -53,6 +53,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from xdsl.dialects import func
@@ -67,6 +68,7 @@ from xdsl.ir.affine import (
     AffineMap,
 )
 
+from sparsec.dialects import block
 from sparsec.dialects.formats import BitmapAttr, RcscAttr, describe, layout_of
 from sparsec.dialects.sparse_tensor import (
     LevelType,
@@ -132,7 +134,8 @@ _CARRIERS = {
     "i64": np.int64, "i32": np.int32, "i16": np.int16, "i8": np.int8,
     "index": np.int64,  # MLIR stores `index` elements of dense data as 64 bits
 }
-_SUPPORTED_OPS = "sparsec.input, sparsec.param, sparsec.matmul, func.return"
+_SUPPORTED_OPS = ("sparsec.input, sparsec.param, sparsec.matmul, sparsec.add, sparsec.mul, "
+                  "sparsec.exp, sparsec.silu, sparsec.gelu, sparsec.rmsnorm, func.return")
 
 
 class MlirExportError(Exception):
@@ -453,6 +456,12 @@ class _KernelWriter:
         if isinstance(op, MatmulOp):
             self._matmul(op)
             return
+        if isinstance(op, _ELEMENTWISE_OPS):
+            self._elementwise(op)
+            return
+        if isinstance(op, block.RmsNormOp):
+            self._rmsnorm(op)
+            return
         if isinstance(op, func.ReturnOp):
             return
         raise MlirExportError(
@@ -522,6 +531,85 @@ class _KernelWriter:
             self.body.append(f"  %{base} = sparse_tensor.convert %{product} : "
                              f"{result.type_text(dense=True)} to {result.type_text()}")
 
+    def _float_result(self, op: Operation) -> _Tensor:
+        """The op's result as a dense f32/f64 tensor (the forms the block ops export in)."""
+        result = self._tensor(op.results[0], op.results[0].name_hint or "v")
+        operands = [self.values[v] for v in op.operands]
+        if result.element not in ("f32", "f64") or any(
+                t.alias is not None or t.element != result.element for t in [result, *operands]):
+            raise MlirExportError(
+                f"kernel '{self.kernel}': {op.name} exports for dense f32 and f64 tensors "
+                f"only, got {', '.join(t.type_text() for t in [*operands, result])}")
+        return result
+
+    def _generic(self, result: _Tensor, inputs: list[_Tensor], maps: list[str],
+                 iterators: list[str], out: tuple[str, str], body: list[str],
+                 name: str) -> None:
+        """`%name = linalg.generic` over `inputs` into `out` (name, type) with `body`
+        (lines computing `%r` from the block arguments `%a0, %a1, ...` and `%o`)."""
+        element = result.element
+        args = ", ".join([f"%a{i}: {element}" for i in range(len(inputs))] + [f"%o: {element}"])
+        ins = ", ".join(f"%{t.name}" for t in inputs)
+        in_types = ", ".join(t.type_text() for t in inputs)
+        self.body += [
+            f"  %{name} = linalg.generic {{indexing_maps = [{', '.join(maps)}], "
+            f"iterator_types = [{', '.join(f'{chr(34)}{i}{chr(34)}' for i in iterators)}]}} "
+            f"ins({ins} : {in_types}) outs(%{out[0]} : {out[1]}) {{",
+            f"  ^bb0({args}):",
+            *[f"    {line}" for line in body],
+            f"    linalg.yield %r : {element}",
+            f"  }} -> {out[1]}",
+        ]
+
+    def _elementwise(self, op: Operation) -> None:
+        """add, mul, exp, silu, gelu as one linalg.generic; broadcast operands read a
+        constant 0 index on their size-1 (or missing) dimensions."""
+        result = self._float_result(op)
+        inputs = [self.values[v] for v in op.operands]
+        rank = len(result.shape)
+        dims = ", ".join(f"d{i}" for i in range(rank))
+        maps = [_broadcast_map(t.shape, result.shape) for t in inputs]
+        maps.append(f"affine_map<({dims}) -> ({dims})>")
+        empty = self.names.fresh(f"{result.name}_empty")
+        self.body.append(f"  %{empty} = tensor.empty() : {result.type_text()}")
+        body = _ELEMENT_BODIES[op.name](op, result.element)
+        self._generic(result, inputs, maps, ["parallel"] * rank,
+                      (empty, result.type_text()), body, result.name)
+
+    def _rmsnorm(self, op: block.RmsNormOp) -> None:
+        """Sum of squares per row (a reduction), then x * rsqrt(sum / d + eps) * weight."""
+        result = self._float_result(op)
+        x, w = self.values[op.input], self.values[op.weight]
+        element, rank, width = result.element, len(result.shape), result.shape[-1]
+        dims = [f"d{i}" for i in range(rank)]
+        rows = _tensor_text(result.shape[:-1], element)
+        every = f"affine_map<({', '.join(dims)}) -> ({', '.join(dims)})>"
+        per_row = f"affine_map<({', '.join(dims)}) -> ({', '.join(dims[:-1])})>"
+        per_col = f"affine_map<({', '.join(dims)}) -> ({dims[-1]})>"
+        zero, init, sums = (self.names.fresh(f"{result.name}_{n}") for n in ("zero", "init",
+                                                                              "sumsq"))
+        row_empty, empty = (self.names.fresh(f"{result.name}_{n}") for n in ("rows", "empty"))
+        self.body += [
+            f"  %{zero} = arith.constant 0.0 : {element}",
+            f"  %{row_empty} = tensor.empty() : {rows}",
+            f"  %{init} = linalg.fill ins(%{zero} : {element}) outs(%{row_empty} : {rows}) "
+            f"-> {rows}",
+        ]
+        self._generic(result, [x], [every, per_row], ["parallel"] * (rank - 1) + ["reduction"],
+                      (init, rows), [f"%sq = arith.mulf %a0, %a0 : {element}",
+                                     f"%r = arith.addf %sq, %o : {element}"], sums)
+        sums_tensor = _Tensor(sums, result.shape[:-1], element, _Format(None), None)
+        self.body.append(f"  %{empty} = tensor.empty() : {result.type_text()}")
+        self._generic(result, [x, sums_tensor, w], [every, per_row, per_col, every],
+                      ["parallel"] * rank, (empty, result.type_text()), [
+                          f"%d = arith.constant {_float_text(float(width))} : {element}",
+                          f"%eps = arith.constant {_float_text(op.eps.value.data)} : {element}",
+                          f"%mean = arith.divf %a1, %d : {element}",
+                          f"%v = arith.addf %mean, %eps : {element}",
+                          f"%inv = math.rsqrt %v : {element}",
+                          f"%n = arith.mulf %a0, %inv : {element}",
+                          f"%r = arith.mulf %n, %a2 : {element}"], result.name)
+
     # -- function --------------------------------------------------------- #
 
     def _finish(self) -> _Kernel:
@@ -563,6 +651,52 @@ class _KernelWriter:
                              "sparser blocks with explicit zeros)")
         lines += [f"//   out   {name}: {t.type_text()}" for name, t in results]
         return lines
+
+
+def _broadcast_map(shape: tuple[int, ...], result: tuple[int, ...]) -> str:
+    """The indexing map reading an operand of `shape` broadcast to `result` (numpy rule:
+    aligned at the last dimension; a size-1 dimension under a larger one reads index 0)."""
+    rank, offset = len(result), len(result) - len(shape)
+    exprs = ["0" if size == 1 and result[j + offset] != 1 else f"d{j + offset}"
+             for j, size in enumerate(shape)]
+    dims = ", ".join(f"d{i}" for i in range(rank))
+    return f"affine_map<({dims}) -> ({', '.join(exprs)})>"
+
+
+def _float_text(value: float) -> str:
+    """A float literal MLIR parses back to the same double (it needs a decimal point)."""
+    return f"{value:.17e}"
+
+
+def _gelu_body(op: Operation, element: str) -> list[str]:
+    head = [f"%half = arith.constant 5.0e-01 : {element}",
+            f"%one = arith.constant 1.0 : {element}"]
+    tail = [f"%p = arith.addf %one, %g : {element}", f"%h = arith.mulf %a0, %half : {element}",
+            f"%r = arith.mulf %h, %p : {element}"]
+    if op.form == "tanh":  # type: ignore[attr-defined]
+        return head + [
+            f"%c = arith.constant {_float_text(math.sqrt(2 / math.pi))} : {element}",
+            f"%k = arith.constant 4.4715e-02 : {element}",
+            f"%x2 = arith.mulf %a0, %a0 : {element}", f"%x3 = arith.mulf %x2, %a0 : {element}",
+            f"%kx3 = arith.mulf %k, %x3 : {element}", f"%in = arith.addf %a0, %kx3 : {element}",
+            f"%s = arith.mulf %c, %in : {element}", f"%g = math.tanh %s : {element}", *tail]
+    return head + [f"%c = arith.constant {_float_text(1 / math.sqrt(2))} : {element}",
+                   f"%s = arith.mulf %a0, %c : {element}", f"%g = math.erf %s : {element}",
+                   *tail]
+
+
+_ELEMENT_BODIES: dict[str, Any] = {
+    "sparsec.add": lambda op, e: [f"%r = arith.addf %a0, %a1 : {e}"],
+    "sparsec.mul": lambda op, e: [f"%r = arith.mulf %a0, %a1 : {e}"],
+    "sparsec.exp": lambda op, e: [f"%r = math.exp %a0 : {e}"],
+    "sparsec.silu": lambda op, e: [f"%one = arith.constant 1.0 : {e}",
+                                   f"%n = arith.negf %a0 : {e}", f"%x = math.exp %n : {e}",
+                                   f"%d = arith.addf %one, %x : {e}",
+                                   f"%r = arith.divf %a0, %d : {e}"],
+    "sparsec.gelu": _gelu_body,
+}
+"""Body of the linalg.generic of each elementwise op (block arguments %a0, %a1)."""
+_ELEMENTWISE_OPS = (block.AddOp, block.MulOp, block.ExpOp, block.SiluOp, block.GeluOp)
 
 
 def _summary(op: InputOp | ParamOp) -> str:

@@ -14,12 +14,12 @@ i16      int16
 i8       int8
 =======  ==========================================================
 
-``random(seed=, density=, dist=)``
+``random(seed=, density=, dist=, std=)``
     Deterministic: ``numpy.random.default_rng(seed)`` first draws one value per
     element, then (if ``density < 1``) picks which elements to keep.
 
     * floats: ``dist=normal`` is N(0, 1), ``dist=uniform`` is U[-1, 1); values
-      are drawn in float64 and rounded to the element type. A value that
+      are drawn in float64, multiplied by ``std`` (default 1), and rounded to the element type. A value that
       rounds to exactly 0 (possible for f16/bf16) is replaced by the type's
       smallest normal number with the same sign, so drawn values are never 0.
     * ints: always uniform over the *nonzero* integers of a small range, so
@@ -32,13 +32,14 @@ i8       int8
       nonzeros. Values are drawn before the mask, so the same seed with a
       lower density keeps a subset of the same values.
 
-``load(path[, key], transpose=false)``
+``load(path[, key], transpose=false, index=i)``
     ``.npy`` (numpy), ``.npz`` (key names the array; optional if it holds
     exactly one), ``.mtx`` or ``.mtx.gz`` (Matrix Market via ``scipy.io.mmread``; pattern
     matrices load as ones, symmetric ones are expanded, returned dense for
     now), ``.safetensors`` (only the named tensor is read; key optional if
     there is exactly one; BF16 tensors are decoded here since numpy has no
-    bfloat16). ``transpose=true`` swaps the last two axes. The data's shape
+    bfloat16). ``index=i`` keeps entry i of the first axis (one decode step of a
+    stacked array); ``transpose=true`` then swaps the last two axes. The data's shape
     must equal the declared shape exactly (after the transpose); its dtype
     must convert to the element type without losing kind: any real number
     converts to a float type (rounded), integers and booleans to an integer
@@ -107,6 +108,7 @@ def _random(params: RandomParams, ttype: TensorType) -> np.ndarray:
             raw = rng.uniform(-1.0, 1.0, size=size)
         else:
             raw = rng.standard_normal(size=size)
+        raw = raw * params.std
         values = round_to_dtype(raw, ttype.dtype)
         tiny = np.finfo(np.float16 if ttype.dtype == "f16" else values.dtype).tiny
         zero = values == 0
@@ -326,9 +328,43 @@ def _fit_sparse(data: Any, params: LoadParams, ttype: TensorType, loc: Any) -> A
     if tuple(data.shape) != ttype.shape:
         raise SpecError(loc, f"load: data has shape {_shape_str(data.shape)}{after} but the "
                              f"tensor is {ttype}")
+    _refuse_unfit_values(values, ttype, loc)
     data.data = round_to_dtype(values, ttype.dtype)
     data.sum_duplicates()
     return data
+
+
+def _refuse_unfit_values(values: np.ndarray, ttype: TensorType, loc: Any) -> None:
+    """Refuse data the element type cannot hold as given: integers outside its range
+    (never clipped) and NaN or infinity (which would turn into zeros, saturated values or
+    a NaN that every check compares as equal)."""
+    if not values.size:
+        return
+    kind = values.dtype.kind
+    if kind == "f":
+        finite = np.isfinite(values)
+        if not finite.all():
+            bad = int(values.size - np.count_nonzero(finite))
+            first = np.unravel_index(int(np.argmin(finite)), values.shape)
+            where = ", ".join(str(int(i)) for i in first)
+            raise SpecError(loc, f"load: data holds {bad} NaN or infinite value"
+                                 f"{'s' if bad > 1 else ''} (first at [{where}]); sparsec "
+                                 "runs finite inputs only")
+        if ttype.dtype not in INT_TYPES:
+            largest = float(np.max(np.abs(values)))
+            limit = float(np.finfo(np.float16 if ttype.dtype == "f16" else np.float32
+                                   if ttype.dtype in ("f32", "bf16") else np.float64).max)
+            if largest > limit:
+                raise SpecError(loc, f"load: a value of magnitude {largest:.4g} exceeds "
+                                     f"{ttype.dtype}'s range ({limit:.4g}); it would become inf")
+    if ttype.dtype in INT_TYPES and kind in "iu":
+        info = np.iinfo(carrier_dtype(ttype.dtype))
+        lo, hi = int(values.min()), int(values.max())
+        if lo < info.min or hi > info.max:
+            raise SpecError(
+                loc,
+                f"load: values in [{lo}, {hi}] do not fit {ttype.dtype} [{info.min}, {info.max}]",
+            )
 
 
 def _fit(data: np.ndarray, params: LoadParams, ttype: TensorType, loc: Any) -> np.ndarray:
@@ -345,6 +381,12 @@ def _fit(data: np.ndarray, params: LoadParams, ttype: TensorType, loc: Any) -> n
             loc, f"load: cannot convert {data.dtype} data to {ttype.dtype} (integer type)"
         )
     after = ""
+    if params.index is not None:
+        if data.ndim < 1 or params.index >= data.shape[0]:
+            raise SpecError(loc, f"load: index={params.index} is out of range for data of shape "
+                                 f"{_shape_str(data.shape)}")
+        data = data[params.index]
+        after = f" at index {params.index}"
     if params.transpose:
         if data.ndim < 2:
             raise SpecError(
@@ -353,19 +395,12 @@ def _fit(data: np.ndarray, params: LoadParams, ttype: TensorType, loc: Any) -> n
                 f"but the data has shape {_shape_str(data.shape)}",
             )
         data = np.swapaxes(data, -1, -2)
-        after = " after transpose"
+        after += " after transpose"
     if tuple(data.shape) != ttype.shape:
         raise SpecError(
             loc, f"load: data has shape {_shape_str(data.shape)}{after} but the tensor is {ttype}"
         )
-    if ttype.dtype in INT_TYPES and kind in "iu" and data.size:
-        info = np.iinfo(carrier_dtype(ttype.dtype))
-        lo, hi = int(data.min()), int(data.max())
-        if lo < info.min or hi > info.max:
-            raise SpecError(
-                loc,
-                f"load: values in [{lo}, {hi}] do not fit {ttype.dtype} [{info.min}, {info.max}]",
-            )
+    _refuse_unfit_values(data, ttype, loc)
     return np.ascontiguousarray(round_to_dtype(data, ttype.dtype))
 
 

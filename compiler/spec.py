@@ -927,16 +927,20 @@ class RandomParams:
     seed: int = 0
     density: float = 1.0
     dist: str = "normal"
+    std: float = 1.0
+    """Multiplies float draws (N(0, std^2), U[-std, std)); ints ignore it."""
 
 
 @dataclass(frozen=True)
 class LoadParams:
-    """Validated arguments of ``load(path[, key], transpose=)``; ``fmt`` is the file kind."""
+    """Validated arguments of ``load(path[, key], transpose=, index=)``; ``fmt`` is the file
+    kind; ``index`` picks one entry of the data's first axis (a decode step, a layer)."""
 
     path: str
     key: str | None
     transpose: bool
     fmt: str
+    index: int | None = None
 
 
 RANDOM_DISTS = ("normal", "uniform")
@@ -970,7 +974,7 @@ def random_params(source: Source) -> RandomParams:
         raise SpecError(
             source.args[0].loc, "random: takes only keyword arguments (seed=, density=, dist=)"
         )
-    known = ("seed", "density", "dist")
+    known = ("seed", "density", "dist", "std")
     for key in source.kwargs:
         if key not in known:
             raise _unknown_keyword("random", key, source.kwarg_locs.get(key, source.loc), known)
@@ -990,15 +994,21 @@ def random_params(source: Source) -> RandomParams:
         if not isinstance(v, (Ident, String)) or v.value not in RANDOM_DISTS:
             raise SpecError(v.loc, f"random: unknown dist {v}; expected {_or_list(RANDOM_DISTS)}")
         dist = v.value
-    return RandomParams(seed, density, dist)
+    std = 1.0
+    if "std" in source.kwargs:
+        v = source.kwargs["std"]
+        if not isinstance(v, Number) or not v.number > 0:
+            raise SpecError(v.loc, f"random: std must be a positive number, got {v}")
+        std = float(v.number)
+    return RandomParams(seed, density, dist, std)
 
 
 def load_params(source: Source, ttype: TensorType | None = None) -> LoadParams:
     """Check ``load(path[, key], transpose=bool)``; with ``ttype``, also check fit."""
     for key in source.kwargs:
-        if key != "transpose":
+        if key not in ("transpose", "index"):
             raise _unknown_keyword(
-                "load", key, source.kwarg_locs.get(key, source.loc), ("transpose",)
+                "load", key, source.kwarg_locs.get(key, source.loc), ("transpose", "index")
             )
     if not source.args:
         raise SpecError(source.loc, 'load: missing file name, e.g. load("weights.npy")')
@@ -1039,7 +1049,16 @@ def load_params(source: Source, ttype: TensorType | None = None) -> LoadParams:
         raise SpecError(
             path_v.loc, f"load: Matrix Market files hold matrices, but the tensor is {ttype}"
         )
-    return LoadParams(path_v.text, key, transpose, fmt)
+    index = None
+    if "index" in source.kwargs:
+        v = source.kwargs["index"]
+        if not isinstance(v, Number) or not isinstance(v.number, int) or v.number < 0:
+            raise SpecError(v.loc, f"load: index must be an integer >= 0, got {v}")
+        if fmt == "mtx":
+            raise SpecError(v.loc, "load: index picks an entry of an array's first axis; "
+                                   "Matrix Market files hold one matrix")
+        index = v.number
+    return LoadParams(path_v.text, key, transpose, fmt, index)
 
 
 #: Source kind -> validator(source, declared type). Extend to add source kinds

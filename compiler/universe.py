@@ -66,6 +66,7 @@ SPARSEC_DIALECTS = {
     "hottiles": lambda: importlib.import_module("sparsec.backends.hottiles.isa").Hottiles,
     "sparc": lambda: importlib.import_module("sparsec.backends.sparc.isa").Sparc,
     "sigma": lambda: importlib.import_module("sparsec.backends.sigma.isa").Sigma,
+    "bitllm": lambda: importlib.import_module("sparsec.backends.bitllm.isa").Bitllm,
     "bitwave": lambda: importlib.import_module("sparsec.backends.bitwave.isa").Bitwave,
 }
 
@@ -86,6 +87,7 @@ SPARSEC_PASSES = {
     "lower-asadi": _lazy_pass("sparsec.backends.asadi.lowering", "LowerAsadiPass"),
     "lower-hottiles": _lazy_pass("sparsec.backends.hottiles.lowering", "LowerHottilesPass"),
     "lower-sigma": _lazy_pass("sparsec.backends.sigma.lowering", "LowerSigmaPass"),
+    "lower-bitllm": _lazy_pass("sparsec.backends.bitllm.lowering", "LowerBitllmPass"),
     "lower-bitwave": _lazy_pass("sparsec.backends.bitwave.lowering", "LowerBitwavePass"),
     "prune-nm": _lazy_pass("sparsec.passes.prune_nm", "PruneNmPass"),
     "prune-magnitude": _lazy_pass("sparsec.passes.prune_magnitude", "PruneMagnitudePass"),
@@ -98,6 +100,7 @@ SPARSEC_PASSES = {
     "cluster-rows": _lazy_pass("sparsec.passes.cluster_rows", "ClusterRowsPass"),
     "encode-diagonal": _lazy_pass("sparsec.passes.encode_diagonal", "EncodeDiagonalPass"),
     "tile-hot-cold": _lazy_pass("sparsec.passes.tile_hot_cold", "TileHotColdPass"),
+    "bitlevel-encode": _lazy_pass("sparsec.passes.bitlevel_encode", "BitLevelEncodePass"),
     "kv-quantize": _lazy_pass("sparsec.passes.kv_quantize", "KvQuantizePass"),
     "kv-evict": _lazy_pass("sparsec.passes.kv_evict", "KvEvictPass"),
     "prune-runtime": _lazy_pass("sparsec.passes.prune_runtime", "PruneRuntimePass"),

@@ -792,7 +792,7 @@ class TiledAttr(ParametrizedAttribute):
     (run by one of `workers[0]` hot workers) or cold (one of `workers[1]` cold workers).
 
     `hot` and `cold` count the labelled (non-empty) tiles; `policy` names the rule that
-    chose the labels (hottiles, hotonly, coldonly, best, random, roundrobin). The
+    chose the labels (hottiles, hotonly, coldonly, best, iunaware, random, roundrobin). The
     per-tile labels, worker assignment and model estimates are large, so they live in
     the DataStore (`<kernel>.<symbol>#tile_ids`, `#tile_kind`, `#tile_worker`, ...),
     never here; `tile-hot-cold` writes them.
@@ -923,7 +923,7 @@ class TiledAttr(ParametrizedAttribute):
         )
 
 
-TILED_POLICIES = ("hottiles", "hotonly", "coldonly", "best", "random", "roundrobin")
+TILED_POLICIES = ("hottiles", "hotonly", "coldonly", "best", "iunaware", "random", "roundrobin")
 """How a `#sparsec.tiled` partition was chosen: HotTiles' heuristic, every tile on one
 worker type (hot, cold, or the better of the two), or heterogeneity-unaware splits."""
 

@@ -53,6 +53,7 @@ from xdsl.irdl import (
 from xdsl.traits import NoMemoryEffect, Pure
 from xdsl.utils.exceptions import VerifyException
 
+from sparsec.dialects.bitlevel import BitLevelAttr
 from sparsec.dialects.formats import FORMAT_ATTRIBUTES
 
 ELEMENT_TYPES: dict[str, Attribute] = {
@@ -538,5 +539,5 @@ from sparsec.dialects.kv import KV_OPS  # noqa: E402
 Sparsec = Dialect(
     "sparsec",
     [InputOp, ParamOp, MatmulOp, SddmmOp, SoftmaxOp, SpmmOp, AttentionOp, *BLOCK_OPS, *KV_OPS],
-    [*FORMAT_ATTRIBUTES],
+    [*FORMAT_ATTRIBUTES, BitLevelAttr],
 )

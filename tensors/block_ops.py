@@ -144,6 +144,14 @@ def rope(x: np.ndarray, positions: np.ndarray, base: float = 10000.0,
     with a_i = x[2i], b_i = x[2i+1] for convention 'normal' (GGUF Llama) and
     a_i = x[i], b_i = x[i + head_dim/2] for 'neox' (Hugging Face rotate_half).
     """
+    xf, head_dim = _check_rope(x, positions, head_dim, convention)
+    angles = rope_angles(np.asarray(positions), base, head_dim)
+    return rotate_pairs(xf, np.cos(angles), np.sin(angles), head_dim, convention)
+
+
+def _check_rope(x: np.ndarray, positions: np.ndarray, head_dim: int | None,
+                convention: str) -> tuple[np.ndarray, int]:
+    """x as float and the head size; ValueError naming the rule a rope argument breaks."""
     if convention not in ROPE_CONVENTIONS:
         raise ValueError(f"rope convention must be one of {ROPE_CONVENTIONS}, not '{convention}'")
     xf = _float(x)
@@ -154,22 +162,29 @@ def rope(x: np.ndarray, positions: np.ndarray, base: float = 10000.0,
         raise ValueError(f"rope: {features} features are not whole heads of even size {head_dim}")
     if positions.shape != (xf.shape[-2],):
         raise ValueError(f"rope: positions shape {positions.shape} != ({xf.shape[-2]},) rows")
-    angles = rope_angles(positions, base, head_dim)
-    cos = np.cos(angles).astype(xf.dtype)[:, None, :]
-    sin = np.sin(angles).astype(xf.dtype)[:, None, :]
-    heads = xf.reshape(*xf.shape[:-1], features // head_dim, head_dim)
+    return xf, head_dim
+
+
+def rotate_pairs(x: np.ndarray, cos: np.ndarray, sin: np.ndarray, head_dim: int,
+                 convention: str) -> np.ndarray:
+    """The rotation step of `rope` with given cos/sin [T, head_dim/2] (cast to x's type):
+    a' = a cos - b sin, b' = a sin + b cos for the convention's pairs (a_i, b_i)."""
+    features = x.shape[-1]
+    cos = cos.astype(x.dtype)[:, None, :]
+    sin = sin.astype(x.dtype)[:, None, :]
+    heads = x.reshape(*x.shape[:-1], features // head_dim, head_dim)
+    half = head_dim // 2
     if convention == "normal":
         a, b = heads[..., 0::2], heads[..., 1::2]
     else:
-        a, b = heads[..., : head_dim // 2], heads[..., head_dim // 2:]
-    ra = a * cos - b * sin
-    rb = a * sin + b * cos
+        a, b = heads[..., :half], heads[..., half:]
     out = np.empty_like(heads)
+    ra, rb = a * cos - b * sin, a * sin + b * cos
     if convention == "normal":
         out[..., 0::2], out[..., 1::2] = ra, rb
     else:
-        out[..., : head_dim // 2], out[..., head_dim // 2:] = ra, rb
-    return out.reshape(xf.shape)
+        out[..., :half], out[..., half:] = ra, rb
+    return out.reshape(x.shape)
 
 
 def rope_permutation(head_dim: int) -> np.ndarray:

@@ -11,4 +11,5 @@ BACKEND = Backend(
     spec_class=BitwaveSpec,
     lowering_pass=LowerBitwavePass,
     machine_class=BitwaveMachine,
+    kernel_ops=frozenset({"sparsec.matmul"}),
 )

@@ -43,8 +43,8 @@ from sparsec.dialects.sparsec import element_type_name
 from sparsec.tensors import attention
 from sparsec.tensors.attention import query_format_semantics
 from sparsec.tensors.datastore import DataStore, enclosing_kernel, store_key
-from sparsec.tensors.dtypes import round_to_dtype
-from sparsec.tensors.numerics import matmul
+from sparsec.tensors.dtypes import carrier_dtype, round_to_dtype
+from sparsec.tensors.numerics import finish, matmul_accumulate
 from sparsec.tensors.quantization import quantize_dynamic, quantize_static
 
 
@@ -146,7 +146,32 @@ class SparsecFunctions(InterpreterFunctions):
         a, b = args
         a = a.T if op.transpose_a else a
         b = b.T if op.transpose_b else b
-        return (matmul(a, b, dtype_of(op.lhs.type), dtype_of(op.result.type)),)
+        exact = matmul_accumulate(a, b, dtype_of(op.lhs.type))
+        result_dtype = dtype_of(op.result.type)
+        refuse_integer_overflow(exact, result_dtype, f"{enclosing_kernel(op)}: matmul")
+        return (finish(exact, result_dtype),)
+
+
+class IntegerOverflowError(ArithmeticError):
+    """An exact integer result that does not fit its declared element type."""
+
+
+def refuse_integer_overflow(exact: np.ndarray, dtype: str, what: str) -> None:
+    """Raise when exact integer sums do not fit `dtype`: a 32-bit accumulator would wrap
+    (or saturate) them, and a reference computed the same way would agree with the wrong
+    value, so the check could not see it. Counted and refused, never wrapped silently."""
+    if not dtype.startswith("i") or exact.size == 0:
+        return
+    info = np.iinfo(carrier_dtype(dtype))
+    outside = (exact < info.min) | (exact > info.max)
+    count = int(np.count_nonzero(outside))
+    if not count:
+        return
+    worst = int(exact.flat[int(np.argmax(np.abs(exact.astype(np.float64))))])
+    raise IntegerOverflowError(
+        f"{what} overflows {dtype}: {count} of {exact.size} exact sums lie outside "
+        f"[{info.min}, {info.max}] (largest magnitude {worst:,}); the result would wrap. "
+        "Use smaller values or fewer terms")
 
 
 class Machine(ABC):
@@ -261,7 +286,9 @@ def make_interpreter(module: ModuleOp, store: DataStore,
 def run_reference(module: ModuleOp, store: DataStore) -> dict[str, list[np.ndarray]]:
     """Outputs of every kernel of a kernel-IR module, by numpy reference semantics."""
     interpreter = make_interpreter(module, store)
-    return {name: list(interpreter.call_op(name, ())) for name in kernel_names(module)}
+    # call_op with the op itself: by name, xDSL looks the symbol up in a linear scan,
+    # which made a file of N kernels cost O(N^2).
+    return {f.sym_name.data: list(interpreter.call_op(f, ())) for f in kernel_funcs(module)}
 
 
 def one_blas_thread():
@@ -287,7 +314,7 @@ def run_machine(module: ModuleOp, store: DataStore, backend: Backend, spec: Acce
         count = len(function.body.block.ops)
         with progress_listeners(name, count) as listeners, one_blas_thread():
             interpreter = make_interpreter(module, store, machine.functions(), listeners)
-            outputs = list(interpreter.call_op(name, ()))
+            outputs = list(interpreter.call_op(function, ()))
         report = machine.report(name)
         report.details["accounting"] = spec.accounting()
         if not execute:

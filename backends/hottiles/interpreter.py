@@ -1,15 +1,16 @@
-"""Executes HotTiles ISA: exact SpMM values per worker batch with scipy, cycles from each
-tile's exact statistics replayed on the common Timeline.
+"""Executes HotTiles ISA: exact SpMM values per worker batch with scipy, cycles from the
+real work of every tile (execution.py) replayed on the common Timeline.
 
-At its first `hottiles.worker`, an SpMM reads A's partition from the DataStore and
-computes the exact statistics of every tile (vectorised over the nonzeros), which the
-cost equations of `model.tile_costs` turn into each tile's compute cycles and DRAM bytes
-on its worker. Each worker op adds its tiles' product to C (one scipy CSR product over
-the nonzeros of its tiles) and queues its tiles. `hottiles.drain` replays the queues of
-all workers concurrently on the Timeline: a tile's bytes occupy the shared `dram` unit
-for bytes / bandwidth cycles, and its worker's unit for the longer of its compute and
-its transfer through the worker's port, from when DRAM starts serving it; DRAM serves
-the workers in the order they ask. Equations: backends/hottiles/README.md.
+At its first `hottiles.worker`, an SpMM reads A's partition from the DataStore, finds its
+tiles' exact statistics and counts each tile's work on its worker (lines of A, Din and
+Dout, L1 hits, SIMD MACs), independently of the partitioner's estimate. Each worker op
+adds its tiles' product to C (one scipy CSR product over the nonzeros of its tiles) and
+queues its tiles. `hottiles.drain` replays all queues on the Timeline: a tile's bytes
+occupy the shared `dram` unit for bytes / bandwidth cycles, in request order, and its
+worker for the longest of its compute, its bytes through the worker's port (outstanding
+lines over latency) and the DRAM's service of them. A serial partition runs the hot
+workers first and the cold ones after; a parallel one runs both at once and then (no
+atomic engine) merges the two private outputs. Equations: backends/hottiles/README.md.
 """
 
 from __future__ import annotations
@@ -29,19 +30,17 @@ from sparsec.backends.common.isa import zero_accumulator
 from sparsec.backends.common.memory import MemoryLevel
 from sparsec.backends.common.report import Check, Report
 from sparsec.backends.common.timeline import Event, Timeline, UnitStats
-from sparsec.backends.hottiles import isa, model
-from sparsec.backends.hottiles.spec import HottilesSpec
+from sparsec.backends.hottiles import execution, isa
+from sparsec.backends.hottiles.spec import HEURISTICS, HottilesSpec
 from sparsec.dialects.formats import TiledAttr
 from sparsec.dialects.sparsec import ParamOp
 from sparsec.tensors.datastore import DataStoreError, current_store, store_key
 from sparsec.tensors.dtypes import ELEMENT_BYTES
-from sparsec.tensors.numerics import (
-    effectual_macs,
-    finish,
-    matmul_accumulate,
-)
+from sparsec.tensors.numerics import effectual_macs, finish, matmul_accumulate
+from sparsec.tensors.tiles import HOT, SERIAL, Nonzeros, Partition, nonzeros, tiles_of, unique_sorted
 
 DRAM = "dram"
+MERGER = "merger"
 
 
 def unit_name(hot: bool, index: int) -> str:
@@ -50,30 +49,29 @@ def unit_name(hot: bool, index: int) -> str:
 
 @dataclass
 class Spmm:
-    """One SpMM's partition with the exact cost of every tile, in run order."""
+    """One SpMM's partition with the real work of every tile, in run order."""
 
     name: str
-    problem: model.Problem
-    part: model.Partition
-    stats: model.TileStats
-    costs: model.TileCosts
-    nonzeros: model.Nonzeros
+    part: Partition
+    work: execution.TileWork
+    nonzeros: Nonzeros
+    hot_of_nonzero: np.ndarray
     order: np.ndarray
     bounds: np.ndarray
     dtype: str
+    k: int
+    out_bytes: int
+    tile: tuple[int, int]
     queues: dict[int, np.ndarray] = field(default_factory=dict)
+    merge_bytes: float = 0.0
 
     @property
     def hot(self) -> np.ndarray:
-        return self.part.kind == model.HOT
+        return self.part.kind == HOT
 
     @property
     def workers(self) -> tuple[int, int]:
         return self.part.workers
-
-    def cycles(self) -> np.ndarray:
-        """Exact time of each tile on its worker, DRAM alone (eq. T4)."""
-        return self.costs.cycles(self.hot)
 
 
 def _key_of(op: isa.WorkerOp) -> str:
@@ -90,42 +88,34 @@ def operand_name_of(op: isa.WorkerOp) -> str:
 
 
 def load_spmm(op: isa.WorkerOp, a: Any, spec: HottilesSpec) -> Spmm:
-    """A's partition and the exact statistics and costs of its tiles, in run order."""
+    """A's partition and the real work of its tiles, in run order."""
     key = _key_of(op)
     tiled = isa.tiled_encoding(op.lhs.type)
     assert isinstance(tiled, TiledAttr)
-    part = model.Partition.load(current_store(), key, tiled.workers, tiled.policy_name)
-    rows, cols = op.lhs.type.get_shape()  # type: ignore[union-attr]
+    part = Partition.load(current_store(), key, tiled.workers, tiled.policy_name)
     dtype = dtype_of(op.lhs.type)
-    problem = model.Problem(rows, cols, op.rhs.type.get_shape()[1],  # type: ignore[union-attr]
-                            ELEMENT_BYTES[dtype], ELEMENT_BYTES[dtype_of(op.result.type)],
-                            tiled.tile)
-    nonzeros = model.nonzeros(a)
-    stats, inverse = model.exact_stats(nonzeros, problem, spec.hot_rows)
-    position = np.searchsorted(stats.ids, part.ids)
-    same = (stats.count == part.count
-            and bool(np.all(stats.ids[np.minimum(position, stats.count - 1)] == part.ids))
-            and bool(np.all(stats.nnz[position] == part.nnz)))
+    k = op.rhs.type.get_shape()[1]  # type: ignore[union-attr]
+    out_bytes = ELEMENT_BYTES[dtype_of(op.result.type)]
+    nz = nonzeros(a)
+    tiles = tiles_of(nz, tiled.tile)
+    position = np.searchsorted(tiles.ids, part.ids)
+    same = (tiles.count == part.count
+            and bool(np.all(tiles.ids[np.minimum(position, tiles.count - 1)] == part.ids))
+            and bool(np.all(tiles.nnz[position] == part.nnz)))
     if not same:
         raise DataStoreError(f"the partition of {key} does not match its nonzeros (its values "
                              "changed after tile-hot-cold); run tile-hot-cold again")
-    in_order = model.TileStats(*(getattr(stats, f)[position] for f in (
-        "ids", "nnz", "rows", "cols", "chunks", "chunk_rows", "height", "width")))
     run_index = np.empty(part.count, np.int64)
     run_index[position] = np.arange(part.count)
-    worker_of_nonzero = part.global_worker[run_index[inverse]]
+    tile_of = run_index[tiles.of_nonzero]
+    in_order = tiles.take(position)
+    work = execution.tile_work(spec, nz, in_order, part, k, ELEMENT_BYTES[dtype], out_bytes,
+                               tile_of)
+    worker_of_nonzero = part.global_worker[tile_of]
     order = np.argsort(worker_of_nonzero, kind="stable")
     bounds = np.searchsorted(worker_of_nonzero[order], np.arange(sum(part.workers) + 1))
-    return Spmm(operand_name_of(op), problem, part, in_order,
-                model.tile_costs(in_order, problem, spec), nonzeros, order, bounds, dtype)
-
-
-def _relative(estimate: np.ndarray, actual: np.ndarray) -> tuple[float, float]:
-    """(mean of |e - a| / a over tiles, sum |e - a| / sum a): the model's error."""
-    if actual.size == 0:
-        return 0.0, 0.0
-    error = np.abs(estimate - actual)
-    return float(np.mean(error / np.maximum(actual, 1.0))), float(error.sum() / actual.sum())
+    return Spmm(operand_name_of(op), part, work, nz, (part.kind == HOT)[tile_of], order,
+                bounds, dtype, k, out_bytes, tiled.tile)
 
 
 class HottilesMachine(Machine):
@@ -136,7 +126,7 @@ class HottilesMachine(Machine):
     def __init__(self, spec: HottilesSpec, execute: bool):  # type: ignore[override]
         super().__init__(spec, execute)
         self.timeline = Timeline.with_units([DRAM])
-        self.dram = MemoryLevel(DRAM, None, spec.dram_bytes_per_cycle, spec.dram_pj_per_byte,
+        self.dram = MemoryLevel(DRAM, None, spec.bandwidth, spec.dram_pj_per_byte,
                                 spec.dram_pj_per_byte)
         self.ready: dict[SSAValue, Event] = {}
         self.current: Spmm | None = None
@@ -167,8 +157,8 @@ class HottilesMachine(Machine):
         index = op.worker_index if op.is_hot else spmm.workers[0] + op.worker_index
         picked = spmm.order[spmm.bounds[index]:spmm.bounds[index + 1]]
         nz = spmm.nonzeros
-        rows, row_of = model.unique_sorted(nz.row[picked])
-        cols, col_of = model.unique_sorted(nz.col[picked])
+        rows, row_of = unique_sorted(nz.row[picked])
+        cols, col_of = unique_sorted(nz.col[picked])
         block = scipy.sparse.csr_matrix((nz.data[picked], (row_of, col_of)),
                                         shape=(rows.size, cols.size))
         return rows, matmul_accumulate(block, b[cols], spmm.dtype)
@@ -183,84 +173,110 @@ class HottilesMachine(Machine):
             return None
         start = max([self.timeline.end, *(e.end for e in after if e is not None)])
         last = self.replay(spmm, start)
+        merged = self.merge(spmm, last)
+        last = merged or last
         end = last.end if last is not None else start
         self.account(spmm, end - start)
         return last
 
     def replay(self, spmm: Spmm, start: int) -> Event | None:
-        """Issue every tile in the order the workers free up (eqs. S1-S2): its bytes take
-        the shared DRAM for bytes / BW cycles, in request order; the worker starts the
-        tile when DRAM starts serving it and streams it for max(compute, bytes / port)
-        cycles, and no less than DRAM needs to deliver the bytes."""
-        hot = spmm.hot
-        dram = spmm.costs.dram(hot).astype(np.int64)
-        work = np.maximum(spmm.costs.compute(hot), spmm.costs.transfer(hot)).astype(np.int64)
-        units = [unit_name(g < spmm.workers[0], g if g < spmm.workers[0] else g - spmm.workers[0])
+        """Run the queues (execution.fluid_replay: the workers share the DRAM's bandwidth
+        max-min fairly, each capped at its port) and record every tile on its worker's
+        unit and the bytes on the DRAM unit. Serial: cold workers start when the hot
+        ones have ended."""
+        spec, hot_count = self.spec, spmm.workers[0]
+        work = spmm.work
+        port = np.where(spmm.hot, spec.port("hot"), spec.port("cold"))
+        units = [unit_name(g < hot_count, g if g < hot_count else g - hot_count)
                  for g in range(sum(spmm.workers))]
-        heap = [(start, g) for g, queue in spmm.queues.items() if queue.size]
-        heapq.heapify(heap)
-        issued = dict.fromkeys(spmm.queues, 0)
+        serial = spmm.part.schedule == SERIAL
+        phases = ([[g for g in spmm.queues if g < hot_count],
+                   [g for g in spmm.queues if g >= hot_count]] if serial
+                  else [list(spmm.queues)])
         last: Event | None = None
-        while heap:
-            free, g = heapq.heappop(heap)
-            tile = spmm.queues[g][issued[g]]
-            move = self.timeline.issue(DRAM, int(dram[tile]), not_before=free)
-            run = self.timeline.issue(units[g], max(int(work[tile]), move.end - move.start),
-                                      not_before=move.start)
-            issued[g] += 1
-            last = run if last is None or run.end > last.end else last
-            if issued[g] < spmm.queues[g].size:
-                heapq.heappush(heap, (run.end, g))
+        for phase in phases:
+            begin_at = max(start, last.end) if last is not None else start
+            queues = {g: spmm.queues[g] for g in phase}
+            begin, end = execution.fluid_replay(queues, work.bytes, work.compute, port,
+                                                spec.bandwidth, float(begin_at))
+            for g, queue in queues.items():
+                for tile in queue:
+                    first = int(np.ceil(begin[tile] - 1e-6))
+                    finish = int(np.ceil(end[tile] - 1e-6))
+                    run = self.timeline.issue(units[g], max(0, finish - first),
+                                              not_before=first)
+                    last = run if last is None or run.end > last.end else last
+        dram = self.timeline.units[DRAM]
+        dram.busy += int(np.ceil(float(work.bytes.sum()) / spec.bandwidth - 1e-6))
+        dram.instructions += spmm.part.count
         return last
+
+    def merge(self, spmm: Spmm, last: Event | None) -> Event | None:
+        """Without an atomic engine, a parallel run whose both types worked merges their
+        private outputs after the last tile: the rows move through DRAM and the merger
+        adds them (execution.merge_work)."""
+        hot = spmm.hot_of_nonzero
+        if (self.spec.atomic or spmm.part.schedule == SERIAL or last is None
+                or hot.all() or not hot.any()):
+            spmm.merge_bytes = 0.0
+            return None
+        nbytes, cycles = execution.merge_work(self.spec, spmm.nonzeros, hot, spmm.k,
+                                              spmm.out_bytes)
+        spmm.merge_bytes = nbytes
+        self.timeline.units.setdefault(MERGER, UnitStats())
+        move = self.timeline.issue(DRAM, int(np.ceil(nbytes / self.spec.bandwidth)),
+                                   not_before=last.end)
+        return self.timeline.issue(MERGER, max(int(cycles), move.end - move.start),
+                                   not_before=move.start)
 
     def account(self, spmm: Spmm, span: int) -> None:
         """Traffic, MACs, energy and the model's error of one SpMM."""
-        hot, stats, problem = spmm.hot, spmm.stats, spmm.problem
-        written = stats.rows * problem.n * problem.out_bytes
-        traffic = spmm.costs.bytes(hot)
-        self.dram.read(int(round(float((traffic - written).sum()))))
-        self.dram.write(int(round(float(written.sum()))))
-        performed = float(np.where(hot, spmm.costs.hot_macs, stats.nnz * problem.n).sum())
+        work = spmm.work
+        self.dram.read(int(round(float(work.read.sum() + 2 * spmm.merge_bytes / 3))))
+        self.dram.write(int(round(float(work.written.sum() + spmm.merge_bytes / 3))))
+        performed = float(spmm.part.nnz.sum()) * spmm.k
         self.macs["performed"] += int(performed)
-        self.macs["dense"] += problem.rows * problem.cols * problem.n
+        self.macs["dense"] += int(spmm.nonzeros.shape[0]) * int(spmm.nonzeros.shape[1]) * spmm.k
         self.mac_pj += performed * MAC_PJ[spmm.dtype]
         self.spmms.append(self.summary(spmm, span))
 
     def summary(self, spmm: Spmm, span: int) -> dict[str, Any]:
         """Partition, per-worker figures and the model's error of one SpMM, for the report."""
-        part, hot, problem = spmm.part, spmm.hot, spmm.problem
-        cycles = spmm.cycles()
-        mean, weighted = _relative(part.model_cycles, cycles)
-        hot_mean, hot_weighted = _relative(part.model_cycles[hot], cycles[hot])
-        cold_mean, cold_weighted = _relative(part.model_cycles[~hot], cycles[~hot])
-        _, bytes_weighted = _relative(part.model_bytes, spmm.costs.bytes(hot))
+        part, hot = spmm.part, spmm.hot
         hot_nnz = int(part.nnz[hot].sum())
+        rows, cols = spmm.nonzeros.shape
+        bytes_error = (float(part.model_bytes.sum()) - float(spmm.work.bytes.sum())) / max(
+            1.0, float(spmm.work.bytes.sum()))
         return {
             "operand": spmm.name,
             "partition": {
-                "policy": part.policy, "tile": list(problem.tile), "grid": list(problem.grid),
+                "policy": part.policy, "tile": list(spmm.tile),
+                "grid": [-(-rows // spmm.tile[0]), -(-cols // spmm.tile[1])],
                 "tiles": part.count, "hot_tiles": part.hot_tiles,
                 "cold_tiles": part.count - part.hot_tiles, "hot_nnz": hot_nnz,
                 "cold_nnz": int(part.nnz.sum()) - hot_nnz,
                 "hot_nnz_share": hot_nnz / max(1, int(part.nnz.sum())),
                 "workers": list(part.workers),
-                "area": part.workers[0] * self.spec.hot_area + part.workers[1] * self.spec.cold_area,
-                "area_budget": self.spec.area_budget,
+                "heuristic": HEURISTICS[part.heuristic + 1] if part.heuristic >= 0 else None,
+                "schedule": "serial" if part.schedule == SERIAL else "parallel",
             },
             "workers": self.worker_figures(spmm),
+            "traffic": {"dram_bytes": float(spmm.work.bytes.sum()) + spmm.merge_bytes,
+                        "merge_bytes": spmm.merge_bytes,
+                        "din_rows": float(spmm.work.din_rows.sum()),
+                        "l1_hits": int(spmm.work.l1_hits.sum()),
+                        "lines_per_nnz": (float(spmm.work.bytes.sum()) + spmm.merge_bytes)
+                        / self.spec.line_bytes / max(1, int(part.nnz.sum()))},
             "model": {
                 "predicted_cycles": part.predicted, "cycles": span,
                 "span_error": (part.predicted - span) / span if span else 0.0,
-                "tile_error_mean": mean, "tile_error_weighted": weighted,
-                "hot_tile_error_mean": hot_mean, "hot_tile_error_weighted": hot_weighted,
-                "cold_tile_error_mean": cold_mean, "cold_tile_error_weighted": cold_weighted,
-                "bytes_error_weighted": bytes_weighted,
+                "merge_cycles": part.merge, "bytes_error": bytes_error,
             },
         }
 
     def worker_figures(self, spmm: Spmm) -> list[dict[str, Any]]:
         """Per worker: tiles, nonzeros, DRAM bytes, busy cycles and utilization."""
-        traffic = spmm.costs.bytes(spmm.hot)
+        traffic = spmm.work.bytes
         figures = []
         for g, queue in sorted(spmm.queues.items()):
             is_hot = g < spmm.workers[0]

@@ -3,9 +3,9 @@
 Example: `lower-hottiles{hot_workers=2 cold_workers=16}` turns `%C = sparsec.matmul %A, %B`
 (A a tiled `param`) into `hottiles.zeros`, 18 `hottiles.worker` ops (hot 0-1, cold
 0-15, each running the batch of tiles the partition gives it) and `hottiles.drain`.
-A matmul whose A is not tiled yet is tiled first with `tile-hot-cold` and this target's
-options (so `sparsec run spec.sk --target hottiles` needs no pipeline); that needs the
-program's data, so under plain `xdsl-opt` A must already carry its partition.
+A must carry its partition: the target prepares `tile-hot-cold` with its options, so
+`sparsec run spec.sk --target hottiles` needs no pipeline; under plain `xdsl-opt` run
+tile-hot-cold first (it needs the program's data).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from sparsec.dialects.sparsec import (
     SoftmaxOp,
     SpmmOp,
 )
-from sparsec.tensors.datastore import DataStoreError, current_store
 
 
 def _fail(message: str) -> PassFailedException:
@@ -61,8 +60,8 @@ def check_matmul(op: MatmulOp, spec: HottilesSpec) -> None:
         raise _fail(f"{op.name} with transpose_a / transpose_b: HotTiles runs C = A . B")
     tiled = isa.tiled_encoding(op.lhs.type)
     if tiled is None:
-        raise _fail(f"{where} has no #sparsec.tiled partition; run tile-hot-cold first (under "
-                    "`sparsec compile` lower-hottiles runs it itself; it needs the program's data)")
+        raise _fail(f"{where} has no #sparsec.tiled partition; run tile-hot-cold first (the "
+                    "hottiles target adds it under `sparsec compile` / `run`)")
     allowed = spec.allowed_workers()
     if tiled.workers not in allowed:
         wanted = " or ".join(_workers_text(w) for w in sorted(allowed))
@@ -107,7 +106,7 @@ def _untiled(module: ModuleOp) -> list[MatmulOp]:
 @dataclass(frozen=True)
 class LowerHottilesPass(HottilesSpec, ModulePass):
     """Lower every sparsec.matmul with a hot/cold-tiled lhs to one instruction per worker
-    (tiling it first when needed); options are the machine's spec.
+    (partitioned by tile-hot-cold); options are the machine's spec.
 
     Example: `lower-hottiles{hot_workers=2 cold_workers=16 policy=hottiles}`.
     """
@@ -123,22 +122,4 @@ class LowerHottilesPass(HottilesSpec, ModulePass):
             if isinstance(inner, (AttentionOp, SddmmOp, SoftmaxOp, SpmmOp)):
                 raise _fail(f"{inner.name} is not an SpMM of a sparse param; HotTiles runs "
                             "C = A . B (sparsec.matmul with A a `param`)")
-        self.tile_if_needed(ctx, op, spec)
         PatternRewriteWalker(LowerMatmul(spec), apply_recursively=False).rewrite_module(op)
-
-    def tile_if_needed(self, ctx: Context, op: ModuleOp, spec: HottilesSpec) -> None:
-        """Run tile-hot-cold with this target's options when some A is not tiled yet."""
-        pending = _untiled(op)
-        if not pending:
-            return
-        try:
-            current_store()
-        except DataStoreError:
-            check_matmul(pending[0], spec)
-        from sparsec.passes.common import targets
-        from sparsec.passes.tile_hot_cold import TileHotColdPass
-
-        tiler = TileHotColdPass(**spec.config())
-        for target in list(targets(op, "a", tiler.name)):
-            if isa.tiled_encoding(target.ttype) is None:
-                tiler.tile(target, spec)

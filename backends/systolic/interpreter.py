@@ -87,6 +87,8 @@ class SystolicMachine(Machine):
         self.mac_pj = spec.mac_pj
         self.tails: list[dict[str, int]] = []
         self.vector_kinds: dict[str, dict[str, int]] = {}
+        self.gemms: list[dict[str, Any]] = []
+
         self.onchip: set[SSAValue] = set()
         self.runtime_pruning: dict[str, int] = {"activations": 0, "pruned": 0, "decide_ops": 0,
                                                 "skipped_products": 0, "dense_products": 0}
@@ -273,9 +275,18 @@ class SystolicMachine(Machine):
         if ends:
             self.ready[op.result] = max(ends, key=lambda e: e.end)
 
-    def count_effectual(self, a: np.ndarray, b: np.ndarray) -> None:
-        """Useful MACs of a GEMM (nonzero times nonzero); the array performs them all."""
-        self.effectual_macs += effectual_macs(a, b)
+    def count_effectual(self, a: np.ndarray | None, b: np.ndarray | None,
+                        op: isa.FoldOp) -> None:
+        """Useful MACs of a GEMM (nonzero times nonzero); the array performs them all.
+        An operand whose values were not computed (--no-execute: an intermediate) counts
+        every product as useful."""
+        if a is None or b is None:
+            heads = op.acc.type.get_shape()[0] if op.head is not None else 1  # type: ignore[union-attr]
+            lhs = op.lhs.type.get_shape()[-2:]  # type: ignore[union-attr]
+            m, k = (lhs[1], lhs[0]) if op.transpose_a else (lhs[0], lhs[1])
+            self.effectual_macs += heads * m * k * op.acc.type.get_shape()[-1]  # type: ignore[union-attr]
+            return
+        self.effectual_macs += effectual_macs(a, _grouped(a, b))
 
     def require_stationary_fits(self, op: isa.FoldOp) -> None:
         """Bandwidth-limited mode: a fold's stationary tile must fit its SRAM whole."""
@@ -318,6 +329,8 @@ class SystolicMachine(Machine):
         self.dram.write(words * self.spec.word_bytes)
         self.tails.append({"words": words, "mid_run_drains": len(drains),
                            "lines_after_compute": lines_left})
+        self.gemms.append({"name": _kernel_name(op.result.name_hint), "folds": len(self.gemm.folds),
+                           "array_cycles": sum(e.end - e.start for e in self.gemm.folds)})
         self.gemm = GemmState()
         return max(events, key=lambda e: e.end)
 
@@ -390,6 +403,8 @@ class SystolicMachine(Machine):
                 "writeback": self.tails,
                 "energy_breakdown_pj": energy,
                 "vector_unit": self.vector_kinds,
+                "gemms": self.gemms,
+
                 **({"kv_cache": self.kv_cache} if self.kv_cache["tokens"] else {}),
                 **({"runtime_pruning": self.runtime_pruning}
                    if self.runtime_pruning["decide_ops"] else {}),
@@ -404,6 +419,15 @@ def _elements(value_type: Any) -> int:
     for d in value_type.get_shape():
         count *= d
     return count
+
+
+def _kernel_name(hint: str | None) -> str:
+    """The kernel tensor a GEMM's write-back produces (`Qp` for `%Qp_3`; `C_scores`
+    style names of attention's parts are kept)."""
+    if hint is None:
+        return "?"
+    stem, _, suffix = hint.rpartition("_")
+    return stem if stem and suffix.isdigit() else hint
 
 
 def _shape(value_type: Any) -> tuple[int, ...]:
@@ -535,8 +559,9 @@ class SystolicFunctions(InterpreterFunctions):
         lhs, rhs, acc = args
         if op.index.value.data == 0:
             self.folds.flush()
-            self.machine.count_effectual(_matrix_t(lhs, op.transpose_a is not None),
-                                         _matrix_t(_grouped(lhs, rhs), op.transpose_b is not None))
+            self.machine.count_effectual(
+                None if lhs is None else _matrix_t(lhs, op.transpose_a is not None),
+                None if rhs is None else _matrix_t(rhs, op.transpose_b is not None), op)
         if not self.machine.execute:
             return (None,)
         self.folds.add(op, lhs, rhs, acc)

@@ -184,6 +184,9 @@ def lower_gqa_attention(op: block.GqaAttentionOp, spec: SystolicSpec) -> list[Op
                         epilogue=epilogue)
     softmax = isa.SoftmaxOp(scores[-1].results[0], mask, None, None, start)
     out = lower_gemm(softmax.result, op.value, op.result.type, spec)  # type: ignore[arg-type]
+    base = op.result.name_hint or "attn"
+    scores[-1].results[0].name_hint = f"{base}_scores"
+    softmax.result.name_hint = f"{base}_probs"
     return [*scores, softmax, *out]
 
 

@@ -18,7 +18,8 @@ class SystolicSpec(AcceleratorSpec):
 
     Sizes follow SCALE-Sim: SRAMs in kB of `word_bytes`-byte words (SCALE-Sim counts
     1-byte words); a vector unit of `vector_lanes` lanes (default: one per column) runs
-    softmax and the SDDMM scale-and-mask epilogue; `mode=calc` is SCALE-Sim's
+    softmax, the SDDMM scale-and-mask epilogue and the block ops (normalization,
+    activations, elementwise, RoPE) with per-lane ALU and SFU costs; `mode=calc` is SCALE-Sim's
     `InterfaceBandwidth: CALC` (DRAM never stalls the array), `mode=user` limits DRAM to
     `bandwidth` words per cycle per operand buffer, with double-buffered SRAMs.
     """
@@ -50,8 +51,8 @@ class SystolicSpec(AcceleratorSpec):
     vector_lanes: int = 0
     vector_alu_cycles: int = 1
     vector_sfu_cycles: int = 4
-    vector_alu_pj: float = 0.9
-    vector_sfu_pj: float = 5.0
+    vector_alu_pj: float = 2.3
+    vector_sfu_pj: float = 13.8
     mac_pj: float = 0.23
     sram_pj_per_byte: float = SRAM_PJ_PER_BYTE
     dram_pj_per_byte: float = DRAM_PJ_PER_BYTE

@@ -11,6 +11,7 @@ BACKEND = Backend(
     spec_class=SystolicSpec,
     lowering_pass=LowerSystolicPass,
     machine_class=SystolicMachine,
-    # Attention is decomposed into sddmm, softmax, spmm before the kernel ops are lowered.
+    # Every op the lowering has a rule for (the GEMMs, attention's parts, the block ops on
+    # the vector unit), plus attention, which it decomposes first.
     kernel_ops=frozenset({op.name for op in LOWERINGS} | {"sparsec.attention"}),
 )

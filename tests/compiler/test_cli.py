@@ -63,6 +63,16 @@ def test_check_failure_exits_3(tmp_path):
     bundle = dict(np.load(tmp_path / "p.npz"))
     bundle["gemm_small.Y#reference"] = bundle["gemm_small.Y#reference"] + 1.0
     np.savez(tmp_path / "p.npz", **bundle)
+    # An edited bundle no longer matches the hash its IR names: refused (exit 1) ...
+    assert main(["run", str(out)]) == 1
+    # ... and once the IR is made to name it, the check sees the wrong reference.
+    import re
+
+    from sparsec.compiler.outputs import sha256_of
+
+    text = re.sub(r'"sha256:[0-9a-f]+"', f'"sha256:{sha256_of(tmp_path / "p.npz")}"',
+                  out.read_text())
+    out.write_text(text)
     assert main(["run", str(out)]) == 3
 
 

@@ -512,3 +512,19 @@ def test_materialize_checks_arguments_of_hand_built_sources(tmp_path: Path) -> N
         materialize(Source("zeros"), TensorType("f32", (2,)), tmp_path)
     with pytest.raises(SpecError, match="missing file name"):
         materialize(Source("load"), TensorType("f32", (2,)), tmp_path)
+
+
+def test_load_index_picks_one_entry_of_the_first_axis(tmp_path: Path) -> None:
+    steps = np.arange(3 * 2 * 4, dtype=np.float32).reshape(3, 2, 4)
+    np.savez(tmp_path / "steps.npz", h=steps)
+    source, ttype = decl_source(tmp_path, 'in X: f32[2, 4] = load("steps.npz", "h", index=2)')
+    np.testing.assert_array_equal(materialize(source, ttype), steps[2])
+    source, ttype = decl_source(tmp_path, 'in X: f32[4, 2] = load("steps.npz", "h", index=1, '
+                                          'transpose=true)')
+    np.testing.assert_array_equal(materialize(source, ttype), steps[1].T)
+    assert "load: index=3 is out of range for data of shape [3, 2, 4]" in load_error(
+        tmp_path, 'in X: f32[2, 4] = load("steps.npz", "h", index=3)')
+    assert "load: data has shape [2, 4] at index 0 but the tensor is f32[4, 2]" in load_error(
+        tmp_path, 'in X: f32[4, 2] = load("steps.npz", "h", index=0)')
+    with pytest.raises(SpecError, match="load: index must be an integer >= 0, got -1"):
+        decl_source(tmp_path, 'in X: f32[2, 4] = load("steps.npz", "h", index=-1)')

@@ -365,7 +365,7 @@ ERROR_CASES = {
     "random: unknown argument": (
         kernel_text("param W: f32[4] = random(sparsity=0.5)", "out W"),
         (
-            "t.sk:2:28: error: random: unknown keyword 'sparsity'; expected seed, density or dist\n"
+            "t.sk:2:28: error: random: unknown keyword 'sparsity'; expected seed, density, dist or std\n"
             "    param W: f32[4] = random(sparsity=0.5)\n"
             "                             ^~~~~~~~"
         ),

@@ -228,3 +228,17 @@ def test_spec_mistakes_are_located_one_liners(call):
     first = info.value.render().splitlines()[0]
     assert first.startswith("t.sk:11:"), first
     assert SPEC_ERRORS[call] in first, first
+
+
+@pytest.mark.parametrize("target", ["sigma", "eie", "asadi", "sparc", "stc"])
+def test_targets_without_the_block_ops_refuse_them_by_name(target):
+    from sparsec.compiler.driver import CompileError
+
+    text = _kernel(_decl("Q", (4, 2, 8), 1) + _decl("K", (2, 6, 8), 2),
+                   "attention(Q, K, K, mask=causal, start=3)")
+    with pytest.raises(CompileError, match=f"{target} cannot run sparsec.gqa_attention; "
+                                           "targets that can: systolic"):
+        compile_text(text, CompileOptions(target=target))
+    text = _kernel(_decl("X", (4, 8), 1) + _decl("G", (8,), 2, "param"), "rmsnorm(X, G)")
+    with pytest.raises(CompileError, match=f"{target} cannot run sparsec.rmsnorm"):
+        compile_text(text, CompileOptions(target=target))

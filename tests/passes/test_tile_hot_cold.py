@@ -1,5 +1,7 @@
-"""tile-hot-cold: tile statistics, the cost model by hand, the heuristic, the policies, the
-IR and DataStore it writes, and its refusals."""
+"""tile-hot-cold: tile statistics, HotTiles' cost model by hand (Table I, five tasks,
+re-costing), each of the four heuristics on a case whose choice is known, the
+serial/parallel choice, IUnaware, the scratchpad tile rule, the IR and DataStore it
+writes, the hardware registry and its refusals."""
 
 from pathlib import Path
 
@@ -7,17 +9,16 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from sparsec.backends.common.spec import SpecError
-from sparsec.backends.hottiles import model
-from sparsec.backends.hottiles.spec import HottilesSpec
 from sparsec.compiler.driver import CompileError, CompileOptions, compile_text
 from sparsec.dialects.formats import TiledAttr
 from sparsec.dialects.sparsec import ParamOp
-from sparsec.passes import tile_hot_cold
+from sparsec.passes import hardware, hotcold_model, tile_hot_cold
+from sparsec.passes.hotcold_model import Problem, TileCosts
+from sparsec.tensors.tiles import COLD, HOT, PARALLEL, SERIAL, nonzeros, tiles_of
 
 
-def nonzeros_of(dense: np.ndarray) -> model.Nonzeros:
-    return model.nonzeros(scipy.sparse.csr_matrix(dense))
+def machine(options: str = "") -> hardware.HeterogeneousModel:
+    return hardware.heterogeneous_model("hottiles", options)
 
 
 # The 8x8 matrix of the hand-checked cases, in 4x4 tiles (grid 2 x 2, ids row-major):
@@ -29,135 +30,116 @@ for r, c in [(0, 0), (0, 1), (2, 1), (3, 3), (1, 6), (5, 4), (5, 5)]:
     EIGHT[r, c] = 1.0 + r + c
 
 
-def test_exact_stats_by_hand():
-    problem = model.Problem(8, 8, n=8, value_bytes=4, out_bytes=4, tile=(4, 4))
-    stats, inverse = model.exact_stats(nonzeros_of(EIGHT), problem, chunk=2)
-    assert stats.ids.tolist() == [0, 1, 3]
-    assert stats.nnz.tolist() == [4, 1, 2]
-    # tile 0: rows {0, 2, 3}; columns {0, 1, 3}; 2-wide chunks {0, 1} -> 2 chunks, 4 B rows
-    # tile 1: row {1}; column {6 - 4 = 2}: chunk 1 -> 1 chunk, 2 B rows
-    # tile 3: row {5}; columns {4, 5} -> local {0, 1}: chunk 0 -> 1 chunk, 2 B rows
-    assert stats.rows.tolist() == [3, 1, 1]
-    assert stats.cols.tolist() == [3, 1, 2]
-    assert stats.chunks.tolist() == [2, 1, 1]
-    assert stats.chunk_rows.tolist() == [4, 2, 2]
-    assert inverse.tolist() == [0, 0, 1, 0, 0, 2, 2]   # CSR order: row 0 (0,0)(0,1), row 1 (1,6), ...
+def test_tiles_by_hand():
+    tiles = tiles_of(nonzeros(scipy.sparse.csr_matrix(EIGHT)), (4, 4))
+    assert tiles.ids.tolist() == [0, 1, 3]
+    assert tiles.nnz.tolist() == [4, 1, 2]
+    assert tiles.rows.tolist() == [3, 1, 1]        # tile_uniq_rids
+    assert tiles.cols.tolist() == [3, 1, 2]        # tile_uniq_cids
+    assert tiles.panel.tolist() == [0, 0, 1]
+    assert tiles.of_nonzero.tolist() == [0, 0, 1, 0, 0, 2, 2]
 
 
 def test_edge_tiles_are_cut_by_the_matrix():
-    # 7 x 6 in 4x4 tiles: the bottom-right tile is 3 x 2 and its only chunk is 2 wide.
     dense = np.zeros((7, 6))
     dense[6, 5] = dense[4, 4] = 1.0
-    problem = model.Problem(7, 6, 1, 4, 4, (4, 4))
-    stats, _ = model.exact_stats(nonzeros_of(dense), problem, chunk=4)
-    assert stats.ids.tolist() == [3]
-    assert (stats.height.tolist(), stats.width.tolist()) == ([3], [2])
-    assert stats.chunk_rows.tolist() == [2]
+    tiles = tiles_of(nonzeros(dense), (4, 4))
+    assert tiles.ids.tolist() == [3]
+    assert (tiles.height.tolist(), tiles.width.tolist()) == ([3], [2])
 
 
-def test_expected_stats_by_hand():
-    # A 4x4 tile with 2 nonzeros spread uniformly (eq. M1):
-    # E[rows] = E[cols] = 4 (1 - (3/4)^2) = 4 * 7/16 = 1.75;
-    # 2-wide chunks: 2 of them, E = 2 (1 - (1/2)^2) = 1.5, so E[B rows] = min(4, 1.5 * 2) = 3.
-    problem = model.Problem(8, 8, 8, 4, 4, (4, 4))
-    stats = model.expected_stats(np.array([0]), np.array([2]), problem, chunk=2)
-    assert stats.rows[0] == pytest.approx(1.75)
-    assert stats.cols[0] == pytest.approx(1.75)
-    assert stats.chunks[0] == pytest.approx(1.5)
-    assert stats.chunk_rows[0] == pytest.approx(3.0)
+# -- Table I and the five tasks by hand ------------------------------------------------------
+
+# K = 8 f32: a Din / Dout row is 32 bytes; COO items 4 + 4 + 4 = 12 bytes per nonzero.
+HAND = ("hot_vis_lat=0.5 cold_vis_lat=1.0 hot_simd_per_cycle=2 hot_simd_lanes=8 "
+        "cold_simd_lanes=4 hot_workers=1 cold_workers=1 hot_shared_port=false "
+        "cold_shared_port=false")
 
 
-def test_expected_stats_of_a_full_tile_are_the_tile():
-    problem = model.Problem(64, 64, 8, 4, 4, (64, 64))
-    stats = model.expected_stats(np.array([0]), np.array([4096]), problem, chunk=16)
-    assert stats.rows[0] == pytest.approx(64, rel=1e-6)
-    assert stats.chunk_rows[0] == pytest.approx(64, rel=1e-6)
+def test_table_one_bytes_by_hand():
+    tiles = tiles_of(nonzeros(EIGHT), (4, 4))
+    c = hotcold_model.costs(machine(HAND), tiles, Problem(8, 4, 4))
+    # hot (Sextans): A 12 nnz + Din streamed = tile width 4 rows * 32; Dout Inter-tile: 0
+    assert c.bh.tolist() == [48 + 128, 12 + 128, 24 + 128]
+    # cold (SPADE): A 12 nnz + Din None = one row per nonzero; Dout Inter-tile: 0
+    assert c.bc.tolist() == [48 + 4 * 32, 12 + 32, 24 + 64]
 
 
-def test_tile_costs_by_hand():
-    spec = HottilesSpec(hot_rows=2, hot_cols=2, cold_lanes=4)
-    problem = model.Problem(8, 8, n=8, value_bytes=4, out_bytes=4, tile=(4, 4))
-    stats, _ = model.exact_stats(nonzeros_of(EIGHT), problem, chunk=2)
-    costs = model.tile_costs(stats, problem, spec)
-    # Tile 0: nnz 4, rows 3, cols 3, chunks 2, B rows 4, 4x4, N = 8, 4-byte values/indices.
-    # B1 A = 4 * (4 + 4) + (4 + 1) * 4 = 52; B2 out = 2 * 3 * 8 * 4 = 192
-    # B3 hot B = 4 * 8 * 4 = 128 -> hot bytes 372
-    # B4 cold B: cache rows 64 KiB / 32 B = 2048 >= 3 columns, no miss: 3 * 8 * 4 = 96 -> 340
-    assert costs.hot_bytes[0] == 372 and costs.cold_bytes[0] == 340
-    # T1 hot = chunks 2 * ceil(8 / 2) * (rows 3 + 2*2 + 2 - 2) = 2 * 4 * 7 = 56
-    # T2 cold = 4 * ceil(8 / 4) + 3 * 1 = 11
-    assert costs.hot_compute[0] == 56 and costs.cold_compute[0] == 11
-    # T3/T4: hot port 64 B/cycle: ceil(372 / 64) = 6 < 56; cold port 16: ceil(340 / 16) = 22 > 11
-    hot, cold = np.ones(3, bool), np.zeros(3, bool)
-    assert costs.cycles(hot)[0] == 56 and costs.cycles(cold)[0] == 22
-    assert costs.dram(cold)[0] == 1                      # ceil(340 / 1024)
-    assert costs.hot_macs[0] == 3 * 4 * 8                # rows x B rows x N
+def test_csr_and_demand_bytes_by_hand():
+    m = machine(HAND + " hot_format=csr hot_din_reuse=demand hot_dout_reuse=demand")
+    tiles = tiles_of(nonzeros(EIGHT), (4, 4))
+    c = hotcold_model.costs(m, tiles, Problem(8, 4, 4))
+    # CSR: (height + 1) * 4 + nnz * (4 + 4); Din demand: distinct columns; Dout demand:
+    # distinct rows, read and written back.
+    assert c.bh.tolist() == [20 + 32 + 3 * 32 + 2 * 3 * 32, 20 + 8 + 32 + 2 * 32,
+                             20 + 16 + 2 * 32 + 2 * 32]
 
 
-def test_cold_cache_misses_when_the_columns_overflow_it():
-    # 1 KiB cache, N = 8 f32: 1024 / 32 = 32 rows. 64 distinct columns, 200 nonzeros:
-    # a repeated use hits with probability 32 / 64, so 64 + (200 - 64) * 0.5 = 132 B rows.
-    spec = HottilesSpec(cold_cache_kb=1)
-    problem = model.Problem(64, 64, 8, 4, 4, (64, 64))
-    stats = model.TileStats(*(np.array([v], dtype=np.float64) for v in
-                              (0, 200, 10, 64, 4, 64, 64, 64)))
-    assert model.cold_b_rows(stats, problem, spec)[0] == pytest.approx(132)
+def test_five_tasks_overlap_or_add():
+    tiles = tiles_of(nonzeros(EIGHT), (4, 4))
+    problem = Problem(8, 4, 4)
+    # all tasks overlapped: the longest. Tile 0 on hot: bytes 176 * 0.5 = 88 (A 24, Din 64)
+    # vs MAC 2 * 8 * 4 / (2 * 2 * 8 = 32 flop/cycle) = 2: the Din task (64) is longest.
+    c = hotcold_model.costs(machine(HAND), tiles, problem)
+    assert c.th[0] == pytest.approx(64.0)
+    # no overlap: every task adds up, 24 + 64 + 0 + 2 + 0
+    serial = machine(HAND + " hot_overlap=a_din_dout_mac_wb")
+    assert hotcold_model.costs(serial, tiles, problem).th[0] == pytest.approx(90.0)
+    # one shared port: the memory tasks add (24 + 64), overlapped with the MAC (2)
+    shared = machine(HAND.replace("hot_shared_port=false", "hot_shared_port=true"))
+    assert hotcold_model.costs(shared, tiles, problem).th[0] == pytest.approx(88.0)
 
 
-def costs_of(hot_compute, cold_compute, bandwidth=1e9):
-    zeros = np.zeros(len(hot_compute))
-    return model.TileCosts(np.array(hot_compute, float), np.array(cold_compute, float), zeros,
-                           zeros, zeros, 64.0, 16.0, bandwidth)
+def test_first_tile_of_each_panel_is_recosted():
+    tiles = tiles_of(nonzeros(EIGHT), (4, 4))
+    hot = np.array([True, True, False])
+    c = hotcold_model.recost(machine(HAND), tiles, Problem(8, 4, 4), hot)
+    # hot streams Dout: tile 0 (first hot tile of panel 0) reads and writes 4 rows; tile 1
+    # (second in the panel) none. Cold demands: tile 3 reads and writes its 1 distinct row.
+    assert c.bh.tolist()[:2] == [176 + 2 * 4 * 32, 140]
+    assert c.bc[2] == 24 + 64 + 2 * 32
 
 
-def test_split_keeps_the_k_with_least_predicted_time():
-    # Ratios cold / hot = 10, 0.2, 0.2: tile 0 first. With H = C = 1 (eq. H2):
-    # k=0: cold 140 -> 140; k=1: hot 10, cold 40 -> 40; k=2: hot 110 -> 110; k=3: 210.
-    hot = model.split_hot_cold(costs_of([10, 100, 100], [100, 20, 20]), 1, 1)
-    assert hot.tolist() == [True, False, False]
+# -- the four heuristics -----------------------------------------------------------------------
 
 
-def test_split_counts_shared_dram():
-    # The same tiles, but a hot tile moves 2000 bytes and a cold one 100, over 10 B/cycle:
-    # k=0: max(cold 140, DRAM 300 / 10 = 30) = 140; k=1: max(hot 10, cold 40,
-    # DRAM (2000 + 200) / 10 = 220) = 220; more hot tiles only add traffic: k = 0 wins.
-    fast = costs_of([10, 100, 100], [100, 20, 20])
-    costs = model.TileCosts(fast.hot_compute, fast.cold_compute, np.full(3, 2000.0),
-                            np.full(3, 100.0), fast.hot_macs, 1e9, 1e9, 10.0)
-    assert model.split_hot_cold(costs, 1, 1).tolist() == [False, False, False]
+def hand_costs(th, tc, bh=None, bc=None) -> TileCosts:
+    th, tc = np.array(th, float), np.array(tc, float)
+    bh = np.zeros_like(th) if bh is None else np.array(bh, float)
+    bc = np.zeros_like(th) if bc is None else np.array(bc, float)
+    return TileCosts(th, tc, bh, bc)
 
 
-def test_split_without_one_worker_type():
-    costs = costs_of([10, 100], [100, 20])
-    assert model.split_hot_cold(costs, 0, 3).tolist() == [False, False]
-    assert model.split_hot_cold(costs, 2, 0).tolist() == [True, True]
+ONE_EACH = "hot_workers=1 cold_workers=1"
 
 
-def test_lpt_assignment_by_hand():
-    # Longest first to the least loaded: 5 -> w0, 4 -> w1, 3 -> w1 (4 < 5), 3 -> w0 (5 < 7).
-    worker, position = model.assign_lpt(np.array([5.0, 4.0, 3.0, 3.0]), 2)
-    assert worker.tolist() == [0, 1, 1, 0]
-    assert position.tolist() == [0, 1, 2, 3]
-    # Loads 8 and 7; 2048 bytes at 1024 B/cycle = 2 cycles of DRAM: the span is 8 (eq. H5).
-    assert model.predicted_span(np.array([5.0, 4.0, 3.0, 3.0]), worker, 2, 2048, 1024) == 8
+def test_mintime_parallel_stops_where_the_two_types_balance():
+    # sorted by th - tc (already ascending); max(hot, cold) per cutoff k:
+    # k=0: 34, k=1: max(1, 24), k=2: max(3, 15), k=3: max(6, 7) = 7, k=4: 10 -> k = 3
+    c = hand_costs([1, 2, 3, 4], [10, 9, 8, 7])
+    hot = hotcold_model.heuristic_split("mintime-par", machine(ONE_EACH), c)
+    assert hot.tolist() == [True, True, True, False]
 
 
-def test_unique_sorted_matches_numpy():
-    keys = np.random.default_rng(0).integers(0, 50, 1000)
-    values, inverse = model.unique_sorted(keys)
-    expected, expected_inverse = np.unique(keys, return_inverse=True)
-    assert np.array_equal(values, expected) and np.array_equal(inverse, expected_inverse)
+def test_mintime_serial_takes_every_tile_faster_on_hot():
+    # th + tc falls for every tile with th < tc: all four go hot
+    c = hand_costs([1, 2, 3, 4], [10, 9, 8, 7])
+    hot = hotcold_model.heuristic_split("mintime-ser", machine(ONE_EACH), c)
+    assert hot.tolist() == [True, True, True, True]
 
 
-def test_auto_tile_grows_until_few_enough_tiles():
-    identity = model.nonzeros(scipy.sparse.identity(4096, format="csr"))
-    assert model.auto_tile(identity, 4096, 4096, HottilesSpec()) == (64, 64)   # min_tile = 4 * 16
-    # 64 diagonal tiles of 64; 32 of 128; 16 of 256 <= 16.
-    assert model.auto_tile(identity, 4096, 4096, HottilesSpec(max_tiles=16)) == (256, 256)
-    assert model.auto_tile(identity, 4096, 4096, HottilesSpec(tile_rows=100)) == (100, 64)
+@pytest.mark.parametrize("name", ["minbyte-par", "minbyte-ser"])
+def test_minbyte_takes_the_tiles_with_fewer_hot_bytes(name):
+    # bh - bc = [4, -5, 6, -7]: order 3, 1, 0, 2; b_total 18 -> 11 -> 6 -> 10: stop at k = 2
+    c = hand_costs([1, 1, 1, 1], [1, 1, 1, 1], [5, 1, 8, 2], [1, 6, 2, 9])
+    hot = hotcold_model.heuristic_split(name, machine(ONE_EACH), c)
+    assert hot.tolist() == [False, True, False, True]
 
 
-# -- through the compiler ------------------------------------------------------------------------
+def test_cutoff_stops_at_the_first_rise():
+    assert hotcold_model.cutoff(np.arange(5), np.array([5.0, 4, 3, 3.5, 1])) == 2
+    assert hotcold_model.cutoff(np.arange(3), np.array([5.0, 4, 3])) == 2
+    assert hotcold_model.cutoff(np.arange(3), np.array([1.0, 4, 3])) == 0
 
 
 def block_matrix(n: int = 256, scattered: int = 100, seed: int = 0) -> np.ndarray:
@@ -170,6 +152,94 @@ def block_matrix(n: int = 256, scattered: int = 100, seed: int = 0) -> np.ndarra
     return a
 
 
+SMALL = "tile_rows=64 tile_cols=64 hot_workers=1 cold_workers=2"
+
+
+@pytest.mark.parametrize("heuristic", ["mintime-par", "mintime-ser", "minbyte-par",
+                                       "minbyte-ser"])
+def test_each_heuristic_sends_the_dense_block_hot(heuristic):
+    # The 64x64 block (4096 nonzeros) costs a streaming hot worker 64 Din rows and a cold
+    # one 4096; a scattered tile (~7 nonzeros) costs hot 64 rows and cold ~7. Every
+    # heuristic makes exactly the block hot.
+    m = machine(f"{SMALL} heuristic={heuristic}")
+    part, tiles = hotcold_model.partition(m, nonzeros(block_matrix()), Problem(16, 4, 4))
+    assert part.ids[part.kind == HOT].tolist() == [0]
+    assert part.heuristic == hardware.HEURISTICS.index(heuristic)
+    assert part.schedule == (SERIAL if heuristic.endswith("ser") else PARALLEL)
+
+
+def test_low_bandwidth_pressure_picks_mintime_parallel():
+    m = machine(f"{SMALL} dram_gbps=1000000 hot_vis_lat=0.001 cold_vis_lat=0.001")
+    part, _ = hotcold_model.partition(m, nonzeros(block_matrix()), Problem(16, 4, 4))
+    assert hardware.HEURISTICS[part.heuristic] == "mintime-par"
+
+
+def test_high_bandwidth_pressure_picks_minbyte_serial():
+    # A hot worker computing far faster makes MinTime send every tile hot (th < tc), each
+    # then streaming 64 Din rows; with bytes dominating, MinByte's split (only the block
+    # hot) wins, and serial avoids t_merge.
+    fast_hot = ("hot_vis_lat=0.0001 cold_vis_lat=0.0001 cold_simd_lanes=1 "
+                "hot_simd_per_cycle=100")
+    c = hotcold_model.costs(machine(f"{SMALL} {fast_hot}"),
+                            tiles_of(nonzeros(block_matrix()), (64, 64)), Problem(16, 4, 4))
+    assert np.all(c.th < c.tc)
+    m = machine(f"{SMALL} {fast_hot} dram_gbps=0.01")
+    part, _ = hotcold_model.partition(m, nonzeros(block_matrix()), Problem(16, 4, 4))
+    assert hardware.HEURISTICS[part.heuristic] == "minbyte-ser"
+    assert part.ids[part.kind == HOT].tolist() == [0]
+
+
+def test_atomic_engine_uses_only_parallel_heuristics_and_no_merge():
+    m = machine(f"{SMALL} atomic=true dram_gbps=0.01")
+    part, _ = hotcold_model.partition(m, nonzeros(block_matrix()), Problem(16, 4, 4))
+    assert part.schedule == PARALLEL and part.merge == 0.0
+
+
+def test_merge_cost_is_three_output_buffers_over_bandwidth():
+    m = machine(SMALL)
+    assert hotcold_model.merge_cycles(m, 256, Problem(16, 4, 4)) == pytest.approx(
+        3 * 256 * 64 / m.bandwidth)
+
+
+def test_iunaware_splits_at_random_in_the_roofline_ratio():
+    m = machine(f"{SMALL} policy=iunaware")
+    nz = nonzeros(block_matrix(scattered=3000))
+    part, tiles = hotcold_model.partition(m, nz, Problem(16, 4, 4))
+    c = hotcold_model.costs(m, hotcold_model.uniform_tiles(tiles), Problem(16, 4, 4))
+    ex_h = max(c.th.sum() / 1, c.bh.sum() / m.bandwidth)
+    ex_c = max(c.tc.sum() / 2, c.bc.sum() / m.bandwidth)
+    assert part.hot_tiles == round(ex_c / (ex_c + ex_h) * tiles.count)
+    other, _ = hotcold_model.partition(machine(f"{SMALL} policy=iunaware seed=1"), nz,
+                                       Problem(16, 4, 4))
+    assert sorted(part.ids[part.kind == HOT]) != sorted(other.ids[other.kind == HOT])
+
+
+def test_tile_width_fills_the_scratchpad_and_height_is_searched():
+    m = machine("preset=spade-sextans-4")
+    (height, width), candidates = hotcold_model.tile_shape(m, Problem(32, 4, 4),
+                                                           (1_000_000, 1_000_000))
+    assert width == 2 * 1024 * 1024 // (32 * 4) == 16384
+    assert height == 0 and candidates == [256, 1024, 4096, 16384]
+    (_, width8), _ = hotcold_model.tile_shape(machine("preset=spade-sextans-8"),
+                                              Problem(32, 8, 8), (1_000_000, 1_000_000))
+    assert width8 == 4 * 1024 * 1024 // 256
+
+
+def test_row_panels_of_one_type_stay_on_one_worker():
+    m = machine("tile_rows=32 tile_cols=32 hot_workers=2 cold_workers=3")
+    part, tiles = hotcold_model.partition(m, nonzeros(block_matrix(scattered=3000)),
+                                          Problem(16, 4, 4))
+    panel = part.ids // tiles.grid[1]
+    for label in (HOT, COLD):
+        mine = part.kind == label
+        for p in np.unique(panel[mine]):
+            assert np.unique(part.worker[mine & (panel == p)]).size == 1
+    assert np.all(np.diff(part.global_worker) >= 0)
+
+
+# -- through the compiler ------------------------------------------------------------------
+
+
 def spec_text(a_path: Path, n_cols: int = 16, flags: str = "", role: str = "param") -> str:
     a = np.load(a_path)
     return (f"kernel k {{\n  {role} A: f32[{a.shape[0]}, {a.shape[1]}] = load(\"{a_path.name}\")\n"
@@ -177,9 +247,10 @@ def spec_text(a_path: Path, n_cols: int = 16, flags: str = "", role: str = "para
             f"  C = matmul(A, B{flags})\n  out C\n}}\n")
 
 
-def compile_tiled(tmp_path: Path, a: np.ndarray, pipeline: str, **kw):
+def compile_tiled(tmp_path: Path, a: np.ndarray, options: str = SMALL, extra: str = "", **kw):
     np.save(tmp_path / "a.npy", a)
     text = spec_text(tmp_path / "a.npy", **kw)
+    pipeline = f'{extra}tile-hot-cold{{options="{options}"}}'
     return compile_text(text, CompileOptions(pipeline=pipeline, lower=False),
                         str(tmp_path / "k.sk"))
 
@@ -188,158 +259,117 @@ def param_op(compiled) -> ParamOp:
     return next(op for op in compiled.module.walk() if isinstance(op, ParamOp))
 
 
-def test_dense_block_goes_hot(tmp_path):
+def test_pass_writes_the_partition_and_the_type(tmp_path):
     a = block_matrix()
-    compiled = compile_tiled(tmp_path, a, "tile-hot-cold{tile_rows=64 tile_cols=64}")
+    compiled = compile_tiled(tmp_path, a)
     store = compiled.store
     ids, kind = store.get("k.A#tile_ids"), store.get("k.A#tile_kind")
-    # The block is tile 0; each scattered tile holds ~7 nonzeros, for which the hot array's
-    # fill and drain (2R + C - 2 = 46 cycles per fold) cost more than a cold worker's stream.
-    assert ids[kind == model.HOT].tolist() == [0]
-    assert set(ids[kind == model.COLD].tolist()) == set(range(1, 16)) - {1, 2, 3}
+    assert ids[kind == HOT].tolist() == [0]
     encoding = param_op(compiled).result.type.encoding
     assert isinstance(encoding, TiledAttr)
-    assert (encoding.tile, encoding.workers, encoding.counts) == ((64, 64), (2, 24), (1, 12))
-    # Lossless: the values are unchanged, and every nonzero is in exactly one tile.
-    assert np.array_equal(store.get("k.A"), a)
+    assert (encoding.tile, encoding.workers, encoding.counts) == ((64, 64), (1, 2), (1, 12))
+    assert np.array_equal(store.get("k.A"), a)                     # lossless
     assert store.get("k.A#tile_nnz").sum() == np.count_nonzero(a)
-
-
-def test_effect_summarizes_the_partition(tmp_path):
-    compiled = compile_tiled(tmp_path, block_matrix(), "tile-hot-cold{tile_rows=64 tile_cols=64}")
     (effect,) = param_op(compiled).effect_list()
     assert effect["pass"] == "tile-hot-cold{policy=hottiles}"
-    assert (effect["tiles"], effect["hot_tiles"], effect["cold_tiles"]) == (13, 1, 12)
-    assert effect["hot_nnz_share"] == pytest.approx(4096 / (4096 + 100), abs=0.01)
-    assert effect["predicted_cycles"] == round(float(compiled.store.get("k.A#model_cycles")[0]))
-    assert "13 non-empty 64x64 tiles (hottiles): 1 hot" in effect["note"]
+    assert effect["predicted_cycles"] == round(float(store.get("k.A#model")[0]))
+    assert "13 non-empty tiles" in effect["note"]
 
 
-@pytest.mark.parametrize("policy,workers", [("hotonly", (8, 0)), ("coldonly", (0, 32))])
-def test_single_type_policies_spend_the_budget_on_one_type(tmp_path, policy, workers):
-    # Budget 2 * 4 + 24 * 1 = 32 area units: 8 hot workers or 32 cold ones.
-    compiled = compile_tiled(tmp_path, block_matrix(),
-                             f"tile-hot-cold{{tile_rows=64 tile_cols=64 policy={policy}}}")
+@pytest.mark.parametrize("policy,workers", [("hotonly", (1, 0)), ("coldonly", (0, 2))])
+def test_single_type_policies(tmp_path, policy, workers):
+    compiled = compile_tiled(tmp_path, block_matrix(), f"{SMALL} policy={policy}")
     kind = compiled.store.get("k.A#tile_kind")
     assert param_op(compiled).result.type.encoding.workers == workers
-    assert np.all(kind == (model.HOT if policy == "hotonly" else model.COLD))
-    worker = compiled.store.get("k.A#tile_worker")
-    assert worker.max() < max(workers)
+    assert np.all(kind == (HOT if policy == "hotonly" else COLD))
 
 
-def test_best_picks_the_faster_single_type(tmp_path):
-    nz = model.nonzeros(block_matrix())
-    problem = model.Problem(256, 256, 16, 4, 4, (64, 64))
-    spec = HottilesSpec(tile_rows=64, tile_cols=64)
-    predicted = {p: model.partition(nz, problem, HottilesSpec(tile_rows=64, tile_cols=64,
-                                                              policy=p)).predicted
+def test_best_picks_the_faster_single_type():
+    nz = nonzeros(block_matrix())
+    predicted = {p: hotcold_model.partition(machine(f"{SMALL} policy={p}"), nz,
+                                            Problem(16, 4, 4))[0].predicted
                  for p in ("hotonly", "coldonly")}
-    best = model.partition(nz, problem, HottilesSpec(tile_rows=64, tile_cols=64, policy="best"))
+    best, _ = hotcold_model.partition(machine(f"{SMALL} policy=best"), nz, Problem(16, 4, 4))
     assert best.predicted == min(predicted.values())
-    assert best.workers == spec.workers(min(predicted, key=predicted.__getitem__))
 
 
-def test_round_robin_deals_tiles_in_grid_order(tmp_path):
-    compiled = compile_tiled(tmp_path, block_matrix(),
-                             "tile-hot-cold{tile_rows=64 tile_cols=64 policy=roundrobin "
-                             "hot_workers=1 cold_workers=2}")
-    store = compiled.store
-    ids, kind, worker = (store.get(f"k.A#tile_{p}") for p in ("ids", "kind", "worker"))
-    rank = np.argsort(np.argsort(ids))            # position in grid order
-    dealt = rank % 3                               # worker 0 is the hot one
-    assert np.array_equal(kind == model.HOT, dealt == 0)
-    assert np.array_equal(worker, np.where(dealt == 0, 0, dealt - 1))
-
-
-def test_random_split_is_seeded():
-    nz = model.nonzeros(block_matrix())
-    problem = model.Problem(256, 256, 16, 4, 4, (64, 64))
-
-    def labels(seed: int) -> list[int]:
-        spec = HottilesSpec(policy="random", seed=seed)
-        part = model.partition(nz, problem, spec)
-        return part.global_worker[np.argsort(part.ids)].tolist()
-
-    assert labels(0) == labels(0)
-    assert labels(0) != labels(1)
-
-
-def test_partition_lists_each_workers_tiles_together():
-    nz = model.nonzeros(block_matrix(scattered=2000))
-    part = model.partition(nz, model.Problem(256, 256, 16, 4, 4, (32, 32)), HottilesSpec())
-    g = part.global_worker
-    assert np.all(np.diff(g) >= 0)           # hot 0, hot 1, cold 0, ... each contiguous
-    for w in np.unique(g):                    # each worker's queue: longest tile first (LPT)
-        assert np.all(np.diff(part.model_cycles[g == w]) <= 0)
-
-
-def test_sparse_values_are_never_densified(tmp_path, monkeypatch):
+def test_sparse_values_are_never_densified(monkeypatch):
     matrix = scipy.sparse.random(2000, 3000, density=0.001, format="csr", random_state=1,
                                  dtype=np.float32)
     monkeypatch.setattr(scipy.sparse.csr_matrix, "toarray",
                         lambda self, *a, **k: pytest.fail("A was densified"))
-    nz = model.nonzeros(matrix)
-    part = model.partition(nz, model.Problem(2000, 3000, 8, 4, 4, (64, 64)), HottilesSpec())
+    part, _ = hotcold_model.partition(machine(), nonzeros(matrix), Problem(8, 4, 4))
     assert part.nnz.sum() == matrix.nnz
 
 
-# -- refusals -------------------------------------------------------------------------------------
+# -- the hardware registry ---------------------------------------------------------------------
+
+
+def test_hottiles_publishes_its_model_through_the_entry_point():
+    assert "hottiles" in hardware.known_models()
+    m = machine("preset=piuma")
+    assert (m.hot.count, m.cold.count, m.atomic) == (2, 4, True)
+    assert (m.hot.sparse_format, m.hot.dout_reuse) == ("csr", "demand")
+
+
+def test_a_registered_model_is_used(tmp_path):
+    traits = hardware.heterogeneous_model("hottiles", SMALL)
+    plain = {"hot": vars(traits.hot) | {"count": 3}, "cold": vars(traits.cold),
+             "bandwidth": traits.bandwidth, "atomic": False, "index_bytes": 4,
+             "tile_rows": 64, "tile_cols": 64}
+    hardware.register("toy", lambda options: plain)
+    np.save(tmp_path / "a.npy", block_matrix())
+    compiled = compile_text(spec_text(tmp_path / "a.npy"),
+                            CompileOptions(pipeline="tile-hot-cold{hardware=toy}", lower=False),
+                            str(tmp_path / "k.sk"))
+    assert param_op(compiled).result.type.encoding.workers == (3, 2)
+
+
+def test_passes_do_not_import_backends():
+    root = Path(tile_hot_cold.__file__).parent
+    for path in root.glob("*.py"):
+        assert "sparsec.backends" not in path.read_text(), path.name
+
+
+# -- refusals ------------------------------------------------------------------------------------
 
 
 def test_refuses_a_runtime_input(tmp_path):
-    np.save(tmp_path / "a.npy", block_matrix())
-    text = spec_text(tmp_path / "a.npy", role="in")
     with pytest.raises(CompileError, match="A is a runtime input; the partition is made at "
                        "compile time from A's nonzeros, so A must be a `param`"):
-        compile_text(text, CompileOptions(pipeline="tile-hot-cold", lower=False),
-                     str(tmp_path / "k.sk"))
+        compile_tiled(tmp_path, block_matrix(), role="in")
 
 
 def test_refuses_transposes(tmp_path):
-    a = block_matrix()
     with pytest.raises(CompileError, match="HotTiles runs C = A . B; transpose_a / transpose_b"):
-        compile_tiled(tmp_path, a, "tile-hot-cold", flags=", transpose_a=true")
+        compile_tiled(tmp_path, block_matrix(), flags=", transpose_a=true")
 
 
 def test_refuses_a_quantized_matrix(tmp_path):
     with pytest.raises(CompileError, match="A has the encoding 8-bit .* quantized; HotTiles tiles "
                        "a plain"):
-        compile_tiled(tmp_path, block_matrix(), "quantize{bits=8 operand=a},tile-hot-cold")
-
-
-def test_accepts_a_csr_matrix_and_retiles(tmp_path):
-    compiled = compile_tiled(tmp_path, block_matrix(),
-                             "sparsify{format=csr operand=a},tile-hot-cold{tile_rows=64 "
-                             "tile_cols=64},tile-hot-cold{tile_rows=128 tile_cols=128}")
-    assert param_op(compiled).result.type.encoding.tile == (128, 128)
+        compile_tiled(tmp_path, block_matrix(), extra="quantize{bits=8 operand=a},")
 
 
 def test_refuses_too_many_tiles(tmp_path, monkeypatch):
     monkeypatch.setattr(tile_hot_cold, "MAX_TILES", 4)
-    with pytest.raises(CompileError, match="13 non-empty 64x64 tiles exceed 4; choose larger "
-                       "tile_rows / tile_cols"):
-        compile_tiled(tmp_path, block_matrix(), "tile-hot-cold{tile_rows=64 tile_cols=64}")
+    with pytest.raises(CompileError, match="13 non-empty 64x64 tiles exceed 4"):
+        compile_tiled(tmp_path, block_matrix())
 
 
-@pytest.mark.parametrize("options,message", [
-    ("policy=greedy", "option policy must be one of hottiles, hotonly, coldonly, best, random, "
-                      "roundrobin, got 'greedy'"),
-    ("hot_workers=0 cold_workers=0", "option hot_workers/cold_workers must give at least one"),
-    ("tile_rows=-4", "option tile_rows must be >= 0, got -4"),
-    ("hot_rows=0", "option hot_rows must be >= 1"),
-    ("policy=hotonly hot_workers=0 cold_workers=3", "hotonly gets no worker from an area "
-                                                     "budget of 3"),
+@pytest.mark.parametrize("pipeline,message", [
+    ('tile-hot-cold{options="policy=greedy"}', "option policy must be one of hottiles, "
+                                               "hotonly, coldonly, best, iunaware, got 'greedy'"),
+    ('tile-hot-cold{options="hot_workers=0 cold_workers=0"}',
+     "option hot_workers/cold_workers must give at least one"),
+    ('tile-hot-cold{options="hot_overlap=a-x"}', "option hot_overlap names tasks"),
+    ("tile-hot-cold{hardware=nosuch}", "unknown hardware model 'nosuch' \\(known: .*hottiles"),
 ])
-def test_option_validation(tmp_path, options, message):
+def test_bad_options_name_the_mistake(tmp_path, pipeline, message):
+    np.save(tmp_path / "a.npy", block_matrix())
     with pytest.raises(CompileError, match=message):
-        compile_tiled(tmp_path, block_matrix(), f"tile-hot-cold{{{options}}}")
-
-
-def test_best_needs_only_one_homogeneous_machine():
-    spec = HottilesSpec(policy="best", hot_workers=0, cold_workers=3)
-    assert spec.allowed_workers() == {(0, 3)}
-    with pytest.raises(SpecError, match="hot_area must be > 0"):
-        HottilesSpec(hot_area=0.0)
+        compile_text(spec_text(tmp_path / "a.npy"), CompileOptions(pipeline=pipeline, lower=False),
+                     str(tmp_path / "k.sk"))
 
 
 def test_needs_the_programs_data():

@@ -118,3 +118,21 @@ def test_spec_counts_equal_multipliers() -> None:
     spec = BitwaveSpec()
     assert spec.total_lanes == 4096 and spec.multipliers == 512
     assert all(lanes * rows * cols <= 4096 for lanes, rows, cols in spec.shapes())
+
+
+def test_target_passes_are_matched_by_pass_and_operand() -> None:
+    from sparsec.compiler.driver import Target, target_passes
+
+    target = Target.parse("bitwave")
+    assert target_passes(target, "quantize{bits=8 per_channel=true}") == (
+        'quantize{bits=8 operand="a"},sparsify{format="bitcolumn" group=16}')
+    assert target_passes(target, "quantize{bits=4 operand=a},sparsify{format=bitcolumn group=8}") == (
+        "quantize{bits=8 per_channel=true}")
+
+
+def test_twos_complement_columns_are_refused(tmp_path: Path) -> None:
+    text = spec_text(tmp_path, hand_weight())
+    pipeline = ("quantize{bits=8 per_channel=true},quantize{bits=8 operand=a},"
+                "sparsify{format=bitcolumn sign_magnitude=false}")
+    with pytest.raises(Exception, match="two's complement bit columns; BitWave stores sign-magnitude"):
+        run_text(text, "bitwave", pipeline=pipeline)

@@ -420,6 +420,9 @@ def test_example_spec_runs_real_minilm(tmp_path: Path):
     result = execute(compiled.module, compiled.store)
     assert [r.kernel for r in result.reports] == [f"minilm_layer{n}" for n in range(6)]
     for report in result.reports:
-        assert report.check.ok and report.check.max_abs_err == 0.0
+        # The machine's products run on one BLAS thread, the reference's 512-row products on
+        # all of them: the same sums, blocked differently, agree to f32 rounding (the small
+        # cases above, one thread on both sides, agree bit for bit).
+        assert report.check.ok and report.check.rel_err < 1e-6
         assert report.error_vs_original["rel_err"] < 0.6
         assert report.details["blocks"] == 12 * 8 and report.cycles > 0

@@ -145,3 +145,14 @@ def test_block_ops_run_under_bandwidth_limited_mode_in_order():
     assert report.check.ok
     # The GEMM's first fold cannot start before the rmsnorm it reads has finished.
     assert report.units["array"]["waiting"] >= report.units["vector"]["busy"]
+
+
+def test_no_execute_accounts_the_same_cycles_from_shapes():
+    text = GQA.replace("  Y = attention", "  N = rope(Q, base=10000, start=3)\n  Y = attention") \
+        .replace("attention(Q,", "attention(N,")
+    _, executed = run_text(text, TARGET)
+    _, counted = run_text(text, TARGET, execute_values=False)
+    assert counted.cycles == executed.cycles
+    assert counted.units["vector"]["busy"] == executed.units["vector"]["busy"]
+    # The scores' values are unknown without execution: every product counts as useful.
+    assert counted.macs["effectual"] == counted.macs["dense"]

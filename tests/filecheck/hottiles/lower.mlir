@@ -1,5 +1,5 @@
 // RUN: xdsl-opt %s -p 'lower-hottiles{hot_workers=1 cold_workers=2}' | filecheck %s
-// RUN: xdsl-opt %s -p 'lower-hottiles{hot_workers=1 cold_workers=2 policy=roundrobin}' | filecheck %s
+// RUN: xdsl-opt %s -p 'lower-hottiles{hot_workers=1 cold_workers=2 seed=3}' | filecheck %s
 // RUN: xdsl-opt %s -p 'lower-hottiles{hot_workers=1 cold_workers=2}' | xdsl-opt | filecheck %s
 
 // C = A . B with A (96 x 80) already partitioned by tile-hot-cold into 32x32 tiles for

@@ -1,0 +1,242 @@
+"""The bitllm ISA: one op per tile the PE array or the nonlinear unit schedules as a unit.
+
+    %acc0 = bitllm.zeros : tensor<MxNxbf16>
+    bitllm.load %w {bytes = B} : tensor<..>                 // DRAM -> SRAM (weights, inputs)
+    %acc1 = bitllm.gemm %x, %w, %acc0 {m = array<i64: m0, m1>, n = array<i64: n0, n1>}
+    %y = bitllm.writeback %accF : tensor<..> -> tensor<..>
+    %s = bitllm.fgemm %q, %k, %acc {head = h, rhs_head = g, transpose_b}
+    %p = bitllm.nonlinear "softmax" %s {order = 6, scale = .., mask = "causal", start = 0}
+    %h = bitllm.move "heads" %x {heads = 9}
+
+Semantics (numpy, backends/bitllm/arith.py and nonlinear.py):
+  gemm:       acc[m0:m1, n0:n1] = int_fp_gemm(X[m0:m1, :], codes[:, n0:n1], scale[n0:n1]), the
+              weight's INT codes and scales read from the DataStore (`#q`, `#scale`);
+  fgemm:      acc[head] = A[head] . B[rhs_head] (transposed when asked), BF16 operands in the
+              PE array's FP mode, float32 accumulation;
+  nonlinear:  the kernel op `kind` with the polynomial unit at Taylor order `order`;
+  move:       heads / merge_heads / concat, data movement only;
+  writeback:  round the accumulator to the result element type.
+"""
+
+from __future__ import annotations
+
+from xdsl.dialects.builtin import (
+    DenseArrayBase,
+    FloatAttr,
+    IntegerAttr,
+    StringAttr,
+    TensorType,
+    UnitAttr,
+    i64,
+)
+from xdsl.ir import Attribute, Dialect, SSAValue
+from xdsl.irdl import (
+    IRDLOperation,
+    ParsePropInAttrDict,
+    irdl_op_definition,
+    operand_def,
+    opt_prop_def,
+    prop_def,
+    result_def,
+    var_operand_def,
+)
+from xdsl.utils.exceptions import VerifyException
+
+from sparsec.backends.common.isa import AccumulatorZerosOp
+
+NONLINEAR_KINDS = ("rmsnorm", "silu", "gelu", "exp", "add", "mul", "rope", "softmax")
+NONLINEAR_ARITY = {"rmsnorm": 2, "add": 2, "mul": 2}
+MOVE_KINDS = ("heads", "merge_heads", "concat")
+
+
+def _range(values: tuple[int, int]) -> DenseArrayBase:
+    return DenseArrayBase.from_list(i64, values)
+
+
+def _bounds(attr: DenseArrayBase, what: str, op: str) -> tuple[int, int]:
+    values = tuple(attr.get_values())
+    if len(values) != 2 or not 0 <= values[0] < values[1]:
+        raise VerifyException(f"{op}: {what} must be array<i64: lo, hi> with 0 <= lo < hi, "
+                              f"got {list(values)}")
+    return int(values[0]), int(values[1])
+
+
+@irdl_op_definition
+class ZerosOp(AccumulatorZerosOp):
+    """A zero accumulator in the SRAM: `acc = 0`."""
+
+    name = "bitllm.zeros"
+
+
+@irdl_op_definition
+class LoadOp(IRDLOperation):
+    """Bring a tensor from DRAM into the SRAM: `bytes` as stored (a bit-level coded weight
+    counts its exact code storage, a BF16 tensor 2 bytes per element)."""
+
+    name = "bitllm.load"
+    source = operand_def(TensorType)
+    nbytes = prop_def(IntegerAttr, prop_name="bytes")
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$source attr-dict `:` type($source)"
+
+    def __init__(self, source: SSAValue, nbytes: int):
+        super().__init__(operands=[source], properties={"bytes": IntegerAttr(nbytes, i64)})
+
+    def verify_(self) -> None:
+        if self.nbytes.value.data < 0:
+            raise VerifyException("bitllm.load: bytes must be >= 0")
+
+
+@irdl_op_definition
+class GemmOp(IRDLOperation):
+    """One output tile of a cluster-aligned INT-FP GEMM: acc[m, n] = X[m, :] . W[:, n]."""
+
+    name = "bitllm.gemm"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    acc = operand_def(TensorType)
+    result = result_def(TensorType)
+    m = prop_def(DenseArrayBase)
+    n = prop_def(DenseArrayBase)
+    transpose_b = opt_prop_def(UnitAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = ("$lhs `,` $rhs `,` $acc attr-dict `:` `(` type($lhs) `,` type($rhs) `,` "
+                       "type($acc) `)` `->` type($result)")
+
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, acc: SSAValue, m: tuple[int, int],
+                 n: tuple[int, int], transpose_b: bool = False):
+        props: dict[str, Attribute] = {"m": _range(m), "n": _range(n)}
+        if transpose_b:
+            props["transpose_b"] = UnitAttr()
+        super().__init__(operands=[lhs, rhs, acc], result_types=[acc.type], properties=props)
+
+    def tile(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        return _bounds(self.m, "m", self.name), _bounds(self.n, "n", self.name)
+
+    def verify_(self) -> None:
+        (_, m1), (_, n1) = self.tile()
+        rows, cols = self.acc.type.get_shape()  # type: ignore[union-attr]
+        if m1 > rows or n1 > cols:
+            raise VerifyException(f"bitllm.gemm: tile m<{m1} n<{n1} exceeds the accumulator "
+                                  f"{rows}x{cols}")
+        if self.result.type != self.acc.type:
+            raise VerifyException("bitllm.gemm: result type must equal the accumulator's")
+
+
+@irdl_op_definition
+class FgemmOp(IRDLOperation):
+    """One head of an activation x activation product (attention) in the PE array's BF16
+    mode: acc[head] = A[head] . B[rhs_head] (B transposed when `transpose_b`)."""
+
+    name = "bitllm.fgemm"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    acc = operand_def(TensorType)
+    result = result_def(TensorType)
+    head = prop_def(IntegerAttr)
+    rhs_head = prop_def(IntegerAttr)
+    transpose_b = opt_prop_def(UnitAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = ("$lhs `,` $rhs `,` $acc attr-dict `:` `(` type($lhs) `,` type($rhs) `,` "
+                       "type($acc) `)` `->` type($result)")
+
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, acc: SSAValue, head: int, rhs_head: int,
+                 transpose_b: bool = False):
+        props: dict[str, Attribute] = {"head": IntegerAttr(head, i64),
+                                       "rhs_head": IntegerAttr(rhs_head, i64)}
+        if transpose_b:
+            props["transpose_b"] = UnitAttr()
+        super().__init__(operands=[lhs, rhs, acc], result_types=[acc.type], properties=props)
+
+    def verify_(self) -> None:
+        heads = self.acc.type.get_shape()[0]  # type: ignore[union-attr]
+        rhs_heads = self.rhs.type.get_shape()[0]  # type: ignore[union-attr]
+        if not 0 <= self.head.value.data < heads:
+            raise VerifyException(f"bitllm.fgemm: head {self.head.value.data} is out of range "
+                                  f"for {heads} heads")
+        if not 0 <= self.rhs_head.value.data < rhs_heads:
+            raise VerifyException(f"bitllm.fgemm: rhs_head {self.rhs_head.value.data} is out "
+                                  f"of range for {rhs_heads} heads")
+
+
+@irdl_op_definition
+class WritebackOp(IRDLOperation):
+    """result = round(acc) in the result element type."""
+
+    name = "bitllm.writeback"
+    acc = operand_def(TensorType)
+    result = result_def(TensorType)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$acc attr-dict `:` type($acc) `->` type($result)"
+
+    def __init__(self, acc: SSAValue):
+        super().__init__(operands=[acc], result_types=[acc.type])
+
+
+@irdl_op_definition
+class NonlinearOp(IRDLOperation):
+    """One elementwise, normalization or softmax instruction on the polynomial unit,
+    `%y = bitllm.nonlinear "silu" %x {order = 6} : (...) -> T`: the kernel op's semantics
+    with exp / reciprocal / rsqrt as order-`order` Taylor polynomials (nonlinear.py)."""
+
+    name = "bitllm.nonlinear"
+    kind = prop_def(StringAttr)
+    inputs = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    order = prop_def(IntegerAttr)
+    eps = opt_prop_def(FloatAttr)
+    base = opt_prop_def(FloatAttr)
+    start = opt_prop_def(IntegerAttr)
+    scale = opt_prop_def(FloatAttr)
+    mask = opt_prop_def(StringAttr)
+    approximate = opt_prop_def(StringAttr)
+    convention = opt_prop_def(StringAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$kind $inputs attr-dict `:` `(` type($inputs) `)` `->` type($result)"
+
+    def __init__(self, kind: str, inputs: list[SSAValue], result_type: Attribute, order: int,
+                 properties: dict[str, Attribute]):
+        super().__init__(operands=[inputs], result_types=[result_type],
+                         properties={"kind": StringAttr(kind), "order": IntegerAttr(order, i64),
+                                     **properties})
+
+    def verify_(self) -> None:
+        kind = self.kind.data
+        if kind not in NONLINEAR_KINDS:
+            raise VerifyException(f"bitllm.nonlinear: kind must be one of "
+                                  f"{', '.join(NONLINEAR_KINDS)}, got '{kind}'")
+        arity = NONLINEAR_ARITY.get(kind, 1)
+        if len(self.inputs) != arity:
+            raise VerifyException(f"bitllm.nonlinear: '{kind}' takes {arity} input(s), got "
+                                  f"{len(self.inputs)}")
+        if not 1 <= self.order.value.data <= 16:
+            raise VerifyException(f"bitllm.nonlinear: order must lie in [1, 16], got "
+                                  f"{self.order.value.data}")
+
+
+@irdl_op_definition
+class MoveOp(IRDLOperation):
+    """heads / merge_heads / concat: SRAM addressing, no arithmetic."""
+
+    name = "bitllm.move"
+    kind = prop_def(StringAttr)
+    inputs = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    heads = opt_prop_def(IntegerAttr)
+    axis = opt_prop_def(IntegerAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$kind $inputs attr-dict `:` `(` type($inputs) `)` `->` type($result)"
+
+    def __init__(self, kind: str, inputs: list[SSAValue], result_type: Attribute,
+                 properties: dict[str, Attribute]):
+        super().__init__(operands=[inputs], result_types=[result_type],
+                         properties={"kind": StringAttr(kind), **properties})
+
+    def verify_(self) -> None:
+        if self.kind.data not in MOVE_KINDS:
+            raise VerifyException(f"bitllm.move: kind must be one of {', '.join(MOVE_KINDS)}, "
+                                  f"got '{self.kind.data}'")
+
+
+Bitllm = Dialect("bitllm", [ZerosOp, LoadOp, GemmOp, FgemmOp, WritebackOp, NonlinearOp,
+                            MoveOp], [])
