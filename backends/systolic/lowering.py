@@ -26,8 +26,8 @@ from sparsec.backends.systolic import isa
 from sparsec.backends.systolic.spec import SystolicSpec
 from sparsec.dialects import block
 from sparsec.dialects.kv import KvCompressOp, PruneActivationsOp
+from sparsec.dialects.rewrites import DecomposeAttention
 from sparsec.dialects.sparsec import AttentionOp, MatmulOp, SddmmOp, SoftmaxOp, SpmmOp
-from sparsec.passes.decompose_attention import DecomposeAttention
 
 Range = tuple[int, int]
 
