@@ -474,6 +474,8 @@ def table(rows: list[dict[str, object]]) -> str:
 
 
 def plot(rows: list[dict[str, object]], path: Path) -> None:
+    """Per (text, context): perplexity against energy per token (top: the whole token,
+    weights included; bottom: the attention, where the policies act), Pareto front dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -482,30 +484,36 @@ def plot(rows: list[dict[str, object]], path: Path) -> None:
     groups = sorted({(r["text"], r["context"]) for r in rows if "energy_uj_per_token" in r})
     if not groups:
         return
-    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4.5), squeeze=False)
+    fig, axes = plt.subplots(2, len(groups), figsize=(4.2 * len(groups), 8), squeeze=False)
     colors = {"static": "#4477AA", "per-layer": "#CC6677", "online": "#228833"}
-    for ax, (text, ctx) in zip(axes[0], groups):
+    for col, (text, ctx) in enumerate(groups):
         sel = [r for r in rows if r["text"] == text and r["context"] == ctx and "energy_uj_per_token" in r]
         base = next(r for r in rows if r["text"] == text and r["context"] == ctx and r["policy"] == "float")
-        for r in sel:
-            ax.scatter(r["energy_uj_per_token"], r["ppl"], color=colors.get(str(r["kind"]), "k"), s=30)
-            ax.annotate(str(r["policy"]), (r["energy_uj_per_token"], r["ppl"]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
-        pts = sorted((float(r["energy_uj_per_token"]), float(r["ppl"])) for r in sel)
-        front, best = [], math.inf
-        for e, p in pts:
-            if p < best:
-                front.append((e, p))
-                best = p
-        ax.plot(*zip(*front), color="#999999", lw=1, ls="--", label="Pareto front")
-        ax.axhline(float(base["ppl"]), color="k", lw=0.8, ls=":", label="float ppl")
-        ax.set_title(f"{text}, context {ctx}")
-        ax.set_xlabel("energy per token on systolic (uJ)")
-        ax.set_ylabel(f"perplexity of {base['steps']} decoded tokens")
-        ax.legend(fontsize=7)
+        for row, key, what in ((0, "energy_uj_per_token", "energy per token (uJ)"),
+                               (1, "attn_energy_uj_per_token", "attention energy per token (uJ)")):
+            ax = axes[row][col]
+            for r in sel:
+                ax.scatter(r[key], r["ppl"], color=colors.get(str(r["kind"]), "k"), s=25)
+                ax.annotate(str(r["policy"]), (r[key], r["ppl"]), fontsize=6,
+                            xytext=(3, 2), textcoords="offset points")
+            pts = sorted((float(r[key]), float(r["ppl"])) for r in sel)
+            front, best = [], math.inf
+            for e, p in pts:
+                if p < best:
+                    front.append((e, p))
+                    best = p
+            ax.plot(*zip(*front), color="#999999", lw=1, ls="--", label="Pareto front")
+            ax.axhline(float(base["ppl"]), color="k", lw=0.8, ls=":", label="float")
+            ax.set_title(f"{text}, C={ctx}", fontsize=9)
+            ax.set_xlabel(f"systolic {what}", fontsize=8)
+            ax.set_ylabel(f"ppl of {base['steps']} decoded tokens", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.legend(fontsize=6)
+    fig.suptitle("blue: static; red: per-layer static (calibrated on another text);\n"
+                 "green: online controller (probe cost included)", fontsize=9)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    fig.savefig(tmp, dpi=110)
     os.replace(tmp, path)
 
 
@@ -526,6 +534,8 @@ def main() -> int:
     parser.add_argument("--calib-steps", type=int, default=8)
     parser.add_argument("--no-systolic", action="store_true")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--replot", action="store_true",
+                        help="redraw the PNG from the JSON of an earlier run")
     parser.add_argument("--minilm-only", action="store_true",
                         help="only the MiniLM importance-pruning table")
     parser.add_argument("--out", default=str(RESULTS / "dynamic_sparsity_llm"))
@@ -537,6 +547,10 @@ def main() -> int:
         args.texts, args.contexts, args.steps, args.calib_steps = "prose", "256", 8, 2
     from sparsec.tensors import llm
 
+    if args.replot:
+        out = Path(args.out)
+        plot(json.loads(out.with_suffix(".json").read_text()), out.with_suffix(".png"))
+        return 0
     if args.minilm_only:
         mrows = minilm_rows([0.0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1], args.texts.split(","))
         lines = ["| text | threshold (relative) | embedding cosine | products skipped | deciding ops |",
