@@ -416,7 +416,7 @@ def minilm_rows(thresholds: list[float], texts: list[str]) -> list[dict[str, obj
     intermediate (GELU output, the down projection's input) goes through
     prune_activations (|a| * max|w| estimate, threshold relative to the row's largest);
     sentence-embedding cosine vs float, fraction of down-projection products skipped and
-    deciding operations, over texts truncated to the encoder's 256 tokens."""
+    deciding operations, over texts truncated to the encoder's 512 tokens."""
     import dataclasses
 
     from sparsec.tensors import llm
