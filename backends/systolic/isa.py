@@ -543,5 +543,35 @@ class KvLoadOp(IRDLOperation):
                          properties=dict(properties))
 
 
+@irdl_op_definition
+class PruneOp(IRDLOperation):
+    """Runtime activation pruning on the vector unit:
+    `%y = systolic.prune %x [weight %w] {threshold = .., estimate = "abs"} : T [, W] -> T`.
+
+    Semantics: those of `sparsec.prune_activations` with the same properties. Cost: its
+    deciding operations (a compare per activation; a multiply by the offline row
+    magnitude for abs_w; a max pass when relative) on the vector unit's ALUs; the zeros it
+    makes are products the array's MACs then gate (effectual MACs drop, cycles do not:
+    a dense array cannot skip them).
+    """
+
+    name = "systolic.prune"
+    input = operand_def(TensorType)
+    weight = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    threshold = prop_def(FloatAttr)
+    estimate = prop_def(StringAttr)
+    relative = opt_prop_def(UnitAttr)
+    transpose_w = opt_prop_def(UnitAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = ("$input (`weight` $weight^)? attr-dict `:` type($input) "
+                       "(`,` type($weight)^)? `->` type($result)")
+
+    def __init__(self, value: SSAValue, weight: list[SSAValue], result_type: Attribute,
+                 properties: dict[str, Attribute]):
+        super().__init__(operands=[value, weight], result_types=[result_type],
+                         properties=dict(properties))
+
+
 Systolic = Dialect("systolic", [ZerosOp, PrefetchOp, FoldOp, FoldsOp, WritebackOp, EpilogueOp,
-                                SoftmaxOp, VectorOp, MoveOp, KvLoadOp], [])
+                                SoftmaxOp, VectorOp, MoveOp, KvLoadOp, PruneOp], [])

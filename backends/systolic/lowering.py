@@ -25,7 +25,7 @@ from xdsl.utils.exceptions import PassFailedException
 from sparsec.backends.systolic import isa
 from sparsec.backends.systolic.spec import SystolicSpec
 from sparsec.dialects import block
-from sparsec.dialects.kv import KvCompressOp
+from sparsec.dialects.kv import KvCompressOp, PruneActivationsOp
 from sparsec.dialects.rewrites import DecomposeAttention
 from sparsec.dialects.sparsec import AttentionOp, MatmulOp, SddmmOp, SoftmaxOp, SpmmOp
 
@@ -201,8 +201,13 @@ def lower_kv_compress(op: KvCompressOp, spec: SystolicSpec) -> list[Operation]:
     return [isa.KvLoadOp(op.input, op.result.type, dict(op.properties))]
 
 
+def lower_prune_activations(op: PruneActivationsOp, spec: SystolicSpec) -> list[Operation]:
+    """Runtime activation pruning: one vector-unit instruction before the GEMM."""
+    return [isa.PruneOp(op.input, list(op.weight), op.result.type, dict(op.properties))]
+
+
 LOWERINGS: dict[type[Operation], Callable[[Any, SystolicSpec], list[Operation]]] = {
-    KvCompressOp: lower_kv_compress,
+    KvCompressOp: lower_kv_compress, PruneActivationsOp: lower_prune_activations,
     MatmulOp: lower_matmul, SddmmOp: lower_sddmm, SpmmOp: lower_spmm, SoftmaxOp: lower_softmax,
     block.RmsNormOp: lower_vector, block.LayerNormOp: lower_vector, block.SiluOp: lower_vector,
     block.GeluOp: lower_vector, block.ExpOp: lower_vector, block.AddOp: lower_vector,
