@@ -30,7 +30,7 @@
 // -----
 
 %a = sparsec.param @A : tensor<8x8xf32, #sparsec.tiled<tile = [4, 4], workers = [1, 1], policy = greedy>>
-// CHECK: sparsec.tiled: policy must be one of hottiles, hotonly, coldonly, best, random, roundrobin, got 'greedy'
+// CHECK: sparsec.tiled: policy must be one of hottiles, hotonly, coldonly, best, iunaware, random, roundrobin, got 'greedy'
 
 // -----
 
