@@ -377,6 +377,8 @@ def test_an_attribute_verifier_error_in_a_program_is_located(tmp_path, capsys):
     (["run", "{spec}", "--target", "systolic{{rows=99999999999999999999}}"], 1,
      "systolic: option rows must be <= 2,147,483,647 (2^31 - 1), got 99999999999999999999"),
     (["workload", "bert", "--tokens", "99999", "-o", "{dir}/w.npz"], 2, "must be in [1, 512]"),
+    (["compile", "{spec}", "--emit", "kernel", "--target", "sigma"], 1,
+     "--target has no effect with --emit kernel"),
 ])
 def test_mistakes_do_not_exit_0(tmp_path, capsys, args, code, message):
     spec = write(tmp_path, "s.sk", GEMM)
