@@ -36,6 +36,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     """The exceptions that are a user's mistake: one line, exit 1, no traceback."""
     from sparsec.backends.common.memory import CapacityError
     from sparsec.backends.common.spec import SpecError as TargetError
+    from sparsec.compiler.analyze import AnalyzeError
     from sparsec.compiler.driver import CompileError
     from sparsec.compiler.guards import Refused
     from sparsec.compiler.mlir_export import MlirExportError
@@ -46,7 +47,7 @@ def user_errors() -> tuple[type[Exception], ...]:
 
     return (SpecError, CompileError, DataStoreError, TargetError, UnknownTargetError,
             CapacityError, MlirExportError, WorkloadError, Refused, MatrixSpecError,
-            *_llm_errors())
+            AnalyzeError, *_llm_errors())
 
 
 def _llm_errors() -> tuple[type[Exception], ...]:
@@ -163,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("targets", help="list backends, presets and their parameters")
     sweep_cli.add_parser(sub)
+    from sparsec.compiler.analyze import add_analyze_parser
+
+    add_analyze_parser(sub)
     return parser
 
 
@@ -522,8 +526,14 @@ def cmd_workload(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "compile": cmd_compile, "run": cmd_run, "compare": cmd_compare, "workload": cmd_workload,
     "targets": cmd_targets, "eval": lambda args: _cmd_eval(args),
-    "sweep": sweep_cli.cmd_sweep,
+    "sweep": sweep_cli.cmd_sweep, "analyze": lambda args: _analyze(args),
 }
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from sparsec.compiler.analyze import cmd_analyze
+
+    return cmd_analyze(args)
 
 
 EXIT_INTERRUPTED = 130
