@@ -61,9 +61,10 @@ def spec_class(name: str) -> type[AcceleratorSpec]:
     return classes[0]
 
 
-def get_numerics(name: str, dtype: str | None = None) -> Any:
+def get_numerics(name: str, dtype: str | None = None, spec: Any = None) -> Any:
     """The whole-model `Numerics` (sparsec.tensors.hooks) target `name` computes with, from
-    its package's `numerics.numerics(dtype)`; LookupError when the backend publishes none."""
+    its package's `numerics.numerics(dtype)` (`numerics(dtype, spec)` when a spec of the
+    target's options is given); LookupError when the backend publishes none."""
     package = _package(name)
     try:
         module = importlib.import_module(f"{package}.numerics")
@@ -72,4 +73,9 @@ def get_numerics(name: str, dtype: str | None = None) -> Any:
             raise
         raise LookupError(f"target '{name}' publishes no whole-model numerics "
                           f"({package}.numerics)") from None
-    return module.numerics(dtype)
+    if spec is None:
+        return module.numerics(dtype)
+    try:
+        return module.numerics(dtype, spec=spec)
+    except TypeError:
+        raise ValueError(f"target '{name}' takes no options in whole-model numerics") from None

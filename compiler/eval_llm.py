@@ -75,7 +75,8 @@ WEIGHT_TRANSFORMS: dict[str, Callable[[Any], Callable[[np.ndarray], np.ndarray]]
 }
 """Pass name -> (configured pass -> function on one (out, in) weight matrix)."""
 
-_ROW = re.compile(r"^(?P<target>[A-Za-z_][\w-]*)(?:@(?P<dtype>\w+))?(?::(?P<pipeline>.*))?$")
+_ROW = re.compile(r"^(?P<target>[A-Za-z_][\w-]*)(?P<options>\{[^}]*\})?(?:@(?P<dtype>\w+))?"
+                  r"(?::(?P<pipeline>.*))?$")
 
 
 @dataclass
@@ -116,6 +117,17 @@ def weight_transform(pipeline: str) -> Callable[[Linear], Linear] | None:
     return transform
 
 
+def _target_spec(target: str, options: str | None) -> Any:
+    """The target's spec from `TARGET{opts}` (None without options): for backends whose
+    numerics depend on the hardware's options (bitllm's clusters, Taylor order, ...)."""
+    if not options:
+        return None
+    from sparsec.backends import spec_class
+    from sparsec.backends.common.spec import parse_target_string
+
+    return spec_class(target).from_spec(parse_target_string(target + options))
+
+
 def split_decode_passes(pipeline: str) -> tuple[str, list[Any]]:
     """(the weight passes as pipeline text, the decode-time KV passes as pass objects)."""
     from sparsec.tensors.controller import DECODE_PASSES
@@ -147,12 +159,13 @@ def parse_row(text: str) -> Row:
         return Row("referee (llama.cpp CPU)", GGML_CPU)
     match = _ROW.match(text)
     if match is None:
-        raise EvalError(f"bad --row '{text}'; write float, referee or TARGET[@DTYPE][:PIPELINE], "
+        raise EvalError(f"bad --row '{text}'; write float, referee or "
+                        "TARGET[{OPTIONS}][@DTYPE][:PIPELINE], "
                         "e.g. 'stc:prune-nm{n=2 m=4}'")
     target, dtype, pipeline = match["target"], match["dtype"], match["pipeline"] or ""
     try:
-        numerics = get_numerics(target, dtype)
-    except (UnknownTargetError, LookupError, ValueError) as err:
+        numerics = get_numerics(target, dtype, _target_spec(target, match["options"]))
+    except (UnknownTargetError, LookupError, ValueError, TypeError) as err:
         raise EvalError(f"--row '{text}': {err}") from None
     pipeline, decode_passes = split_decode_passes(pipeline)
     if decode_passes:  # kv-quantize / kv-evict: a KV-cache policy on every decode step
@@ -367,7 +380,7 @@ def print_table(result: EvalResult) -> None:
         table.add_row(row.label, *(f"{row.perplexity[n]:.3f}" for n in result.texts), f"{rel:+.2%}",
                       f"{row.agreement:.1%}", diverged,
                       *(f"{row.layer_error[i]:.2e}" for i in picks), f"{row.seconds:.1f}")
-    Console(width=max(Console().width, 140)).print(table)
+    Console(width=max(Console().width, 170)).print(table)
 
 
 def plot_layer_errors(result: EvalResult, path: str) -> None:
@@ -398,18 +411,13 @@ def _write_text(path: str, text: str) -> None:
 
 
 def _write_bytes_via(path: str, write: Callable[[Any], Any]) -> None:
-    """Atomic write: a temporary file in the target folder, then a rename."""
-    import os
-    import tempfile
+    """Atomic write through `sparsec.compiler.outputs` (temporary name, rename, umask)."""
+    from sparsec.compiler.outputs import Outputs
 
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise EvalError(f"{target}: output folder {target.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
+    def write_file(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
             write(handle)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    outputs = Outputs()
+    outputs.file(path, write_file)
+    outputs.commit()

@@ -23,6 +23,7 @@ Storage, exact, two layouts (`storage=`):
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -68,10 +69,17 @@ class BitLevelCode:
     """Codes after encoding, their terms and the exact storage."""
 
     codes: np.ndarray
-    digits: np.ndarray
     terms: np.ndarray
     storage_bits: int
     changed: int
+    bits: int
+    method: str
+
+    @property
+    def digits(self) -> np.ndarray:
+        """The kept digits [..., positions]: the code's own digits, since the top k digits
+        of a NAF are a NAF (and the top k ones of |q| are |q'|'s binary digits)."""
+        return signed_digits(self.codes, self.bits, self.method)
 
     @property
     def bits_per_weight(self) -> float:
@@ -115,15 +123,24 @@ def encode(codes: np.ndarray, bits: int, max_ones: int, method: str,
     low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     if q.size and (q.min() < low or q.max() > high):
         raise ValueError(f"codes must lie in [{low}, {high}] ({bits}-bit)")
-    kept = keep_top_terms(signed_digits(q, bits, method), max_ones)
-    weights = 1 << np.arange(kept.shape[-1], dtype=np.int64)
-    new_codes = (kept * weights).sum(axis=-1)
-    terms = np.count_nonzero(kept, axis=-1)
+    table, term_table = _code_table(bits, max_ones, method)
+    new_codes = table[q - low]
+    terms = term_table[q - low]
     if storage not in STORAGE_LAYOUTS:
         raise ValueError(f"storage must be one of {', '.join(STORAGE_LAYOUTS)}, got '{storage}'")
     total = (q.size * index_bits(bits, max_ones, method) if storage == "index"
              else term_storage_bits(terms, bits, method, max_ones))
-    return BitLevelCode(new_codes, kept, terms, total, int(np.count_nonzero(new_codes != q)))
+    return BitLevelCode(new_codes, terms, total, int(np.count_nonzero(new_codes != q)), bits,
+                        method)
+
+
+@functools.lru_cache(maxsize=64)
+def _code_table(bits: int, max_ones: int, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """(new code, kept terms) for every code of `bits` bits, indexed by code + 2^(bits-1):
+    encoding a tensor is then one table look-up per weight."""
+    every = np.arange(-(1 << (bits - 1)), 1 << (bits - 1), dtype=np.int64)
+    kept = keep_top_terms(signed_digits(every, bits, method), max_ones)
+    return decode(kept), np.count_nonzero(kept, axis=-1)
 
 
 def decode(digits: np.ndarray) -> np.ndarray:

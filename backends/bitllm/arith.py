@@ -228,6 +228,9 @@ class GemmStats:
     """Cluster sums not exactly representable in float32 (|P| >= 2^24)."""
     cluster_histogram: list[int] = field(default_factory=list)
     """How many (row, group) pairs needed 1, 2, ... clusters."""
+    sum_bits_histogram: list[int] = field(default_factory=list)
+    """How many exact cluster sums need b bits (two's complement), b = 0, 1, ...: which
+    register widths the data overflows."""
     passes_per_row_group: np.ndarray | None = None
     """[M, groups] passes, for the cycle model."""
 
@@ -236,17 +239,28 @@ class GemmStats:
                      "dropped_elements", "register_events", "inexact_conversions"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.register_error_lsb = max(self.register_error_lsb, other.register_error_lsb)
-        width = max(len(self.cluster_histogram), len(other.cluster_histogram))
-        self.cluster_histogram = [
-            (self.cluster_histogram[i] if i < len(self.cluster_histogram) else 0)
-            + (other.cluster_histogram[i] if i < len(other.cluster_histogram) else 0)
-            for i in range(width)]
+        self.cluster_histogram = _add_lists(self.cluster_histogram, other.cluster_histogram)
+        self.sum_bits_histogram = _add_lists(self.sum_bits_histogram, other.sum_bits_histogram)
 
     def as_dict(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in (
             "groups", "clusters", "passes", "spilled_groups", "extra_passes",
             "dropped_elements", "register_events", "register_error_lsb",
-            "inexact_conversions", "cluster_histogram")}
+            "inexact_conversions", "cluster_histogram", "sum_bits_histogram")}
+
+
+def _add_lists(a: list[int], b: list[int]) -> list[int]:
+    width = max(len(a), len(b))
+    return [(a[i] if i < len(a) else 0) + (b[i] if i < len(b) else 0) for i in range(width)]
+
+
+def signed_bits(values: np.ndarray) -> np.ndarray:
+    """Two's complement width of each integer: bit_length(v) + 1 (v >= 0) or
+    bit_length(-v - 1) + 1 (v < 0); exact for |v| < 2^53."""
+    v = np.asarray(values, dtype=np.int64)
+    magnitude = np.where(v >= 0, v, -v - 1).astype(np.float64)
+    _, exponent = np.frexp(magnitude)
+    return np.where(magnitude > 0, exponent, 0) + 1
 
 
 @dataclass(frozen=True)
@@ -288,14 +302,16 @@ def int_fp_gemm(x: np.ndarray, w_codes: np.ndarray, scale: np.ndarray | float,
                 cfg: IntFpConfig, row_block: int = 256) -> tuple[np.ndarray, GemmStats]:
     """Y = X . (scale * Wq) on cluster-aligned INT-FP MACs; float32 [M, N] and its events.
 
-    x: BF16 values (float32 carriers) [M, K]; w_codes: integer codes [K, N] within
-    weight_bits; scale: a scalar or one per output column.
+    x: BF16 values (float32 carriers) [M, K]; w_codes: integer codes [K, N] with
+    |w| <= 2^(weight_bits - 1); scale: a scalar or one per output column.
     """
     x = np.asarray(x, dtype=np.float32)
     codes = np.asarray(w_codes, dtype=np.int64)
     if x.ndim != 2 or codes.ndim != 2 or x.shape[1] != codes.shape[0]:
         raise ValueError(f"bitllm gemm: shapes {x.shape} and {codes.shape} do not chain")
-    low, high = -(1 << (cfg.weight_bits - 1)), (1 << (cfg.weight_bits - 1)) - 1
+    # |w| <= 2^(W-1): a CSD code may round 127 up to +128 (one digit at 2^7); the bounds
+    # of README section 2 assume exactly this magnitude
+    low, high = -(1 << (cfg.weight_bits - 1)), 1 << (cfg.weight_bits - 1)
     if codes.size and (codes.min() < low or codes.max() > high):
         raise ValueError(f"bitllm gemm: weight codes must lie in [{low}, {high}]")
     stats = GemmStats()
@@ -328,10 +344,21 @@ def _gemm_rows(x: np.ndarray, codes: np.ndarray, cfg: IntFpConfig
     aligned = np.swapaxes((act.signed << act.shift).astype(np.float64), 0, 1)  # [G, M, g]
     cluster = np.swapaxes(act.cluster, 0, 1)
     stats = GemmStats()
-    terms = []
+    acc_terms: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for j in range(slots):
         member = cluster == j
-        exact = np.rint(np.matmul(np.where(member, aligned, 0.0), w_groups)).astype(np.int64)
+        pairs = np.nonzero(member.any(axis=-1))  # (group, row) pairs with a cluster j
+        if pairs[0].size == 0:
+            continue
+        lhs = np.where(member[pairs], aligned[pairs], 0.0)  # [P, g]
+        if pairs[0].size * 4 >= groups * rows:
+            dense = np.matmul(np.where(member, aligned, 0.0), w_groups)  # [G, M, N]
+            exact_f = dense[pairs]
+        else:
+            exact_f = np.einsum("pi,pin->pn", lhs, w_groups[pairs[0]])
+        exact = np.rint(exact_f).astype(np.int64)  # [P, N]
+        stats.sum_bits_histogram = _add_lists(stats.sum_bits_histogram,
+                                              np.bincount(signed_bits(exact).ravel()).tolist())
         held = exact
         if bits < need:
             held, altered = apply_register(exact, bits, need, cfg.acc_mode)
@@ -341,12 +368,16 @@ def _gemm_rows(x: np.ndarray, codes: np.ndarray, cfg: IntFpConfig
                                                float(np.abs(exact - held).max()))
         converted = held.astype(np.float32)
         stats.inexact_conversions += int(np.count_nonzero(converted.astype(np.int64) != held))
-        base = np.swapaxes(act.base[:, :, j], 0, 1)  # [G, M]
-        terms.append(np.ldexp(converted, base[:, :, None].astype(np.int32)))
+        base = act.base[pairs[1], pairs[0], j]
+        acc_terms.append((pairs[0], pairs[1],
+                          np.ldexp(converted, base[:, None].astype(np.int32))))
     acc = np.zeros((rows, n), dtype=np.float32)
-    for g in range(groups):
-        for term in terms:
-            acc += term[g]  # rows without members in this cluster add an exact 0
+    # float32 accumulation in hardware order: groups in K order, clusters in order inside
+    order = sorted(((g, j) for j, (gs, _, _) in enumerate(acc_terms) for g in np.unique(gs)))
+    for g, j in order:
+        gs, ms, values = acc_terms[j]
+        pick = gs == g
+        acc[ms[pick]] += values[pick]
     needed = act.needed
     passes = np.maximum(1, -(-needed // cfg.clusters))
     kept = needed

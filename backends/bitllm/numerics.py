@@ -113,6 +113,11 @@ class Switches:
     gemm: bool = True
     nonlinear: bool = True
     layers: frozenset[int] | None = None
+    head: bool = True
+    """Whether the LM head (a GEMM outside every layer) runs on the INT-FP array."""
+    current: int | None = None
+    """The block being run, when the caller tracks it (a forward's recorder at
+    `hidden_in`); otherwise the layer of the latest GEMM's weight name."""
 
 
 def numerics(dtype: str | None = None, spec: BitllmSpec | None = None,
@@ -133,12 +138,18 @@ def numerics(dtype: str | None = None, spec: BitllmSpec | None = None,
     switches = switches or Switches()
     current_layer: list[int | None] = [None]
 
-    def active(kind: str) -> bool:
+    def active(kind: str, layer: int | None) -> bool:
         on = switches.gemm if kind == "gemm" else switches.nonlinear
-        layer = current_layer[0]
-        return on and (switches.layers is None or layer is None or layer in switches.layers)
+        if layer is None:
+            return on and switches.head
+        return on and (switches.layers is None or layer in switches.layers)
+
+    def block_layer() -> int | None:
+        return switches.current if switches.current is not None else current_layer[0]
 
     def prepare(linear: Any) -> Any:
+        if _layer_of(linear.name) is None and not (switches.gemm and switches.head):
+            return linear  # runs in float32: no codes needed
         codes, scale = int8_codes(np.asarray(linear.matrix, dtype=np.float32).T,
                                   spec.max_ones, spec.method)
         prepared = linear.with_matrix((codes * scale[None, :]).T.astype(np.float32))
@@ -149,34 +160,37 @@ def numerics(dtype: str | None = None, spec: BitllmSpec | None = None,
 
     def gemm(x: np.ndarray, linear: Any) -> np.ndarray:
         current_layer[0] = _layer_of(linear.name)
-        if not active("gemm"):
-            return hooks.float_gemm(x, hooks.Linear(linear.name, linear.aux["float"]))
+        if not active("gemm", current_layer[0]):
+            original = linear.aux.get("float", linear.matrix)
+            return hooks.float_gemm(x, hooks.Linear(linear.name, original))
         y, stats = int_fp_matmul(x, linear.aux["codes"], linear.aux["scale"], cfg)
         events.add(stats)
         return y
 
     def scores(q: np.ndarray, k: np.ndarray, scale: float) -> np.ndarray:
-        if not active("gemm"):
+        if not active("gemm", block_layer()):
             return hooks.attention_scores(q, k, scale)
         return fp_mode_matmul(q, np.swapaxes(k, -1, -2)[:, None]) * np.float32(scale)
 
     def values(p: np.ndarray, v: np.ndarray) -> np.ndarray:
-        if not active("gemm"):
+        if not active("gemm", block_layer()):
             return hooks.attention_values(p, v)
         return fp_mode_matmul(p, v[:, None])
 
     def softmax(s: np.ndarray) -> np.ndarray:
-        return nl.poly_softmax(s, order) if active("nonlinear") else hooks.FLOAT.softmax(s)
+        return nl.poly_softmax(s, order) if active("nonlinear", block_layer()) \
+            else hooks.FLOAT.softmax(s)
 
     def silu(x: np.ndarray) -> np.ndarray:
-        return nl.poly_silu(x, order) if active("nonlinear") else hooks.FLOAT.silu(x)
+        return nl.poly_silu(x, order) if active("nonlinear", block_layer()) \
+            else hooks.FLOAT.silu(x)
 
     def rmsnorm(x: np.ndarray, weight: np.ndarray | None, eps: float) -> np.ndarray:
-        if not active("nonlinear"):
+        if not active("nonlinear", block_layer()):
             return hooks.FLOAT.rmsnorm(x, weight, eps)
         return nl.poly_rmsnorm(x, weight, eps, order)
 
-    name = f"bitllm {spec.label()}" if spec.label() != "bitllm" else "bitllm"
+    name = spec.label()
     return hooks.FLOAT.replace(name, prepare_weight=prepare, gemm=gemm,
                                attention_scores=scores, attention_values=values,
                                softmax=softmax, silu=silu, rmsnorm=rmsnorm)

@@ -555,17 +555,26 @@ class SystolicFunctions(InterpreterFunctions):
 
     @impl(isa.FoldOp)
     def run_fold(self, interpreter: Interpreter, op: isa.FoldOp, args: tuple[Any, ...]):
-        self.machine.fold(op)
+        return self._run_folds([op], args)
+
+    @impl(isa.FoldsOp)
+    def run_folds(self, interpreter: Interpreter, op: isa.FoldsOp, args: tuple[Any, ...]):
+        return self._run_folds(op.folds(), args)
+
+    def _run_folds(self, folds: list[Any], args: tuple[Any, ...]) -> tuple[Any]:
+        """Account and (batched) execute folds, one `systolic.fold` or a grid's."""
         lhs, rhs, acc = args
-        if op.index.value.data == 0:
-            self.folds.flush()
-            self.machine.count_effectual(
-                None if lhs is None else _matrix_t(lhs, op.transpose_a is not None),
-                None if rhs is None else _matrix_t(rhs, op.transpose_b is not None), op)
-        if not self.machine.execute:
-            return (None,)
-        self.folds.add(op, lhs, rhs, acc)
-        return (acc,)
+        for fold in folds:
+            self.machine.fold(fold)
+            if fold.fold_index == 0:
+                self.folds.flush()
+                self.machine.count_effectual(
+                    None if lhs is None else _matrix_t(lhs, fold.transpose_a is not None),
+                    None if rhs is None else _matrix_t(rhs, fold.transpose_b is not None),
+                    fold)
+            if self.machine.execute:
+                self.folds.add(fold, lhs, rhs, acc)
+        return (acc if self.machine.execute else None,)
 
     @impl(isa.EpilogueOp)
     def run_epilogue(self, interpreter: Interpreter, op: isa.EpilogueOp,

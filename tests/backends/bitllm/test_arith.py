@@ -188,3 +188,34 @@ def test_bad_inputs_are_rejected():
         int_fp_gemm(np.ones((1, 1), dtype=np.float32), np.array([[300]]), 1.0, IntFpConfig())
     with pytest.raises(ValueError, match="acc_mode"):
         IntFpConfig(acc_mode="round")
+
+
+@given(st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=50))
+@settings(max_examples=100, deadline=None)
+def test_signed_bits_matches_python(values):
+    from sparsec.backends.bitllm.arith import signed_bits
+
+    assert signed_bits(np.array(values)).tolist() == [bits_needed_signed(v) for v in values]
+
+
+def test_sum_bits_histogram_says_which_widths_overflow():
+    rng = np.random.default_rng(5)
+    x = _bf16(rng, (6, 64), 2)
+    w = rng.integers(-128, 128, size=(64, 5))
+    _, exact = int_fp_gemm(x, w, 1.0, IntFpConfig())
+    hist = np.array(exact.sum_bits_histogram)
+    for bits in (12, 16, 20):
+        _, narrow = int_fp_gemm(x, w, 1.0, IntFpConfig(acc_bits=bits))
+        assert narrow.register_events == hist[bits + 1:].sum()
+
+
+def test_csd_rounding_up_to_plus_128_is_within_the_bound():
+    """CSD with one digit codes 127 as +128: |w| = 2^(W-1) is what max |P| assumes."""
+    from sparsec.tensors.bitlevel import encode
+
+    coded = encode(np.array([127, -128, 96]), 8, 1, "csd").codes
+    assert coded.tolist() == [128, -128, 128]
+    x = np.full((1, 32), 255 / 128, dtype=np.float32)  # m = 255 everywhere
+    w = np.full((32, 1), 128)
+    y, stats = int_fp_gemm(x, w, 1.0, IntFpConfig())
+    assert stats.register_events == 0 and y[0, 0] == pytest.approx(32 * 255)

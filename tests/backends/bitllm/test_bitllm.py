@@ -157,3 +157,31 @@ def test_matmul_without_int_weights_is_refused():
 def test_peak_matches_the_chip_within_a_few_percent():
     assert BitllmSpec().peak_tops == pytest.approx(3.58, rel=0.06)
     assert IntFpConfig().register_bits == 24
+
+
+def test_eval_rows_take_bitllm_options():
+    from sparsec.compiler.eval_llm import EvalError, parse_row
+
+    assert parse_row("bitllm{taylor_order=3 max_ones=2}").label == \
+        "bitllm{taylor_order=3 max_ones=2}"
+    with pytest.raises(EvalError, match="BF16 activations"):
+        parse_row("bitllm@f16")
+    with pytest.raises(EvalError, match="takes no options"):
+        parse_row("systolic{rows=4}")
+
+
+def test_whole_model_hooks_run_the_same_arithmetic():
+    """The eval hooks' GEMM equals the interpreter's function on the same codes."""
+    from sparsec.backends.bitllm.numerics import Events, int8_codes, int_fp_matmul, numerics
+    from sparsec.tensors.hooks import Linear
+
+    rng = np.random.default_rng(2)
+    weight = (rng.normal(size=(24, 40)) * 0.05).astype(np.float32)
+    x = rng.normal(size=(5, 40)).astype(np.float32)
+    events = Events()
+    hooks = numerics(None, BitllmSpec(max_ones=2), events=events)
+    prepared = hooks.prepare_weight(Linear("blk.0.attn_q.weight", weight))
+    codes, scale = int8_codes(weight.T, 2, "csd")
+    expected, _ = int_fp_matmul(x, codes, scale, BitllmSpec().int_fp_config())
+    assert np.array_equal(hooks.gemm(x, prepared), expected)
+    assert events.gemms == 1 and events.gemm.groups == 5 * 2
