@@ -218,6 +218,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from sparsec.compiler.driver import CompileError, compile_spec, write_program
 
     start = time.perf_counter()
+    if args.emit != "isa" and args.target:
+        raise CompileError(f"--target has no effect with --emit {args.emit} (that IR is "
+                           "before lowering); drop one of them")
     if args.emit == "mlir":
         return _emit_mlir(args)
     if args.inline_data:

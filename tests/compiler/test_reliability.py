@@ -377,6 +377,8 @@ def test_an_attribute_verifier_error_in_a_program_is_located(tmp_path, capsys):
     (["run", "{spec}", "--target", "systolic{{rows=99999999999999999999}}"], 1,
      "systolic: option rows must be <= 2,147,483,647 (2^31 - 1), got 99999999999999999999"),
     (["workload", "bert", "--tokens", "99999", "-o", "{dir}/w.npz"], 2, "must be in [1, 512]"),
+    (["compile", "{spec}", "--emit", "kernel", "--target", "sigma"], 1,
+     "--target has no effect with --emit kernel"),
 ])
 def test_mistakes_do_not_exit_0(tmp_path, capsys, args, code, message):
     spec = write(tmp_path, "s.sk", GEMM)
@@ -426,3 +428,21 @@ def test_a_rank_3_encoding_on_a_rank_2_tensor_is_rejected_as_mlir_opt_does(tmp_p
     assert main(["run", str(mlir)]) == 1
     assert capsys.readouterr().err == (f"sparsec: error: {mlir}: dimension-rank mismatch "
                                        "between encoding and tensor shape: 3 != 2\n")
+
+
+def test_a_failing_output_takes_the_others_with_it(tmp_path, capsys, monkeypatch):
+    """compare --json/--csv/--plot where the plot cannot be written: nothing is written,
+    and the message names the user's path, not a temporary one."""
+    spec = write(tmp_path, "s.sk", GEMM)
+
+    def broken_plot(rows, title, path):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(compare, "plot", broken_plot)
+    assert main(["compare", str(spec), "--targets", "systolic", "--json",
+                 str(tmp_path / "c.json"), "--csv", str(tmp_path / "c.csv"),
+                 "--plot", str(tmp_path / "c.png")]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'c.png'}: cannot write: No space left on device" in err
+    assert ".tmp" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.sk"]
