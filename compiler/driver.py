@@ -22,7 +22,12 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.parser import Parser
 from xdsl.passes import ModulePass, PassPipeline
 from xdsl.utils.arg_spec import ArgSpec, parse_pipeline
-from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseError
+from xdsl.utils.exceptions import (
+    ArgSpecParseError,
+    DiagnosticException,
+    InterpretationError,
+    ParseError,
+)
 
 from sparsec.backends import get_backend
 from sparsec.backends.common.backend import (
@@ -38,6 +43,7 @@ from sparsec.compiler.builder import build_module
 from sparsec.compiler.guards import (
     CompileError,
     Refused,
+    refuse_explicit_lowering,
     refuse_unlowered_ops,
     refuse_unsupported_ops,
     validate_bundle,
@@ -96,11 +102,31 @@ def parse_pass_pipeline(text: str) -> list[ModulePass]:
             sparsec_names = ", ".join(SPARSEC_PASSES)
             raise CompileError(f"unknown pass '{spec.name}' (sparsec passes: {sparsec_names}; "
                                "`xdsl-opt --help` lists xDSL's)")
+        pass_class = passes[spec.name]()
         try:
-            result.append(passes[spec.name]().from_pass_spec(spec))
+            result.append(pass_class.from_pass_spec(_floats_for_float_options(pass_class, spec)))
         except (ValueError, TypeError) as err:
             raise CompileError(f"pass '{spec.name}': {err}") from None
     return result
+
+
+def _floats_for_float_options(pass_class: type[ModulePass], spec: ArgSpec) -> ArgSpec:
+    """`prune-magnitude{sparsity=1}`: an int given for a float option is that float (xDSL
+    reports "Incompatible types" otherwise). A name the pass does not know is left for
+    xDSL to reject."""
+    import dataclasses
+
+    if not dataclasses.is_dataclass(pass_class):
+        return spec
+    floats = {f.name for f in dataclasses.fields(pass_class) if str(f.type) in ("float",
+                                                                                "float | None")}
+    params = {}
+    for key, values in spec.parameters.items():
+        if key.replace("-", "_") in floats:
+            values = tuple(float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                           for v in values)
+        params[key] = values
+    return ArgSpec(spec.name, params)
 
 
 @dataclass(frozen=True)
@@ -185,6 +211,20 @@ def _spec_default(spec: SpecFile, attribute: str) -> str | None:
     return values.pop() if values else None
 
 
+def _check_spec_line(spec: SpecFile, attribute: str, check: Callable[[], Any]) -> None:
+    """Run `check` on a spec's `pipeline`/`target` line; a mistake is located there."""
+    from sparsec.backends import UnknownTargetError
+    from sparsec.backends.common.spec import SpecError as TargetError
+    from sparsec.compiler.spec import SpecError
+
+    try:
+        check()
+    except (CompileError, TargetError, UnknownTargetError) as err:
+        loc = next((getattr(k, f"{attribute}_loc") for k in spec.kernels
+                    if getattr(k, attribute)), None)
+        raise SpecError(loc, f"{attribute}: {err}") from None
+
+
 def compile_spec(path: str | Path, options: CompileOptions) -> Compiled:
     """Parse, build, transform and (unless `options.lower` is False) lower a spec file."""
     return compile_parsed(parse_spec_file(str(path)), options)
@@ -196,11 +236,15 @@ def compile_text(text: str, options: CompileOptions, path: str = "<spec>") -> Co
 
 
 def compile_parsed(spec: SpecFile, options: CompileOptions) -> Compiled:
-    store = DataStore()
-    module = build_module(spec, store)
     pipeline = options.pipeline if options.pipeline is not None else _spec_default(
         spec, "pipeline")
     target_text = options.target or _spec_default(spec, "target") or DEFAULT_TARGET
+    if options.pipeline is None and pipeline:
+        _check_spec_line(spec, "pipeline", lambda: parse_pass_pipeline(pipeline))
+    if not options.target and options.lower and target_text != DEFAULT_TARGET:
+        _check_spec_line(spec, "target", lambda: Target.parse(target_text))
+    store = DataStore()
+    module = build_module(spec, store)
     return compile_module(module, store, pipeline or "", target_text, options)
 
 
@@ -212,7 +256,10 @@ def compile_module(module: ModuleOp, store: DataStore, pipeline: str, target_tex
     target = Target.parse(target_text) if options.lower else None
     added = target_passes(target, pipeline) if target and options.target_passes else ""
     user_passes = parse_pass_pipeline(pipeline)
+    if target is not None:
+        refuse_explicit_lowering(user_passes, target.backend.name)
     added_passes = parse_pass_pipeline(added)
+    _check_print_ir_after(options, [*user_passes, *added_passes], target)
     compiled = Compiled(module, store, target, added_passes=added)
     if added:
         module.attributes[TARGET_PASSES_ATTR] = StringAttr(added)
@@ -231,6 +278,19 @@ def compile_module(module: ModuleOp, store: DataStore, pipeline: str, target_tex
             refuse_unlowered_ops(module, target.backend)
             module.attributes[TARGET_ATTR] = StringAttr(target.spec.target_string())
     return compiled
+
+
+def _check_print_ir_after(options: CompileOptions, passes: list[ModulePass],
+                          target: Target | None) -> None:
+    """--print-ir-after must name a pass that runs (else it silently prints nothing)."""
+    names = [p.name for p in passes]
+    if target is not None:
+        names.append(target.backend.lowering_pass.name)
+    unknown = [name for name in options.print_ir_after if name not in names]
+    if unknown:
+        runs = ", ".join(dict.fromkeys(names)) or "none"
+        raise CompileError(f"--print-ir-after {unknown[0]}: no such pass in this pipeline "
+                           f"(passes that run: {runs})")
 
 
 def _verify(module: ModuleOp, after: str) -> None:
@@ -270,6 +330,10 @@ def _store_references(module: ModuleOp, store: DataStore, suffix: str) -> None:
         references = run_reference(module, store)
     except IntegerOverflowError as err:
         raise Refused(str(err)) from None
+    except (InterpretationError, DiagnosticException) as err:
+        raise CompileError(f"cannot compute the numpy reference: {_first_line(err)} (did a "
+                           "pass lower the kernel already? lowering is --target's job)"
+                           ) from None
     functions = _kernel_index(module)
     for kernel, outputs in references.items():
         function = functions[kernel]
@@ -293,13 +357,18 @@ def load_program(mlir_path: str | Path) -> tuple[ModuleOp, DataStore]:
     except (OSError, UnicodeDecodeError) as err:
         reason = getattr(err, "strerror", None) or "not a text file"
         raise CompileError(f"{mlir_path}: cannot read ({reason})") from None
+    parser = Parser(make_context(), text, str(mlir_path))
     try:
-        module = Parser(make_context(), text, str(mlir_path)).parse_module()
+        module = parser.parse_module()
     except ParseError as err:
         raise CompileError(str(err).strip()) from None
     except (ValueError, DiagnosticException) as err:
-        raise CompileError(f"{mlir_path}: {_first_line(err)}") from None
+        # Raised while building an attribute or op, after its text was read: the
+        # parser's position is just past it.
+        raise CompileError(f"{_location(mlir_path, text, parser.pos)}: "
+                           f"{_first_line(err)}") from None
     _verify(module, f"parsing {mlir_path}")
+    _verify_encodings(module, mlir_path)
     npz_path = mlir_path.with_suffix(".npz")
     _check_bundle_hash(module, mlir_path, npz_path)
     try:
@@ -309,6 +378,25 @@ def load_program(mlir_path: str | Path) -> tuple[ModuleOp, DataStore]:
                            f"{_first_line(err)}); recompile the spec") from None
     validate_bundle(module, store, str(npz_path))
     return module, store
+
+
+def _verify_encodings(module: ModuleOp, mlir_path: Path) -> None:
+    """MLIR's `verifyEncoding` on every sparse-encoded tensor type (a rank-3 encoding on a
+    rank-2 tensor parses in xDSL; mlir-opt rejects it)."""
+    from sparsec.dialects.sparse_tensor import verify_encodings_in
+
+    try:
+        verify_encodings_in(module)
+    except DiagnosticException as err:
+        raise CompileError(f"{mlir_path}: {_first_line(err)}") from None
+
+
+def _location(path: Path, text: str, offset: int) -> str:
+    """`file:line:col` of a character offset (1-based line and column)."""
+    before = text[:max(0, min(offset, len(text)))]
+    line = before.count("\n") + 1
+    column = len(before) - (before.rfind("\n") + 1) + 1
+    return f"{path}:{line}:{column}"
 
 
 def _check_bundle_hash(module: ModuleOp, mlir_path: Path, npz_path: Path) -> None:

@@ -128,6 +128,23 @@ def _target_spec(target: str, options: str | None) -> Any:
     return spec_class(target).from_spec(parse_target_string(target + options))
 
 
+def split_decode_passes(pipeline: str) -> tuple[str, list[Any]]:
+    """(the weight passes as pipeline text, the decode-time KV passes as pass objects)."""
+    from sparsec.tensors.controller import DECODE_PASSES
+
+    if not any(name in pipeline for name in DECODE_PASSES):
+        return pipeline, []
+    from sparsec.compiler.driver import CompileError, parse_pass_pipeline
+
+    try:
+        passes = parse_pass_pipeline(pipeline)
+    except CompileError as err:
+        raise EvalError(str(err)) from None
+    decode = [p for p in passes if p.name in DECODE_PASSES]
+    rest = ",".join(str(p.pipeline_pass_spec()) for p in passes if p.name not in DECODE_PASSES)
+    return rest, decode
+
+
 def parse_row(text: str) -> Row:
     """A --row: float | referee | TARGET[@DTYPE][:PIPELINE]."""
     from sparsec.backends import UnknownTargetError, get_numerics
@@ -150,6 +167,11 @@ def parse_row(text: str) -> Row:
         numerics = get_numerics(target, dtype, _target_spec(target, match["options"]))
     except (UnknownTargetError, LookupError, ValueError, TypeError) as err:
         raise EvalError(f"--row '{text}': {err}") from None
+    pipeline, decode_passes = split_decode_passes(pipeline)
+    if decode_passes:  # kv-quantize / kv-evict: a KV-cache policy on every decode step
+        from sparsec.tensors.controller import decode_policy_numerics
+
+        numerics = decode_policy_numerics(numerics, decode_passes)
     transform = weight_transform(pipeline)
     if transform is not None:
         numerics = numerics.then_prepare(transform)
@@ -358,7 +380,7 @@ def print_table(result: EvalResult) -> None:
         table.add_row(row.label, *(f"{row.perplexity[n]:.3f}" for n in result.texts), f"{rel:+.2%}",
                       f"{row.agreement:.1%}", diverged,
                       *(f"{row.layer_error[i]:.2e}" for i in picks), f"{row.seconds:.1f}")
-    Console(width=max(Console().width, 140)).print(table)
+    Console(width=max(Console().width, 170)).print(table)
 
 
 def plot_layer_errors(result: EvalResult, path: str) -> None:
@@ -389,18 +411,13 @@ def _write_text(path: str, text: str) -> None:
 
 
 def _write_bytes_via(path: str, write: Callable[[Any], Any]) -> None:
-    """Atomic write: a temporary file in the target folder, then a rename."""
-    import os
-    import tempfile
+    """Atomic write through `sparsec.compiler.outputs` (temporary name, rename, umask)."""
+    from sparsec.compiler.outputs import Outputs
 
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise EvalError(f"{target}: output folder {target.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
+    def write_file(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
             write(handle)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    outputs = Outputs()
+    outputs.file(path, write_file)
+    outputs.commit()

@@ -52,6 +52,21 @@ def refuse_unsupported_ops(module: ModuleOp, backend: Backend) -> None:
     raise Refused(_cannot_run(backend.name, missing))
 
 
+def refuse_explicit_lowering(passes: list[Any], target: str) -> None:
+    """Refuse a `lower-<backend>` pass in the user's pipeline when a target lowers too:
+    the reference would be computed on ISA ops and the program lowered twice. The
+    target's options belong in --target."""
+    from sparsec.backends import BACKEND_PACKAGES
+
+    lowerings = {f"lower-{name}": name for name in BACKEND_PACKAGES}
+    for p in passes:
+        if p.name in lowerings:
+            backend = lowerings[p.name]
+            raise CompileError(f"-p {p.name}: choose the target with --target "
+                               f"'{backend}{{...}}' (it appends {p.name} with its options), "
+                               f"not in the pipeline (the target is {target})")
+
+
 def refuse_unlowered_ops(module: ModuleOp, backend: Backend) -> None:
     """Refuse a lowered module that still holds kernel-level compute ops: the lowering
     skipped them, so they would run uncounted. Catches a backend whose `kernel_ops`

@@ -205,9 +205,13 @@ def _folders_locked(folders: set[Path]) -> Iterator[None]:
     fds = []
     try:
         for folder in sorted(str(f) or "." for f in folders):
-            fd = os.open(folder, os.O_RDONLY)
+            try:
+                fd = os.open(folder, os.O_RDONLY)
+            except OSError:
+                continue  # best effort: the IR's bundle hash still catches a mixed pair
             fds.append(fd)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            with contextlib.suppress(OSError):  # a filesystem without flock
+                fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         for fd in fds:

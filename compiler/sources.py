@@ -422,6 +422,81 @@ MATERIALIZERS: dict[str, Callable[[Source, TensorType, Path], np.ndarray]] = {
 }
 
 
+MEMORY_LIMIT_ENV = "SPARSEC_MEMORY_LIMIT"
+"""Environment variable capping the bytes one tensor may take while materialized (e.g.
+`8G`); by default the memory the system reports available (A)."""
+
+
+SMALL_TENSOR_BYTES = 64 << 20
+"""Tensors below this size skip the memory check (reading /proc/meminfo for each of
+thousands of small kernels would cost more than the check is worth)."""
+
+
+def available_memory() -> int | None:
+    """Bytes a tensor may take: `SPARSEC_MEMORY_LIMIT`, else MemAvailable from
+    /proc/meminfo, else None (unknown: no limit)."""
+    import os
+
+    text = os.environ.get(MEMORY_LIMIT_ENV, "").strip().upper()
+    if text:
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(text[-1], 1)
+        number = text[:-1] if text[-1] in "KMGT" else text
+        try:
+            return int(float(number) * scale)
+        except ValueError:
+            return None
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def materialize_bytes(source: Source, ttype: TensorType) -> int:
+    """Peak bytes materializing `source` densely takes: `random` draws float64 values
+    then converts (8 + carrier bytes per element); a dense `load` holds the file's array
+    and the converted copy (about twice the carrier size)."""
+    itemsize = np.dtype(carrier_dtype(ttype.dtype)).itemsize
+    numel = 1
+    for dim in ttype.shape:
+        numel *= int(dim)
+    per_element = 8 + itemsize if source.kind == "random" else 2 * itemsize
+    return numel * per_element
+
+
+def refuse_unaffordable(source: Source, ttype: TensorType) -> None:
+    """A located error, before allocating, for a tensor the machine cannot hold (it used
+    to be a MemoryError traceback, or numpy's 'Maximum allowed dimension exceeded')."""
+    largest = int(np.iinfo(np.intp).max)
+    for dim in ttype.shape:
+        if int(dim) > largest:
+            raise SpecError(source.loc, f"dimension {dim} of {ttype} is too large to "
+                                        f"allocate (at most {largest})")
+    if source.kind != "random":
+        return  # loaded data exists already: its file bounds it (.mtx stays sparse)
+    needed = materialize_bytes(source, ttype)
+    if needed < SMALL_TENSOR_BYTES:
+        return
+    limit = available_memory()
+    if limit is None or needed <= limit:
+        return
+    raise SpecError(source.loc, f"{ttype} needs about {_human(needed)} to materialize, "
+                                f"more than the {_human(limit)} available "
+                                f"(${MEMORY_LIMIT_ENV} sets the limit); use a smaller shape")
+
+
+def _human(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if value < 1024 or unit == "PB":
+            return f"{value:,.1f} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1024
+    return f"{value:.1f} PB"
+
+
 def materialize(
     source: Source, ttype: TensorType, base_dir: str | Path | None = None
 ) -> np.ndarray:
@@ -433,6 +508,7 @@ def materialize(
     source expression for any bad argument or data problem.
     """
     materializer = MATERIALIZERS.get(source.kind)
+    refuse_unaffordable(source, ttype)
     if materializer is None:
         check_source(source, ttype)  # raises the located "unknown source" error
         raise SpecError(source.loc, f"source '{source.kind}' cannot be materialized")
@@ -466,8 +542,11 @@ def read_pattern(path_text: str, key: str | None, base_dir: Path, loc: Any,
         raise SpecError(loc, f"pattern: file not found: '{path_text}'")
     try:
         array = _read_pattern_array(path, path_text, key, loc)
-    except (OSError, ValueError) as err:
-        raise SpecError(loc, f"pattern: cannot read '{path_text}': {err}") from None
+    except SpecError:
+        raise
+    except Exception as err:  # noqa: BLE001 - zip, npy and OS errors; none may escape
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise SpecError(loc, f"pattern: cannot read '{path_text}': {reason}") from None
     if tuple(array.shape) != shape:
         raise SpecError(loc, f"pattern: '{path_text}' has shape {list(array.shape)}, the "
                              f"scores are {list(shape)} (T x S)")

@@ -103,6 +103,7 @@ SPARSEC_PASSES = {
     "bitlevel-encode": _lazy_pass("sparsec.passes.bitlevel_encode", "BitLevelEncodePass"),
     "kv-quantize": _lazy_pass("sparsec.passes.kv_quantize", "KvQuantizePass"),
     "kv-evict": _lazy_pass("sparsec.passes.kv_evict", "KvEvictPass"),
+    "prune-runtime": _lazy_pass("sparsec.passes.prune_runtime", "PruneRuntimePass"),
 }
 
 SPARSEC_UNIVERSE = Universe(all_dialects=SPARSEC_DIALECTS, all_passes=SPARSEC_PASSES)

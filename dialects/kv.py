@@ -1,4 +1,5 @@
-"""`sparsec.kv_compress`: a KV-cache tensor as a recency-aware precision policy stores it.
+"""Dynamic-sparsity ops: `sparsec.kv_compress` (a KV-cache tensor as a recency-aware
+precision policy stores it) and `sparsec.prune_activations` (runtime importance pruning).
 
 Set by the `kv-quantize` and `kv-evict` passes in front of a decode step's attention;
 its semantics are tensors/kv_cache.py `compress`, its storage is exact bits.
@@ -6,16 +7,27 @@ its semantics are tensors/kv_cache.py `compress`, its storage is exact bits.
 
 from __future__ import annotations
 
-from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, StringAttr, TensorType, i64
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    FloatAttr,
+    IntegerAttr,
+    StringAttr,
+    TensorType,
+    UnitAttr,
+    f64,
+    i64,
+)
 from xdsl.ir import Attribute, SSAValue
 from xdsl.irdl import (
     IRDLOperation,
     ParsePropInAttrDict,
     irdl_op_definition,
     operand_def,
+    opt_prop_def,
     prop_def,
     result_def,
     traits_def,
+    var_operand_def,
 )
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
@@ -89,6 +101,9 @@ class KvCompressOp(IRDLOperation):
         if self.role.data not in ROLES:
             raise VerifyException(f"{self.name}: role must be key or value, got "
                                   f"'{self.role.data}'")
+        if self.axis.data not in ("channel", "token"):
+            raise VerifyException(f"{self.name}: axis must be channel or token, got "
+                                  f"'{self.axis.data}'")
         try:
             policy = self.policy()
         except ValueError as error:
@@ -105,4 +120,73 @@ class KvCompressOp(IRDLOperation):
                                   f"{policy.window} of {s} tokens), got {out}")
 
 
-KV_OPS = [KvCompressOp]
+
+
+ESTIMATES = ("abs", "abs_w")
+
+
+@irdl_op_definition
+class PruneActivationsOp(IRDLOperation):
+    """Runtime importance pruning of an activation X [M, K] before a product X W:
+
+        saliency[m, k] = |X[m, k]|                      (estimate = abs)
+                       = |X[m, k]| * max_n |W[k, n]|    (estimate = abs_w; W the weight
+                                                         operand, [K, N], or [N, K] with
+                                                         transpose_w)
+        limit = threshold, or threshold * max_k saliency[m, k] when `relative`
+        result[m, k] = X[m, k] if saliency[m, k] >= limit else 0
+    Decided from the activation as it arrives; tensors/runtime_pruning.py has the
+    semantics and the deciding cost (a compare per activation, plus a multiply for abs_w
+    and a max pass when relative).
+    """
+
+    name = "sparsec.prune_activations"
+    input = operand_def(TensorType)
+    weight = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    threshold = prop_def(FloatAttr)
+    estimate = prop_def(StringAttr)
+    relative = opt_prop_def(UnitAttr)
+    transpose_w = opt_prop_def(UnitAttr)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = ("$input (`weight` $weight^)? attr-dict `:` type($input) "
+                       "(`,` type($weight)^)? `->` type($result)")
+
+    def __init__(self, value: SSAValue, threshold: float, estimate: str, relative: bool,
+                 weight: SSAValue | None = None, transpose_w: bool = False):
+        props: dict[str, Attribute] = {"threshold": FloatAttr(threshold, f64),
+                                       "estimate": StringAttr(estimate)}
+        if relative:
+            props["relative"] = UnitAttr()
+        if transpose_w:
+            props["transpose_w"] = UnitAttr()
+        super().__init__(operands=[value, [weight] if weight is not None else []],
+                         result_types=[value.type], properties=props)
+
+    def verify_(self) -> None:
+        x = _ranked(self.input, "input", self.name)
+        out = _ranked(self.result, "result", self.name)
+        if x.get_num_dims() != 2 or element_type_name(x.element_type).startswith("i"):
+            raise VerifyException(f"{self.name}: input must be a float [M, K] activation, got {x}")
+        if out != x:
+            raise VerifyException(f"{self.name}: result must have the input's type {x}, got {out}")
+        if not self.threshold.value.data >= 0:
+            raise VerifyException(f"{self.name}: threshold must be >= 0, got "
+                                  f"{self.threshold.value.data}")
+        estimate = self.estimate.data
+        if estimate not in ESTIMATES:
+            raise VerifyException(f"{self.name}: estimate must be abs or abs_w, got '{estimate}'")
+        if (estimate == "abs_w") != bool(self.weight):
+            raise VerifyException(f"{self.name}: estimate abs_w takes the weight operand "
+                                  "(and only abs_w does)")
+        if not self.weight:
+            return
+        w = _ranked(self.weight[0], "weight", self.name)
+        rows = w.get_shape()[1] if self.transpose_w is not None else w.get_shape()[0]
+        if w.get_num_dims() != 2 or rows != x.get_shape()[1]:
+            raise VerifyException(f"{self.name}: weight {w} must have K = {x.get_shape()[1]} "
+                                  "rows (columns with transpose_w)")
+
+
+KV_OPS = [KvCompressOp, PruneActivationsOp]

@@ -194,9 +194,9 @@ def predict(machine: HeterogeneousModel, c: TileCosts, hot: np.ndarray, schedule
     return max(th, tc, (bh + bc) / bw) + (merge if both else 0.0)
 
 
-def cutoff(key: np.ndarray, objective: np.ndarray) -> int:
+def cutoff(objective: np.ndarray) -> int:
     """Greedy cutoff (Sec. V-B): `objective[k]` is the subproblem's value with the first k
-    tiles (in `key` order) hot; start at k = 0, step right while it falls, stop at the
+    tiles (in the heuristic's sort order) hot; start at k = 0, step right while it falls, stop at the
     first step that does not."""
     rises = np.flatnonzero(np.diff(objective) >= 0)
     return int(rises[0]) if rises.size else int(objective.size - 1)
@@ -219,7 +219,7 @@ def heuristic_split(name: str, machine: HeterogeneousModel, c: TileCosts) -> np.
         objective = (np.concatenate([zero, np.cumsum(c.bh[order])])
                      + c.bc.sum() - np.concatenate([zero, np.cumsum(c.bc[order])]))
     hot = np.zeros(c.th.size, bool)
-    hot[order[:cutoff(order, objective)]] = True
+    hot[order[:cutoff(objective)]] = True
     return hot
 
 

@@ -22,9 +22,9 @@ Each decode step it
    `gain` is an exponential average of KL / sum_l s_l measured at probe steps (every
    `probe_every` steps the step is also run in float, which costs a float step; the
    benchmark counts it);
-3. if KL^ > budget, backs the layer with the largest signal off by one level; if
-   KL^ < `low` * budget, tightens the layer with the smallest signal by one level
-   (hysteresis, one change per step: a discrete integral controller).
+3. if KL^ > budget, backs the `moves` layers with the largest signals off by one level;
+   if KL^ < `low` * budget, tightens the `moves` layers with the smallest signals by one
+   level (hysteresis between low * budget and budget: a discrete integral controller).
 
 **Per-layer static** (`calibrate_layer_levels`): offline, on a calibration text, each
 layer alone at a candidate level gives its KL; layers are raised in order of increasing
@@ -121,17 +121,32 @@ class PolicyRunner:
     attention hooks once per layer, in order).
     """
 
-    def __init__(self, rungs: Sequence[Level], levels: Sequence[int], heads: int,
-                 kv_heads: int, head_dim: int):
+    def __init__(self, rungs: Sequence[Level], levels: Sequence[int], heads: int = 0,
+                 kv_heads: int = 0, head_dim: int = 0):
         self.rungs = list(rungs)
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
+        self.default_level = levels[-1] if levels else 0
         self.layers = [self._state(level) for level in levels]
-        self.cursor = 0
+        self.cursor = -1
+        self._call: tuple[int, int] | None = None
 
     def _state(self, level: int) -> LayerState:
         rung = self.rungs[level]
         return LayerState(level, pruner=TokenPruner(threshold=rung.tokens, sink=4,
                                                     recent=rung.kv.tiers[0] if rung.kv.tiers else 32))
+
+    def _enter(self, q: np.ndarray, k: np.ndarray) -> LayerState:
+        """The state of the layer this call belongs to: calls with the same (query rows,
+        cache length) are the successive layers of one forward step; a new pair starts
+        again at layer 0. Layers beyond `levels` get the last level."""
+        call = (q.shape[2], k.shape[1])
+        self.cursor = self.cursor + 1 if call == self._call else 0
+        self._call = call
+        self.kv_heads, self.head_dim = k.shape[0], k.shape[2]
+        self.heads = q.shape[0] * q.shape[1]
+        while len(self.layers) <= self.cursor:
+            self.layers.append(self._state(self.default_level))
+        return self.layers[self.cursor]
 
     def set_level(self, layer: int, level: int) -> None:
         state = self.layers[layer]
@@ -141,11 +156,11 @@ class PolicyRunner:
     # -- hooks -----------------------------------------------------------------------
 
     def attention_scores(self, q: np.ndarray, k: np.ndarray, scale: float) -> np.ndarray:
-        state = self.layers[self.cursor]
+        state = self._enter(q, k)
         length = k.shape[1]
-        if q.shape[2] > 1:  # prefill: float, remember the length
+        if q.shape[2] > 1:  # prefill: float; a new sequence starts a fresh history
+            state = self.layers[self.cursor] = self._state(state.level)
             state.kept = np.ones(length, dtype=bool)
-            state.paths = []
             return np.matmul(q, np.swapaxes(k, -1, -2)[:, None]) * np.float32(scale)
         policy = self.rungs[state.level].kv
         if state.pruner.length < length:
@@ -162,7 +177,6 @@ class PolicyRunner:
 
     def attention_values(self, p: np.ndarray, v: np.ndarray) -> np.ndarray:
         state = self.layers[self.cursor]
-        self.cursor = (self.cursor + 1) % len(self.layers)
         probs = p.reshape(self.heads, p.shape[2], p.shape[3])
         if p.shape[2] > 1:
             state.pruner.observe_prefill(probs.astype(np.float64))
@@ -236,6 +250,7 @@ class OnlineController:
     probe_every: int = 8
     low: float = 0.5
     smoothing: float = 0.5
+    moves: int = 3
     gain: float | None = None
     probes: int = 0
     changes: int = 0
@@ -259,15 +274,13 @@ class OnlineController:
         levels = np.array([s.level for s in runner.layers])
         if estimate > self.budget:
             candidates = np.flatnonzero(levels > 0)
-            if candidates.size:
-                worst = candidates[np.argmax(signals[candidates])]
+            for worst in candidates[np.argsort(-signals[candidates], kind="stable")][: self.moves]:
                 runner.set_level(int(worst), int(levels[worst]) - 1)
                 self.changes += 1
             return
         if estimate < self.low * self.budget:
             candidates = np.flatnonzero(levels < self.top)
-            if candidates.size:
-                best = candidates[np.argmin(signals[candidates])]
+            for best in candidates[np.argsort(signals[candidates], kind="stable")][: self.moves]:
                 runner.set_level(int(best), int(levels[best]) + 1)
                 self.changes += 1
 
@@ -299,3 +312,26 @@ def calibrate_layer_levels(layer_kl: Callable[[int, int], float], layers: int,
             spent += extra
             levels[layer] = c
     return levels
+
+
+DECODE_PASSES = ("kv-quantize", "kv-evict")
+"""Pipeline passes that become a decode-time policy in whole-model evaluation."""
+
+
+def decode_policy_numerics(numerics, passes: Sequence[object]):
+    """`numerics` (a tensors.hooks.Numerics) whose attention runs the KV policy that the
+    given kv-quantize / kv-evict pass objects spell, on every layer's decode steps."""
+    bits, tiers, group, sink, window = (16,), (), 32, 0, 0
+    key_axis, value_axis, meta = "channel", "token", 16
+    for p in passes:
+        if p.name == "kv-quantize":
+            bits, tiers, group = tuple(p.bits), p.tiers(), p.group
+            key_axis, value_axis, meta = p.key_axis, p.value_axis, p.meta_bits
+        elif p.name == "kv-evict":
+            sink, window = p.sink, p.window
+    policy = KVPolicy(bits=bits, tiers=tiers, group=group, sink=sink, window=window,
+                      meta_bits=meta, key_axis=key_axis, value_axis=value_axis)
+    runner = PolicyRunner([Level(policy)], [0])
+    label = ",".join(str(p.pipeline_pass_spec()) for p in passes)
+    return numerics.replace(f"{numerics.name} | {label}", attention_scores=runner.attention_scores,
+                            attention_values=runner.attention_values)

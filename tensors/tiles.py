@@ -128,10 +128,23 @@ def tiles_of(nz: Nonzeros, tile: tuple[int, int]) -> Tiles:
     rows, cols = nz.shape
     tr, tc = tile
     grid_cols = -(-cols // tc)
-    ids, inverse = unique_sorted((nz.row // tr) * grid_cols + nz.col // tc)
-    nnz = np.bincount(inverse, minlength=ids.size).astype(np.int64)
-    distinct_rows = count_distinct(inverse, nz.row % tr, ids.size)
-    distinct_cols = count_distinct(inverse, nz.col % tc, ids.size)
+    keys = (nz.row // tr) * grid_cols + nz.col // tc
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    first = np.ones(ordered.size, bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    ids = ordered[first]
+    tile_sorted = np.cumsum(first) - 1
+    inverse = np.empty(keys.size, np.int64)
+    inverse[order] = tile_sorted
+    nnz = np.bincount(tile_sorted, minlength=ids.size).astype(np.int64)
+    # the stable sort keeps each tile's nonzeros in row-major order: a tile's rows are
+    # non-decreasing, so its distinct rows are where the row changes
+    row_sorted = nz.row[order]
+    new_row = first.copy()
+    new_row[1:] |= row_sorted[1:] != row_sorted[:-1]
+    distinct_rows = np.bincount(tile_sorted[new_row], minlength=ids.size).astype(np.int64)
+    distinct_cols = count_distinct(tile_sorted, nz.col[order] % tc, ids.size)
     height = np.minimum(tr, rows - (ids // grid_cols) * tr)
     width = np.minimum(tc, cols - (ids % grid_cols) * tc)
     return Tiles(nz.shape, tile, ids, nnz, distinct_rows, distinct_cols, height, width,

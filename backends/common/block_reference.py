@@ -19,7 +19,7 @@ from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_i
 from xdsl.ir import Attribute, Operation
 
 from sparsec.dialects import block
-from sparsec.dialects.kv import KvCompressOp
+from sparsec.dialects.kv import KvCompressOp, PruneActivationsOp
 from sparsec.dialects.sparsec import element_type_name
 from sparsec.tensors.dtypes import round_to_dtype
 from sparsec.tensors.kv_cache import compress_fast
@@ -107,6 +107,20 @@ def kv_compress_values(op: Any, x: np.ndarray, dtype: str) -> np.ndarray:
     return round_to_dtype(compress_fast(np.asarray(x), policy, op.role.data), dtype)
 
 
+def prune_activation_values(op: Any, args: tuple[Any, ...]) -> Any:
+    """`sparsec.prune_activations` (or an ISA op with its properties) on (x[, w]):
+    the ActivationPruning of tensors/runtime_pruning.py (values, skipped work, cost)."""
+    from sparsec.tensors.runtime_pruning import prune_activations
+
+    x = np.asarray(args[0])
+    weight = None
+    if len(args) > 1:
+        weight = np.asarray(args[1])
+        weight = weight.T if op.transpose_w is not None else weight
+    return prune_activations(x, op.threshold.value.data, weight, op.estimate.data,
+                             op.relative is not None)
+
+
 def op_kind(op: Operation) -> str:
     """`rmsnorm` for `sparsec.rmsnorm`, ..."""
     return op.name.removeprefix("sparsec.")
@@ -163,6 +177,11 @@ class BlockFunctions(InterpreterFunctions):
     @impl(block.ConcatOp)
     def run_concat(self, interpreter: Interpreter, op: Operation, args: tuple[Any, ...]):
         return self._run(op, args)
+
+    @impl(PruneActivationsOp)
+    def run_prune_activations(self, interpreter: Interpreter, op: Operation,
+                              args: tuple[Any, ...]):
+        return (prune_activation_values(op, args).values,)
 
     @impl(KvCompressOp)
     def run_kv_compress(self, interpreter: Interpreter, op: Operation, args: tuple[Any, ...]):

@@ -11,6 +11,7 @@ accept the same words.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -27,6 +28,11 @@ def _is_instance(value: Any, expected: type) -> bool:
     if expected is float:
         return isinstance(value, (int, float))
     return isinstance(value, expected)
+
+
+MAX_OPTION_INT = 2**31 - 1
+"""Largest integer option value: hardware counts and sizes in their units (rows, KB, ...),
+kept where numpy's 64-bit products of several of them cannot overflow (A)."""
 
 
 class SpecError(ValueError):
@@ -60,6 +66,8 @@ class AcceleratorSpec(ArgSpecConvertible):
         params = cls._check_option_types(spec.name, params)
         try:
             parsed = super().from_spec(ArgSpec(cls.name, dict(params)))
+        except SpecError:
+            raise
         except (ValueError, TypeError) as err:
             raise SpecError(f"{spec.name}: {err}") from None
         preset_name = parsed.preset
@@ -97,11 +105,20 @@ class AcceleratorSpec(ArgSpecConvertible):
         self.validate()
 
     def validate(self) -> None:
-        """Raise SpecError naming the option when a value is out of range."""
+        """Raise SpecError naming the option when a value is out of range: negative,
+        not finite, or (ints) beyond MAX_OPTION_INT."""
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SpecError(f"{self.name}: option {f.name} must be a finite number, "
+                                f"got {value}")
+            if value < 0:
                 raise SpecError(f"{self.name}: option {f.name} must be >= 0, got {value}")
+            if isinstance(value, int) and value > MAX_OPTION_INT:
+                raise SpecError(f"{self.name}: option {f.name} must be <= {MAX_OPTION_INT:,} "
+                                f"(2^31 - 1), got {value}")
 
     def config(self) -> dict[str, Any]:
         """Every hardware parameter, for reports."""

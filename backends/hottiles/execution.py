@@ -60,11 +60,12 @@ def l1_hits(nz: Nonzeros, tile_of: np.ndarray, cold_tile: np.ndarray, panel_of: 
     cold = np.flatnonzero(cold_tile[tile_of])
     if cold.size < 2:
         return hits
-    seq = np.arange(cold.size)
-    col, panel = nz.col[cold], panel_of[tile_of[cold]]
-    order = np.lexsort((seq, col, panel))
-    same = (col[order][1:] == col[order][:-1]) & (panel[order][1:] == panel[order][:-1])
-    near = (seq[order][1:] - seq[order][:-1]) <= capacity
+    # one stable sort by (panel, column) keeps each group's uses in stream order
+    key = panel_of[tile_of[cold]] * np.int64(nz.shape[1]) + nz.col[cold]
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    same = ordered[1:] == ordered[:-1]
+    near = (order[1:] - order[:-1]) <= capacity
     hit = order[1:][same & near]
     return np.bincount(tile_of[cold[hit]], minlength=cold_tile.size)
 

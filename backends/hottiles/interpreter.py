@@ -15,7 +15,6 @@ atomic engine) merges the two private outputs. Equations: backends/hottiles/READ
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass, field
 from typing import Any
 

@@ -23,6 +23,7 @@ from sparsec.backends.common.block_reference import (
     evaluate,
     kv_compress_values,
     plain_properties,
+    prune_activation_values,
 )
 from sparsec.backends.common.isa import zero_accumulator
 from sparsec.backends.common.memory import MemoryLevel
@@ -89,6 +90,8 @@ class SystolicMachine(Machine):
         self.gemms: list[dict[str, Any]] = []
 
         self.onchip: set[SSAValue] = set()
+        self.runtime_pruning: dict[str, int] = {"activations": 0, "pruned": 0, "decide_ops": 0,
+                                                "skipped_products": 0, "dense_products": 0}
         self.kv_cache: dict[str, int] = {"bytes": 0, "dense_fp16_bytes": 0,
                                          "dequantized_elements": 0, "tokens_kept": 0,
                                          "tokens": 0}
@@ -230,6 +233,24 @@ class SystolicMachine(Machine):
         cycles = self.count_vector("kv_dequant", done)
         self.ready[op.result] = self.timeline.issue("vector", cycles, after=after)
         self.onchip.add(op.result)
+
+    def prune(self, op: isa.PruneOp, result: Any | None) -> None:
+        """Activation pruning on the vector unit: its deciding operations (counted by the
+        semantics; from the shape when values are not executed), after the input is
+        ready; skipped products are tallied in details.runtime_pruning."""
+        m, k = _shape(op.input.type)
+        decide = m * k * (1 + (op.estimate.data == "abs_w") + (op.relative is not None))
+        if result is not None:
+            decide = result.decide_ops
+            tally = self.runtime_pruning
+            tally["activations"] += m * k
+            tally["pruned"] += int(m * k - np.count_nonzero(result.kept))
+            tally["skipped_products"] += result.skipped_products
+            tally["dense_products"] += result.dense_products
+        self.runtime_pruning["decide_ops"] += decide
+        cycles = self.count_vector("prune", vector.VectorWork(decide, 0))
+        self.ready[op.result] = self.timeline.issue(
+            "vector", cycles, after=[self.ready.get(op.input)])
 
     def count_vector(self, kind: str, done: vector.VectorWork) -> int:
         """Cycles and energy of vector work counted under `kind`."""
@@ -385,6 +406,8 @@ class SystolicMachine(Machine):
                 "gemms": self.gemms,
 
                 **({"kv_cache": self.kv_cache} if self.kv_cache["tokens"] else {}),
+                **({"runtime_pruning": self.runtime_pruning}
+                   if self.runtime_pruning["decide_ops"] else {}),
                 "dataflow": spec.dataflow,
                 "mode": spec.mode,
             },
@@ -532,17 +555,26 @@ class SystolicFunctions(InterpreterFunctions):
 
     @impl(isa.FoldOp)
     def run_fold(self, interpreter: Interpreter, op: isa.FoldOp, args: tuple[Any, ...]):
-        self.machine.fold(op)
+        return self._run_folds([op], args)
+
+    @impl(isa.FoldsOp)
+    def run_folds(self, interpreter: Interpreter, op: isa.FoldsOp, args: tuple[Any, ...]):
+        return self._run_folds(op.folds(), args)
+
+    def _run_folds(self, folds: list[Any], args: tuple[Any, ...]) -> tuple[Any]:
+        """Account and (batched) execute folds, one `systolic.fold` or a grid's."""
         lhs, rhs, acc = args
-        if op.index.value.data == 0:
-            self.folds.flush()
-            self.machine.count_effectual(
-                None if lhs is None else _matrix_t(lhs, op.transpose_a is not None),
-                None if rhs is None else _matrix_t(rhs, op.transpose_b is not None), op)
-        if not self.machine.execute:
-            return (None,)
-        self.folds.add(op, lhs, rhs, acc)
-        return (acc,)
+        for fold in folds:
+            self.machine.fold(fold)
+            if fold.fold_index == 0:
+                self.folds.flush()
+                self.machine.count_effectual(
+                    None if lhs is None else _matrix_t(lhs, fold.transpose_a is not None),
+                    None if rhs is None else _matrix_t(rhs, fold.transpose_b is not None),
+                    fold)
+            if self.machine.execute:
+                self.folds.add(fold, lhs, rhs, acc)
+        return (acc if self.machine.execute else None,)
 
     @impl(isa.EpilogueOp)
     def run_epilogue(self, interpreter: Interpreter, op: isa.EpilogueOp,
@@ -573,6 +605,16 @@ class SystolicFunctions(InterpreterFunctions):
             return (None,)
         props = {k: v for k, v in plain_properties(op).items() if k != "kind"}
         return (evaluate(op.kind.data, list(args), props, dtype_of(op.result.type)),)
+
+    @impl(isa.PruneOp)
+    def run_prune(self, interpreter: Interpreter, op: isa.PruneOp, args: tuple[Any, ...]):
+        self.folds.flush()
+        if not self.machine.execute:
+            self.machine.prune(op, None)
+            return (None,)
+        result = prune_activation_values(op, args)
+        self.machine.prune(op, result)
+        return (result.values.astype(args[0].dtype, copy=False),)
 
     @impl(isa.KvLoadOp)
     def run_kv_load(self, interpreter: Interpreter, op: isa.KvLoadOp, args: tuple[Any, ...]):

@@ -19,6 +19,8 @@ shape (backends/systolic/README.md); the IR only says what is done.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from xdsl.dialects.builtin import (
     ArrayAttr,
@@ -47,6 +49,33 @@ from xdsl.utils.exceptions import VerifyException
 from sparsec.backends.common.isa import AccumulatorZerosOp
 
 OPERANDS = ("ifmap", "filter")
+DATAFLOWS = ("os", "ws", "is")
+
+Range = tuple[int, int]
+
+
+def _tiles(extent: int, size: int) -> Iterator[Range]:
+    for start in range(0, extent, size):
+        yield start, min(extent, start + size)
+
+
+def grid_tiles(m: int, n: int, k: int, rows: int, cols: int,
+               dataflow: str) -> Iterator[tuple[Range, Range, Range]]:
+    """(m, n, k) ranges of every fold of an m x n x k GEMM on a rows x cols array, in
+    SCALE-Sim's order (column folds outer): os tiles m x n (k in time), ws tiles k x n
+    (m in time), is tiles k x m (n in time)."""
+    if dataflow == "os":
+        for nt in _tiles(n, cols):
+            for mt in _tiles(m, rows):
+                yield mt, nt, (0, k)
+    elif dataflow == "ws":
+        for nt in _tiles(n, cols):
+            for kt in _tiles(k, rows):
+                yield (0, m), nt, kt
+    else:
+        for mt in _tiles(m, cols):
+            for kt in _tiles(k, rows):
+                yield mt, (0, n), kt
 
 
 @functools.lru_cache(maxsize=4096)
@@ -157,6 +186,11 @@ class FoldOp(IRDLOperation):
         return self.head.value.data if self.head is not None else None
 
     @property
+    def fold_index(self) -> int:
+        """Position of this fold in its GEMM's fold sequence (0 = the first)."""
+        return self.index.value.data
+
+    @property
     def rhs_head_index(self) -> int | None:
         """The rhs head this fold reads: query head h reads key/value head h // group
         when the rhs has fewer heads (grouped-query attention)."""
@@ -167,29 +201,131 @@ class FoldOp(IRDLOperation):
         return self.head_index // (heads // rhs_heads)
 
     def verify_(self) -> None:
-        (m0, m1), (n0, n1), (k0, k1) = self.tile()
-        full_shape = self.acc.type.get_shape()  # type: ignore[union-attr]
-        if self.result.type != self.acc.type:
-            raise VerifyException("systolic.fold: result type must equal the accumulator's")
-        if (self.head is None) != (len(full_shape) == 2):
-            raise VerifyException("systolic.fold: rank-3 (multi-head) operands need `head`, "
-                                  "rank-2 ones take none")
-        if self.head is not None and not 0 <= self.head_index < full_shape[0]:
-            raise VerifyException(f"systolic.fold: head {self.head_index} is out of range for "
-                                  f"{full_shape[0]} heads")
-        rhs_shape = self.rhs.type.get_shape()  # type: ignore[union-attr]
-        if self.head is not None and full_shape[0] % rhs_shape[0]:
-            raise VerifyException(f"systolic.fold: rhs heads ({rhs_shape[0]}) must divide the "
-                                  f"accumulator's ({full_shape[0]}) (grouped-query heads)")
-        acc_shape = full_shape[-2:]
-        if m1 > acc_shape[0] or n1 > acc_shape[1]:
-            raise VerifyException(f"systolic.fold: tile m={m0}:{m1} n={n0}:{n1} exceeds the "
-                                  f"accumulator {acc_shape[0]}x{acc_shape[1]}")
-        a = self.lhs.type.get_shape()[-2:]  # type: ignore[union-attr]
-        k_extent = a[0] if self.transpose_a else a[1]
-        if k1 > k_extent:
-            raise VerifyException(f"systolic.fold: k={k0}:{k1} exceeds the operand's K="
-                                  f"{k_extent}")
+        _verify_fold(self)
+
+
+def _verify_fold(self: FoldOp | FoldsOp) -> None:
+    """The checks every fold instruction passes: tile inside the operands, heads."""
+    (m0, m1), (n0, n1), (k0, k1) = self.tile()
+    full_shape = self.acc.type.get_shape()  # type: ignore[union-attr]
+    if self.result.type != self.acc.type:
+        raise VerifyException(f"{self.name}: result type must equal the accumulator's")
+    if (self.head is None) != (len(full_shape) == 2):
+        raise VerifyException(f"{self.name}: rank-3 (multi-head) operands need `head`, "
+                              "rank-2 ones take none")
+    if self.head is not None and not 0 <= self.head_index < full_shape[0]:
+        raise VerifyException(f"{self.name}: head {self.head_index} is out of range for "
+                              f"{full_shape[0]} heads")
+    rhs_shape = self.rhs.type.get_shape()  # type: ignore[union-attr]
+    if self.head is not None and full_shape[0] % rhs_shape[0]:
+        raise VerifyException(f"{self.name}: rhs heads ({rhs_shape[0]}) must divide the "
+                              f"accumulator's ({full_shape[0]}) (grouped-query heads)")
+    acc_shape = full_shape[-2:]
+    if m1 > acc_shape[0] or n1 > acc_shape[1]:
+        raise VerifyException(f"{self.name}: tile m={m0}:{m1} n={n0}:{n1} exceeds the "
+                              f"accumulator {acc_shape[0]}x{acc_shape[1]}")
+    a = self.lhs.type.get_shape()[-2:]  # type: ignore[union-attr]
+    k_extent = a[0] if self.transpose_a else a[1]
+    if k1 > k_extent:
+        raise VerifyException(f"{self.name}: k={k0}:{k1} exceeds the operand's K="
+                              f"{k_extent}")
+
+
+@dataclass(frozen=True)
+class GridFold:
+    """One fold of a `systolic.folds` grid, with the reading interface of `FoldOp` (its
+    tile, head and operands), so the machine accounts both the same way."""
+
+    grid: FoldsOp
+    fold_index: int
+    bounds: tuple[Range, Range, Range]
+
+    def tile(self) -> tuple[Range, Range, Range]:
+        return self.bounds
+
+    def __getattr__(self, name: str):
+        return getattr(self.grid, name)
+
+
+@irdl_op_definition
+class FoldsOp(IRDLOperation):
+    """Every fold of one GEMM (one head) in SCALE-Sim's order: the same instructions as
+    the `systolic.fold` ops it stands for, written as one loop instruction.
+
+    The lowering writes `systolic.fold` ops one by one up to `lowering.UNROLL_FOLDS`
+    folds and one `systolic.folds` beyond, which keeps a large GEMM's program short (a
+    2048^3 GEMM on 32x32 is 4,096 folds). `array_shape` and `dataflow` fix the tile grid
+    (`grid_tiles`); fold i of the grid is instruction `index + i`.
+    """
+
+    name = "systolic.folds"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    acc = operand_def(TensorType)
+    result = result_def(TensorType)
+    index = prop_def(IntegerAttr)
+    m = prop_def(DenseArrayBase)
+    n = prop_def(DenseArrayBase)
+    k = prop_def(DenseArrayBase)
+    array_shape = prop_def(DenseArrayBase)
+    dataflow = prop_def(StringAttr)
+    head = opt_prop_def(IntegerAttr)
+    transpose_a = opt_prop_def(UnitAttr)
+    transpose_b = opt_prop_def(UnitAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = (
+        "$lhs `,` $rhs `,` $acc attr-dict `:` "
+        "`(` type($lhs) `,` type($rhs) `,` type($acc) `)` `->` type($result)"
+    )
+
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, acc: SSAValue, index: int,
+                 m: int, n: int, k: int, rows: int, cols: int, dataflow: str,
+                 transpose_a: bool = False, transpose_b: bool = False,
+                 head: int | None = None):
+        properties: dict[str, Attribute] = {
+            "index": IntegerAttr(index, i64), "m": _range((0, m)), "n": _range((0, n)),
+            "k": _range((0, k)), "array_shape": _range((rows, cols)),
+            "dataflow": StringAttr(dataflow),
+        }
+        if head is not None:
+            properties["head"] = IntegerAttr(head, i64)
+        if transpose_a:
+            properties["transpose_a"] = UnitAttr()
+        if transpose_b:
+            properties["transpose_b"] = UnitAttr()
+        super().__init__(operands=[lhs, rhs, acc], result_types=[acc.type],
+                         properties=properties)
+
+    def tile(self) -> tuple[Range, Range, Range]:
+        """(m, n, k) ranges of the whole GEMM the grid covers."""
+        return (_bounds(self.m, "m", self.name), _bounds(self.n, "n", self.name),
+                _bounds(self.k, "k", self.name))
+
+    def folds(self) -> list[GridFold]:
+        """The folds of the grid, in order, each readable like a `systolic.fold`."""
+        (_, m), (_, n), (_, k) = self.tile()
+        rows, cols = (int(v) for v in self.array_shape.get_values())
+        first = self.index.value.data
+        return [GridFold(self, first + i, bounds) for i, bounds in
+                enumerate(grid_tiles(m, n, k, rows, cols, self.dataflow.data))]
+
+    head_index = FoldOp.head_index
+    rhs_head_index = FoldOp.rhs_head_index
+
+    def verify_(self) -> None:
+        _verify_fold(self)
+        extents = [_bounds(a, w, self.name)[0] for a, w in ((self.m, "m"), (self.n, "n"),
+                                                              (self.k, "k"))]
+        if any(extents):
+            raise VerifyException("systolic.folds: m, n and k must start at 0 (the grid "
+                                  "covers the whole GEMM)")
+        array = tuple(self.array_shape.get_values())
+        if len(array) != 2 or min(array) < 1:
+            raise VerifyException(f"systolic.folds: array_shape must be array<i64: rows, cols> "
+                                  f"with both >= 1, got {list(array)}")
+        if self.dataflow.data not in DATAFLOWS:
+            raise VerifyException(f"systolic.folds: dataflow must be one of "
+                                  f"{', '.join(DATAFLOWS)}, got {self.dataflow.data!r}")
 
 
 @irdl_op_definition
@@ -407,5 +543,35 @@ class KvLoadOp(IRDLOperation):
                          properties=dict(properties))
 
 
-Systolic = Dialect("systolic", [ZerosOp, PrefetchOp, FoldOp, WritebackOp, EpilogueOp,
-                                SoftmaxOp, VectorOp, MoveOp, KvLoadOp], [])
+@irdl_op_definition
+class PruneOp(IRDLOperation):
+    """Runtime activation pruning on the vector unit:
+    `%y = systolic.prune %x [weight %w] {threshold = .., estimate = "abs"} : T [, W] -> T`.
+
+    Semantics: those of `sparsec.prune_activations` with the same properties. Cost: its
+    deciding operations (a compare per activation; a multiply by the offline row
+    magnitude for abs_w; a max pass when relative) on the vector unit's ALUs; the zeros it
+    makes are products the array's MACs then gate (effectual MACs drop, cycles do not:
+    a dense array cannot skip them).
+    """
+
+    name = "systolic.prune"
+    input = operand_def(TensorType)
+    weight = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    threshold = prop_def(FloatAttr)
+    estimate = prop_def(StringAttr)
+    relative = opt_prop_def(UnitAttr)
+    transpose_w = opt_prop_def(UnitAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = ("$input (`weight` $weight^)? attr-dict `:` type($input) "
+                       "(`,` type($weight)^)? `->` type($result)")
+
+    def __init__(self, value: SSAValue, weight: list[SSAValue], result_type: Attribute,
+                 properties: dict[str, Attribute]):
+        super().__init__(operands=[value, weight], result_types=[result_type],
+                         properties=dict(properties))
+
+
+Systolic = Dialect("systolic", [ZerosOp, PrefetchOp, FoldOp, FoldsOp, WritebackOp, EpilogueOp,
+                                SoftmaxOp, VectorOp, MoveOp, KvLoadOp, PruneOp], [])

@@ -25,9 +25,9 @@ from xdsl.utils.exceptions import PassFailedException
 from sparsec.backends.systolic import isa
 from sparsec.backends.systolic.spec import SystolicSpec
 from sparsec.dialects import block
-from sparsec.dialects.kv import KvCompressOp
+from sparsec.dialects.kv import KvCompressOp, PruneActivationsOp
+from sparsec.dialects.rewrites import DecomposeAttention
 from sparsec.dialects.sparsec import AttentionOp, MatmulOp, SddmmOp, SoftmaxOp, SpmmOp
-from sparsec.passes.decompose_attention import DecomposeAttention
 
 Range = tuple[int, int]
 
@@ -46,26 +46,22 @@ def spatial_temporal(m: int, n: int, k: int, dataflow: str) -> tuple[int, int, i
     return {"os": (m, n, k), "ws": (k, n, m), "is": (k, m, n)}[dataflow]
 
 
-def _tiles(extent: int, size: int) -> Iterator[Range]:
-    for start in range(0, extent, size):
-        yield start, min(extent, start + size)
-
-
 def fold_tiles(m: int, n: int, k: int, spec: SystolicSpec) -> Iterator[tuple[Range, Range, Range]]:
     """(m, n, k) ranges of every fold, in SCALE-Sim's order (column folds outer)."""
+    return isa.grid_tiles(m, n, k, spec.rows, spec.cols, spec.dataflow)
+
+
+def fold_count(m: int, n: int, k: int, spec: SystolicSpec) -> int:
+    """Number of folds `fold_tiles` yields."""
     r, c = spec.rows, spec.cols
-    if spec.dataflow == "os":
-        for nt in _tiles(n, c):
-            for mt in _tiles(m, r):
-                yield mt, nt, (0, k)
-    elif spec.dataflow == "ws":
-        for nt in _tiles(n, c):
-            for kt in _tiles(k, r):
-                yield (0, m), nt, kt
-    else:
-        for mt in _tiles(m, c):
-            for kt in _tiles(k, r):
-                yield mt, (0, n), kt
+    return {"os": cdiv(n, c) * cdiv(m, r), "ws": cdiv(n, c) * cdiv(k, r),
+            "is": cdiv(m, c) * cdiv(k, r)}[spec.dataflow]
+
+
+UNROLL_FOLDS = 64
+"""A GEMM (per head) of at most this many folds is written one `systolic.fold` per fold,
+to read stage by stage; a larger one as one `systolic.folds` grid instruction (same
+accounting and numerics, a program thousands of instructions shorter)."""
 
 
 def first_use(operand: str, k: int, spec: SystolicSpec) -> int:
@@ -113,10 +109,20 @@ def lower_gemm(lhs: SSAValue, rhs: SSAValue, result_type: TensorType, spec: Syst
     ]
     acc = zeros.result
     index = 0
+    grid = fold_count(m, n, k, spec)
     for head in range(count):
+        head_attr = head if heads else None
+        if grid > UNROLL_FOLDS:
+            folds = isa.FoldsOp(lhs, rhs, acc, index, m, n, k, spec.rows, spec.cols,
+                                spec.dataflow, transpose_a=transpose_a,
+                                transpose_b=transpose_b, head=head_attr)
+            ops.append(folds)
+            acc = folds.result
+            index += grid
+            continue
         for mt, nt, kt in fold_tiles(m, n, k, spec):
             fold = isa.FoldOp(lhs, rhs, acc, index, mt, nt, kt, transpose_a=transpose_a,
-                              transpose_b=transpose_b, head=head if heads else None)
+                              transpose_b=transpose_b, head=head_attr)
             ops.append(fold)
             acc = fold.result
             index += 1
@@ -195,8 +201,13 @@ def lower_kv_compress(op: KvCompressOp, spec: SystolicSpec) -> list[Operation]:
     return [isa.KvLoadOp(op.input, op.result.type, dict(op.properties))]
 
 
+def lower_prune_activations(op: PruneActivationsOp, spec: SystolicSpec) -> list[Operation]:
+    """Runtime activation pruning: one vector-unit instruction before the GEMM."""
+    return [isa.PruneOp(op.input, list(op.weight), op.result.type, dict(op.properties))]
+
+
 LOWERINGS: dict[type[Operation], Callable[[Any, SystolicSpec], list[Operation]]] = {
-    KvCompressOp: lower_kv_compress,
+    KvCompressOp: lower_kv_compress, PruneActivationsOp: lower_prune_activations,
     MatmulOp: lower_matmul, SddmmOp: lower_sddmm, SpmmOp: lower_spmm, SoftmaxOp: lower_softmax,
     block.RmsNormOp: lower_vector, block.LayerNormOp: lower_vector, block.SiluOp: lower_vector,
     block.GeluOp: lower_vector, block.ExpOp: lower_vector, block.AddOp: lower_vector,

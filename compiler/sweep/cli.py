@@ -76,6 +76,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except SweepInterrupted as err:
         print(f"sparsec: {err}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # before the first point: nothing was stored
+        print("sparsec: interrupted before any point ran", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _objectives(args: argparse.Namespace, default: list[str]) -> list[str]:
@@ -154,7 +157,8 @@ def _sweep(args: argparse.Namespace) -> int:
         db.close()
     print(f"{args.db}: {summary.done} points run ({summary.failed} failed) on {where} in "
           f"{summary.seconds:.1f} s ({summary.rate:.1f} points/s); {summary.skipped} already "
-          "stored were skipped")
+          "stored were skipped" + (f"; {summary.cached} Optuna proposals were already stored"
+                                   if summary.cached else ""))
     return EXIT_FAILED_POINTS
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import re
 import signal
 from collections import deque
 from collections.abc import Callable
@@ -170,24 +171,32 @@ class LocalPool:
             worker.conn.close()
 
 
+def _warm_up() -> None:
+    """Load sparsec's dialects, passes and backends and pin BLAS in this worker."""
+    import sparsec.compiler.sweep.preload  # noqa: F401
+
+
 class DaskPool:
     """The points as tasks on a Dask distributed cluster (`tcp://HOST:PORT`)."""
 
-    def __init__(self, address: str, runner: Runner = run_point, timeout: float = 30) -> None:
+    def __init__(self, address: str, runner: Runner = run_point, timeout: float = 10) -> None:
         try:
             from distributed import Client
         except ImportError:  # pragma: no cover - distributed is a dependency
             raise SweepError("--scheduler needs the 'distributed' package") from None
         self.runner = runner
+        if not re.fullmatch(r"(tcp|tls|inproc|ucx)://[^\s/]+:\d+", address):
+            raise SweepError(f"--scheduler '{address}': write tcp://HOST:PORT")
         try:
             self.client = Client(address, timeout=timeout, set_as_default=False)
-        except (OSError, TimeoutError) as err:
+        except (OSError, TimeoutError, ValueError) as err:
             raise SweepError(f"cannot reach the Dask scheduler at {address}: {err}") from None
         threads = sum(self.client.nthreads().values())
         if threads == 0:
             raise SweepError(f"the Dask cluster at {address} has no workers")
         self.workers = threads
         self.capacity = max(2 * threads, 4)
+        self.client.run(_warm_up)  # imports on every worker now, not in the first point
         self.futures: dict[Any, tuple[Point, int]] = {}
 
     def submit(self, point: Point, attempts: int = 0) -> None:

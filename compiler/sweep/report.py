@@ -147,7 +147,8 @@ def plot(db: SweepDB, objectives: list[str], path: str | Path) -> None:
     panels = len(result)
     ncols = min(panels, 3)
     nrows = math.ceil(panels / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.4 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols + 1.2, 4.4 * nrows + 0.4),
+                             squeeze=False, layout="constrained")
     colour = columns[2] if len(columns) > 2 else None
     colour_values = [float(r[colour]) for usable, _ in result.values() for r in usable] \
         if colour else []
@@ -156,16 +157,23 @@ def plot(db: SweepDB, objectives: list[str], path: str | Path) -> None:
         vmax = vmin + 1e-12
     scatter = None
     for ax, ((kernel, target), (usable, front)) in zip(axes.flat, result.items(), strict=False):
-        if colour:  # the worst points last, so coinciding better ones do not hide them
-            usable = sorted(usable, key=lambda r: float(r[colour]))
+        sizes: Any = 18
+        if colour:  # worst first and largest: points at one spot show as concentric rings
+            usable = sorted(usable, key=lambda r: -float(r[colour]))
+            rank = np.argsort(np.argsort([-float(r[colour]) for r in usable]))
+            sizes = 70 - 56 * rank / max(len(usable) - 1, 1)
         x = np.array([float(r[columns[0]]) for r in usable])
         y = np.array([float(r[columns[1]]) for r in usable])
-        c = [float(r[colour]) for r in usable] if colour else "#4C72B0"
-        scatter = ax.scatter(x, y, c=c, cmap="viridis", vmin=vmin, vmax=vmax, s=18, alpha=0.8,
-                             edgecolors="none")
+        style: dict[str, Any] = {"s": sizes, "edgecolors": "white", "linewidths": 0.3}
+        if colour:
+            style.update(c=[float(r[colour]) for r in usable], cmap="viridis", vmin=vmin,
+                         vmax=vmax)
+        else:
+            style.update(color="#4C72B0")
+        scatter = ax.scatter(x, y, **style)
         fx = [float(r[columns[0]]) for r in front]
         fy = [float(r[columns[1]]) for r in front]
-        ax.scatter(fx, fy, facecolors="none", edgecolors="#C44E52", s=60, lw=1.2,
+        ax.scatter(fx, fy, facecolors="none", edgecolors="#C44E52", s=110, lw=1.2,
                    label=f"Pareto front ({len(front)})", zorder=3)
         if len(columns) > 2:  # the front of the two plotted figures alone, as a staircase
             xy = np.stack([x, y], axis=1)
@@ -189,8 +197,8 @@ def plot(db: SweepDB, objectives: list[str], path: str | Path) -> None:
         ax.axis("off")
     if colour and scatter is not None:
         fig.colorbar(scatter, ax=axes.ravel().tolist(), label=_label(colour), shrink=0.9)
-    fig.suptitle(f"{Path(db.path).name}: {', '.join(objectives)} (minimised)", fontsize=11,
-                 x=0.01, ha="left")
+    fig.suptitle(f"{Path(db.path).name}: {', '.join(objectives)} (minimised); circled: the "
+                 "Pareto front", fontsize=11)
     _save_atomically(fig, Path(path))
     plt.close(fig)
 

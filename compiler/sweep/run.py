@@ -44,6 +44,8 @@ class Summary:
     """Points of the sweep already in the database."""
     done: int = 0
     failed: int = 0
+    cached: int = 0
+    """Optuna proposals the database already held (told, not run)."""
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -181,8 +183,10 @@ class OptunaSource:
             self.study.tell(trial, values)
 
     def tell(self, outcome: Outcome) -> list[Outcome]:
-        for trial in self.waiting.pop(outcome.point.key, []):
+        for index, trial in enumerate(self.waiting.pop(outcome.point.key, [])):
             self._tell(trial, outcome.result)
+            if index:  # a second proposal of a point in flight: counted, not run
+                self.ready.append(Outcome(outcome.point, {"status": "cached"}, 0))
         if outcome.result.get("status") == "ok":
             self.stored[outcome.point.key] = outcome.result
         return [outcome]
@@ -279,12 +283,14 @@ def _drive(source: GridSource | OptunaSource, pool: Any, db: SweepDB, summary: S
         if isinstance(source, OptunaSource):
             arrived += source.drain_cached()
         for outcome in arrived:
-            if outcome.result.get("status") != "cached":
+            if outcome.result.get("status") == "cached":
+                summary.cached += 1
+            else:
                 source.tell(outcome)
                 db.record(outcome.point, outcome.result, outcome.attempts)
-            summary.done += 1
+                summary.done += 1
             summary.failed += outcome.result.get("status") == "failed"
             progress.update(task, advance=1, failed=summary.failed)
-        if exhausted and pool.in_flight() == 0:
+        if exhausted and pool.in_flight() == 0 and not getattr(source, "ready", None):
             break
     db.flush()

@@ -4,6 +4,7 @@ debris; see docs/reliability.md for the guarantees."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -320,4 +321,128 @@ def test_a_signal_exits_with_one_line_and_leaves_no_debris(tmp_path, signum, cod
     _, err = process.communicate(timeout=120)
     assert process.returncode == code, err
     assert err.strip().count("\n") == 0 and "no output written" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.sk"]
+
+
+# 10. Shapes the machine cannot hold: a located error before allocating.
+
+@pytest.mark.parametrize("shape, message", [
+    ("100000, 100000", "needs about 111.8 GB to materialize"),
+    ("8, 99999999999999999999", "dimension 99999999999999999999 of"),
+])
+def test_unaffordable_shapes_are_located_errors(tmp_path, capsys, monkeypatch, shape, message):
+    monkeypatch.setenv("SPARSEC_MEMORY_LIMIT", "4G")
+    spec = write(tmp_path, "h.sk", f"kernel g {{\n  in X: f32[{shape}] = random(seed=1)\n"
+                 "  out X\n}\n")
+    assert main(["run", str(spec), "--no-execute"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"{spec}:2:") and message in err
+
+
+# 11. Tracebacks that became one located line.
+
+def test_an_explicit_lowering_with_a_target_is_refused(tmp_path, capsys):
+    spec = write(tmp_path, "s.sk", GEMM)
+    assert main(["run", str(spec), "-p", "lower-systolic"]) == 1
+    assert "-p lower-systolic: choose the target with --target" in capsys.readouterr().err
+
+
+def test_a_corrupt_pattern_file_is_located(tmp_path, capsys):
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04" + bytes(range(60)))
+    spec = write(tmp_path, "p.sk", ATTENTION.replace("attention(Q, K, V)",
+                                                     'attention(Q, K, V, mask=pattern("bad.npz"))'))
+    assert main(["run", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"{spec}:5:") and "pattern: cannot read 'bad.npz'" in err
+
+
+def test_an_attribute_verifier_error_in_a_program_is_located(tmp_path, capsys):
+    mlir = write(tmp_path, "pw.mlir", "func.func private @f0(tensor<8x8xf32, "
+                 "#sparse_tensor.encoding<{ map = (d0, d1) -> (d0 : dense, d1 : compressed), "
+                 "posWidth = 7 }>>)\n")
+    assert main(["run", str(mlir)]) == 1
+    assert capsys.readouterr().err == (f"sparsec: error: {mlir}:1:129: unexpected position "
+                                       "bitwidth: 7\n")
+
+
+# 12. Mistakes that exited 0.
+
+@pytest.mark.parametrize("args, code, message", [
+    (["compare", "{spec}", "--targets", ""], 1, "--targets names no target"),
+    (["compare", "{spec}", "--targets", "foo,bar"], 1, "no target could run the spec"),
+    (["run", "{spec}", "--print-ir-after", "nopass"], 1,
+     "--print-ir-after nopass: no such pass in this pipeline (passes that run: lower-systolic)"),
+    (["run", "{spec}", "--target", "systolic", "--target", "sigma"], 2, "--target given twice"),
+    (["run", "{spec}", "-p", "canonicalize", "-p", "cse"], 2, "-p given twice"),
+    (["run", "{spec}", "--target", "systolic{{rows=99999999999999999999}}"], 1,
+     "systolic: option rows must be <= 2,147,483,647 (2^31 - 1), got 99999999999999999999"),
+    (["workload", "bert", "--tokens", "99999", "-o", "{dir}/w.npz"], 2, "must be in [1, 512]"),
+    (["compile", "{spec}", "--emit", "kernel", "--target", "sigma"], 1,
+     "--target has no effect with --emit kernel"),
+])
+def test_mistakes_do_not_exit_0(tmp_path, capsys, args, code, message):
+    spec = write(tmp_path, "s.sk", GEMM)
+    fill = {"spec": str(spec), "dir": str(tmp_path)}
+    with_exit = pytest.raises(SystemExit) if code == 2 else contextlib.nullcontext()
+    with with_exit as raised:
+        result = main([a.format(**fill) for a in args])
+    assert (raised.value.code if code == 2 else result) == code
+    assert message in capsys.readouterr().err
+
+
+def test_an_int_for_a_float_pass_option_gets_a_range_message(tmp_path, capsys):
+    spec = write(tmp_path, "s.sk", GEMM)
+    assert main(["run", str(spec), "-p", "prune-magnitude{sparsity=5}"]) == 1
+    assert "sparsity must lie in [0, 1], got 5.0" in capsys.readouterr().err
+    assert main(["run", str(spec), "-p", "prune-magnitude{sparsity=0}"]) == 0
+
+
+def test_spec_pipeline_and_target_lines_are_located(tmp_path, capsys):
+    spec = write(tmp_path, "s.sk", GEMM.replace("  out Y\n", '  out Y\n  target "sigmaa"\n'))
+    assert main(["run", str(spec)]) == 1
+    assert capsys.readouterr().err.startswith(f"{spec}:6:10: error: target: unknown target "
+                                              "'sigmaa'")
+    spec = write(tmp_path, "p.sk", GEMM.replace("  out Y\n", '  out Y\n  pipeline "prune-nm{n=2"\n'))
+    assert main(["run", str(spec)]) == 1
+    assert capsys.readouterr().err.startswith(f"{spec}:6:12: error: pipeline: bad pipeline")
+
+
+def test_mismatched_head_ranks_say_which_has_heads(tmp_path, capsys):
+    """Was "K disagrees in heads: None != 2"."""
+    spec = write(tmp_path, "k.sk", ATTENTION.replace("in Q: f32[16, 8]", "in Q: f32[2, 16, 8]")
+                 .replace("in V: f32[16, 8]", "in V: f32[2, 16, 8]"))
+    assert main(["run", str(spec)]) == 1
+    assert "attention: V has 2 heads ([heads, T, d]) but K has none ([T, d])" in \
+        capsys.readouterr().err
+    spec = write(tmp_path, "q.sk", ATTENTION.replace("in Q: f32[16, 8]", "in Q: f32[2, 16, 8]"))
+    assert main(["run", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert "attention: Q has 2 heads ([heads, T, d]) but K has none ([T, d])" in err
+    assert "None" not in err
+
+
+def test_a_rank_3_encoding_on_a_rank_2_tensor_is_rejected_as_mlir_opt_does(tmp_path, capsys):
+    mlir = write(tmp_path, "r3.mlir", "func.func private @f0(tensor<8x8xf32, "
+                 "#sparse_tensor.encoding<{ map = (d0, d1, d2) -> (d0 : dense, d1 : dense, "
+                 "d2 : compressed) }>>)\n")
+    assert main(["run", str(mlir)]) == 1
+    assert capsys.readouterr().err == (f"sparsec: error: {mlir}: dimension-rank mismatch "
+                                       "between encoding and tensor shape: 3 != 2\n")
+
+
+def test_a_failing_output_takes_the_others_with_it(tmp_path, capsys, monkeypatch):
+    """compare --json/--csv/--plot where the plot cannot be written: nothing is written,
+    and the message names the user's path, not a temporary one."""
+    spec = write(tmp_path, "s.sk", GEMM)
+
+    def broken_plot(rows, title, path):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(compare, "plot", broken_plot)
+    assert main(["compare", str(spec), "--targets", "systolic", "--json",
+                 str(tmp_path / "c.json"), "--csv", str(tmp_path / "c.csv"),
+                 "--plot", str(tmp_path / "c.png")]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'c.png'}: cannot write: No space left on device" in err
+    assert ".tmp" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.sk"]

@@ -429,7 +429,7 @@ ERROR_CASES = {
     "load: unknown keyword": (
         kernel_text('param W: f32[4] = load("w.npy", mmap=true)', "out W"),
         (
-            "t.sk:2:35: error: load: unknown keyword 'mmap'; expected transpose\n"
+            "t.sk:2:35: error: load: unknown keyword 'mmap'; expected transpose or index\n"
             '    param W: f32[4] = load("w.npy", mmap=true)\n'
             "                                    ^~~~"
         ),

@@ -117,3 +117,25 @@ def test_flip_is_idempotent_on_flipped_groups() -> None:
     codes = np.clip(np.round(rng.normal(0, 20, (64, 8))), -127, 127).astype(np.int64)
     once = bc.bit_flip(codes, 3, 16, 0)
     assert np.array_equal(bc.bit_flip(once, 3, 16, 0), once)
+
+
+def test_sparsify_records_the_histograms_of_the_stored_codes() -> None:
+    from sparsec.compiler.driver import CompileOptions, compile_text
+    from sparsec.dialects.sparsec import ParamOp
+
+    text = ("kernel k {\n  in X: f32[2, 40] = random(seed=1)\n"
+            "  param W: f32[40, 6] = random(seed=2, dist=normal)\n"
+            "  Y = matmul(X, W)\n  out Y\n}\n")
+    compiled = compile_text(text, CompileOptions(
+        pipeline="quantize{bits=8 per_channel=true},bit-flip{zero_cols=2 group=8},"
+                 "sparsify{format=bitcolumn group=8}", lower=False))
+    param = next(op for op in compiled.module.walk() if isinstance(op, ParamOp))
+    effect = param.effect_list()[-1]
+    codes = compiled.store.get("k.W#q")
+    for name, sign_magnitude in (("sm", True), ("tc", False)):
+        expected = bc.zero_column_histogram(codes, 8, 0, sign_magnitude=sign_magnitude)
+        assert effect[f"zero_cols_hist_{name}"] == " ".join(map(str, expected))
+    assert sum(int(v) for v in str(effect["zero_cols_hist_sm"]).split()[:2]) == 0   # >= 2 zero columns
+    groups = 6 * 5
+    kept = int(bc.popcount(bc.column_masks(codes, 8, 0)).sum())
+    assert effect["storage_bits"] == 8 * groups + 8 * kept + 32 * 6

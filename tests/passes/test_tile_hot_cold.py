@@ -137,9 +137,9 @@ def test_minbyte_takes_the_tiles_with_fewer_hot_bytes(name):
 
 
 def test_cutoff_stops_at_the_first_rise():
-    assert hotcold_model.cutoff(np.arange(5), np.array([5.0, 4, 3, 3.5, 1])) == 2
-    assert hotcold_model.cutoff(np.arange(3), np.array([5.0, 4, 3])) == 2
-    assert hotcold_model.cutoff(np.arange(3), np.array([1.0, 4, 3])) == 0
+    assert hotcold_model.cutoff(np.array([5.0, 4, 3, 3.5, 1])) == 2
+    assert hotcold_model.cutoff(np.array([5.0, 4, 3])) == 2
+    assert hotcold_model.cutoff(np.array([1.0, 4, 3])) == 0
 
 
 def block_matrix(n: int = 256, scattered: int = 100, seed: int = 0) -> np.ndarray:
@@ -323,6 +323,20 @@ def test_a_registered_model_is_used(tmp_path):
                             CompileOptions(pipeline="tile-hot-cold{hardware=toy}", lower=False),
                             str(tmp_path / "k.sk"))
     assert param_op(compiled).result.type.encoding.workers == (3, 2)
+
+
+def test_malformed_or_out_of_range_traits_are_refused():
+    hardware.register("broken", lambda options: {"hot": {}, "cold": {}})
+    with pytest.raises(hardware.HardwareModelError, match="hardware model 'broken' returned "
+                       "malformed traits"):
+        hardware.heterogeneous_model("broken")
+    good = hardware.heterogeneous_model("hottiles", SMALL)
+    hardware.register("slow", lambda options: {
+        "hot": vars(good.hot), "cold": vars(good.cold) | {"din_reuse": "sometimes"},
+        "bandwidth": 1.0, "atomic": False, "index_bytes": 4})
+    with pytest.raises(hardware.HardwareModelError, match="cold worker: din_reuse must be one "
+                       "of inter, stream, demand, none, got 'sometimes'"):
+        hardware.heterogeneous_model("slow")
 
 
 def test_passes_do_not_import_backends():

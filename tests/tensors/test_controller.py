@@ -76,7 +76,7 @@ def test_online_controller_holds_the_budget_on_a_plant():
     rng = np.random.default_rng(1)
     layers = 4
     runner = _runner([0] * layers)
-    controller = OnlineController(budget=0.002, layers=layers, top=6, probe_every=4)
+    controller = OnlineController(budget=0.002, layers=layers, top=6, probe_every=4, moves=1)
     k = rng.normal(size=(2, 16, 8)).astype(np.float32)
     v = rng.normal(size=(2, 16, 8)).astype(np.float32)
     for step in range(60):
@@ -103,3 +103,25 @@ def test_kl_divergence():
     a = np.array([1.0, 2.0, 3.0])
     assert kl_divergence(a, a) == 0.0
     assert kl_divergence(a, a[::-1]) > 0
+
+
+def test_eval_rows_split_kv_passes_into_a_decode_policy():
+    from sparsec.compiler.eval_llm import split_decode_passes
+    from sparsec.tensors.controller import decode_policy_numerics
+    from sparsec.tensors.hooks import FLOAT
+
+    rest, decode = split_decode_passes("prune-nm{n=2 m=4},kv-quantize{bits=16,2 recent=8 group=8},"
+                                       "kv-evict{window=24 sink=2}")
+    assert rest.startswith("prune-nm") and [p.name for p in decode] == ["kv-quantize", "kv-evict"]
+    numerics = decode_policy_numerics(FLOAT, decode)
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(2, 2, 1, 8)).astype(np.float32)
+    k = rng.normal(size=(2, 40, 8)).astype(np.float32)
+    scores = numerics.attention_scores(q, k, 0.3)
+    policy = KVPolicy(bits=(16, 2), tiers=(8,), group=8, sink=2, window=24)
+    kept = np.isfinite(scores[0, 0, 0])
+    assert kept.sum() == 26 and kept[:2].all() and not kept[2:16].any()
+    kq = compress_fast(k, policy, "key").astype(np.float32)
+    expect = np.matmul(q, np.swapaxes(kq, -1, -2)[:, None]) * np.float32(0.3)
+    np.testing.assert_allclose(scores[..., kept], expect, rtol=1e-6)
+    assert split_decode_passes("prune-nm{n=2 m=4}") == ("prune-nm{n=2 m=4}", [])

@@ -73,8 +73,9 @@ def test_cycles_agree_with_bitsim_within_five_percent(layer_codes: dict[str, np.
         if row["dataflow"] == "fixed":
             ours = model.compute_cycles(codes, tokens, (8, 32, 16), "bitwave")
         else:
-            _, by_shape = model.choose_shape(codes, tokens, spec.shapes(), "bitwave")
+            best, by_shape = model.choose_shape(codes, tokens, spec.shapes(), "bitwave")
             ours = min(by_shape.values())
+            assert "x".join(str(v) for v in best) == row["shape"], row   # the same PE shape
         theirs = int(row["bitsim_cycles"])
         error = abs(ours - theirs) / theirs
         worst = max(worst, error)

@@ -30,7 +30,7 @@
 // -----
 
 %a = sparsec.param @A : tensor<8x8xf32, #sparsec.tiled<tile = [4, 4], workers = [1, 1], policy = greedy>>
-// CHECK: sparsec.tiled: policy must be one of hottiles, hotonly, coldonly, best, random, roundrobin, got 'greedy'
+// CHECK: sparsec.tiled: policy must be one of hottiles, hotonly, coldonly, best, iunaware, random, roundrobin, got 'greedy'
 
 // -----
 
@@ -121,14 +121,14 @@
 
 // -----
 
-// Under xdsl-opt there is no DataStore: an untiled A cannot be partitioned here.
+// The lowering needs A's partition (tile-hot-cold, which the hottiles target adds).
 func.func @untiled() -> tensor<8x4xf32> {
   %A = sparsec.param @A : tensor<8x8xf32>
   %B = sparsec.input @B : tensor<8x4xf32>
   %C = sparsec.matmul %A, %B : (tensor<8x8xf32>, tensor<8x4xf32>) -> tensor<8x4xf32>
   func.return %C : tensor<8x4xf32>
 }
-// CHECK: hottiles: operand A of sparsec.matmul has no #sparsec.tiled partition; run tile-hot-cold first (under `sparsec compile` lower-hottiles runs it itself; it needs the program's data)
+// CHECK: hottiles: operand A of sparsec.matmul has no #sparsec.tiled partition; run tile-hot-cold first (the hottiles target adds it under `sparsec compile` / `run`)
 
 // -----
 
