@@ -36,7 +36,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     """The exceptions that are a user's mistake: one line, exit 1, no traceback."""
     from sparsec.backends.common.memory import CapacityError
     from sparsec.backends.common.spec import SpecError as TargetError
-    from sparsec.compiler.analyze import AnalyzeError
+    from sparsec.compiler.analyze_cli import AnalyzeError
     from sparsec.compiler.driver import CompileError
     from sparsec.compiler.guards import Refused
     from sparsec.compiler.mlir_export import MlirExportError
@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("targets", help="list backends, presets and their parameters")
     sweep_cli.add_parser(sub)
-    from sparsec.compiler.analyze import add_analyze_parser
+    from sparsec.compiler.analyze_cli import add_analyze_parser
 
     add_analyze_parser(sub)
     return parser
@@ -531,7 +531,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from sparsec.compiler.analyze import cmd_analyze
+    from sparsec.compiler.analyze_cli import cmd_analyze
 
     return cmd_analyze(args)
 

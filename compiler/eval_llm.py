@@ -280,7 +280,7 @@ def add_eval_parser(sub: Any) -> None:
     llm.add_argument("--tokens", type=int, default=256, help="tokens of each text (default 256)")
     llm.add_argument("--decode", type=int, default=64, help="greedy decode steps (default 64)")
     llm.add_argument("--row", action="append", default=None,
-                     help="float | referee | TARGET[@DTYPE][:PIPELINE]; repeatable "
+                     help="float | referee | TARGET[{OPTIONS}][@DTYPE][:PIPELINE]; repeatable "
                           "(default: float, systolic, stc, 'stc:prune-nm{n=2 m=4}')")
     llm.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
     llm.add_argument("--plot", default=None, metavar="PNG", help="per-layer error plot")

@@ -71,7 +71,7 @@ def _backend_imports(path: Path) -> list[tuple[int, str]]:
 @pytest.mark.parametrize("argv", [["--help"], ["targets"]])
 def test_cli_start_up_imports_no_xdsl(argv: list[str]) -> None:
     code = ("import sys, contextlib, io\n"
-            "HEAVY = ('xdsl.ir', 'xdsl.dialects', 'xdsl.interpreter', 'xdsl.passes', 'scipy',"
+            "HEAVY = ('xdsl.ir', 'xdsl.dialects', 'xdsl.interpreter', 'xdsl.passes', 'scipy', 'numpy',"
             " 'sparsec.compiler.driver', 'sparsec.dialects')\n"
             "from sparsec.compiler.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"

@@ -1,0 +1,61 @@
+// RUN: xdsl-opt %s --split-input-file --verify-diagnostics | filecheck %s
+
+// One case per verifier rule of the bitllm ISA.
+
+%a = "test.op"() : () -> tensor<8x8xbf16>
+%acc = bitllm.zeros : tensor<8x8xbf16>
+%r = bitllm.gemm %a, %a, %acc {m = array<i64: 0, 9>, n = array<i64: 0, 8>} : (tensor<8x8xbf16>, tensor<8x8xbf16>, tensor<8x8xbf16>) -> tensor<8x8xbf16>
+// CHECK: bitllm.gemm: tile m<9 n<8 exceeds the accumulator 8x8
+
+// -----
+
+%a = "test.op"() : () -> tensor<8x8xbf16>
+%acc = bitllm.zeros : tensor<8x8xbf16>
+%r = bitllm.gemm %a, %a, %acc {m = array<i64: 4, 4>, n = array<i64: 0, 8>} : (tensor<8x8xbf16>, tensor<8x8xbf16>, tensor<8x8xbf16>) -> tensor<8x8xbf16>
+// CHECK: bitllm.gemm: m must be array<i64: lo, hi> with 0 <= lo < hi, got [4, 4]
+
+// -----
+
+%q = "test.op"() : () -> tensor<4x8x16xbf16>
+%k = "test.op"() : () -> tensor<2x8x16xbf16>
+%acc = bitllm.zeros : tensor<4x8x8xbf16>
+%r = bitllm.fgemm %q, %k, %acc {head = 4 : i64, rhs_head = 0 : i64, transpose_b} : (tensor<4x8x16xbf16>, tensor<2x8x16xbf16>, tensor<4x8x8xbf16>) -> tensor<4x8x8xbf16>
+// CHECK: bitllm.fgemm: head 4 is out of range for 4 heads
+
+// -----
+
+%q = "test.op"() : () -> tensor<4x8x16xbf16>
+%k = "test.op"() : () -> tensor<2x8x16xbf16>
+%acc = bitllm.zeros : tensor<4x8x8xbf16>
+%r = bitllm.fgemm %q, %k, %acc {head = 0 : i64, rhs_head = 2 : i64, transpose_b} : (tensor<4x8x16xbf16>, tensor<2x8x16xbf16>, tensor<4x8x8xbf16>) -> tensor<4x8x8xbf16>
+// CHECK: bitllm.fgemm: rhs_head 2 is out of range for 2 heads
+
+// -----
+
+%x = "test.op"() : () -> tensor<8x8xbf16>
+%r = bitllm.nonlinear "tanh" %x {order = 6 : i64} : (tensor<8x8xbf16>) -> tensor<8x8xbf16>
+// CHECK: bitllm.nonlinear: kind must be one of rmsnorm, silu, gelu, exp, add, mul, rope, softmax, got 'tanh'
+
+// -----
+
+%x = "test.op"() : () -> tensor<8x8xbf16>
+%r = bitllm.nonlinear "add" %x {order = 6 : i64} : (tensor<8x8xbf16>) -> tensor<8x8xbf16>
+// CHECK: bitllm.nonlinear: 'add' takes 2 input(s), got 1
+
+// -----
+
+%x = "test.op"() : () -> tensor<8x8xbf16>
+%r = bitllm.nonlinear "silu" %x {order = 0 : i64} : (tensor<8x8xbf16>) -> tensor<8x8xbf16>
+// CHECK: bitllm.nonlinear: order must lie in [1, 16], got 0
+
+// -----
+
+%x = "test.op"() : () -> tensor<8x8xbf16>
+%r = bitllm.move "transpose" %x : (tensor<8x8xbf16>) -> tensor<8x8xbf16>
+// CHECK: bitllm.move: kind must be one of heads, merge_heads, concat, got 'transpose'
+
+// -----
+
+%x = "test.op"() : () -> tensor<8x8xbf16>
+bitllm.load %x {bytes = -1 : i64} : tensor<8x8xbf16>
+// CHECK: bitllm.load: bytes must be >= 0
