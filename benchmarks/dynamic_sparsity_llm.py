@@ -484,14 +484,17 @@ def plot(rows: list[dict[str, object]], path: Path) -> None:
     groups = sorted({(r["text"], r["context"]) for r in rows if "energy_uj_per_token" in r})
     if not groups:
         return
-    fig, axes = plt.subplots(2, len(groups), figsize=(4.2 * len(groups), 8), squeeze=False)
+    # One row per (text, context), whole token left and attention right: readable at any
+    # number of groups (a single row of 2 x 7 panels was too wide to read).
+    fig, axes = plt.subplots(len(groups), 2, figsize=(11, 3.4 * len(groups) + 0.6),
+                             squeeze=False)
     colors = {"static": "#4477AA", "per-layer": "#CC6677", "online": "#228833"}
-    for col, (text, ctx) in enumerate(groups):
+    for line, (text, ctx) in enumerate(groups):
         sel = [r for r in rows if r["text"] == text and r["context"] == ctx and "energy_uj_per_token" in r]
         base = next(r for r in rows if r["text"] == text and r["context"] == ctx and r["policy"] == "float")
-        for row, key, what in ((0, "energy_uj_per_token", "energy per token (uJ)"),
+        for col, key, what in ((0, "energy_uj_per_token", "energy per token (uJ)"),
                                (1, "attn_energy_uj_per_token", "attention energy per token (uJ)")):
-            ax = axes[row][col]
+            ax = axes[line][col]
             for r in sel:
                 ax.scatter(r[key], r["ppl"], color=colors.get(str(r["kind"]), "k"), s=25)
                 ax.annotate(str(r["policy"]), (r[key], r["ppl"]), fontsize=6,
@@ -511,7 +514,7 @@ def plot(rows: list[dict[str, object]], path: Path) -> None:
             ax.legend(fontsize=6)
     fig.suptitle("blue: static; red: per-layer static (calibrated on another text);\n"
                  "green: online controller (probe cost included)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)
     os.replace(tmp, path)
