@@ -134,6 +134,7 @@ class _BindOp(IRDLOperation):
 
     def verify_(self) -> None:
         ttype = _ranked(self.result, "result", self.name)
+        _verify_sparse_encoding(ttype)
         if self.symbol.nested_references.data:
             raise VerifyException(f"{self.name}: symbol must be flat (@name), got {self.symbol}")
         nnz = getattr(self, "nnz", None)
@@ -149,6 +150,16 @@ class _BindOp(IRDLOperation):
     @property
     def sym_name(self) -> str:
         return self.symbol.root_reference.data
+
+
+def _verify_sparse_encoding(ttype: TensorType) -> None:
+    """MLIR's `verifyEncoding`: a `#sparse_tensor.encoding` must fit its tensor (a rank-3
+    encoding on a rank-2 tensor parses in xDSL, but mlir-opt rejects it). Every tensor of a
+    kernel starts at a binding op, so checking there covers xdsl-opt as well as sparsec."""
+    from sparsec.dialects.sparse_tensor import SparseTensorEncodingAttr
+
+    if isinstance(ttype.encoding, SparseTensorEncodingAttr):
+        ttype.encoding.verify_tensor_type(ttype)
 
 
 def _effect_value(value: float | int | str) -> Attribute:
