@@ -185,6 +185,12 @@ class Machine(ABC):
     def functions(self) -> InterpreterFunctions:
         """The InterpreterFunctions of the backend's ISA dialect, bound to this machine."""
 
+    def listeners(self) -> tuple[Interpreter.Listener, ...]:
+        """Observers of every instruction the program runs (none by default): a machine
+        that defers work (the systolic array's batched folds) completes it here before any
+        other instruction reads its results."""
+        return ()
+
     @abstractmethod
     def report(self, kernel: str) -> Report:
         """What the program cost; `check` is filled in by the caller."""
@@ -313,7 +319,8 @@ def run_machine(module: ModuleOp, store: DataStore, backend: Backend, spec: Acce
         machine = backend.machine_class(spec, execute)
         count = len(function.body.block.ops)
         with progress_listeners(name, count) as listeners, one_blas_thread():
-            interpreter = make_interpreter(module, store, machine.functions(), listeners)
+            interpreter = make_interpreter(module, store, machine.functions(),
+                                           (*listeners, *machine.listeners()))
             outputs = list(interpreter.call_op(function, ()))
         report = machine.report(name)
         report.details["accounting"] = spec.accounting()

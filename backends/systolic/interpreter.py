@@ -96,9 +96,13 @@ class SystolicMachine(Machine):
                                          "dequantized_elements": 0, "tokens_kept": 0,
                                          "tokens": 0}
         self.vector_pj = 0.0
+        self.pending = PendingFolds()
 
     def functions(self) -> InterpreterFunctions:
         return SystolicFunctions(self)
+
+    def listeners(self) -> tuple[Interpreter.Listener, ...]:
+        return (FlushFoldsFirst(self.pending),)
 
     # -- accounting, one method per instruction ------------------------------------------
 
@@ -467,9 +471,10 @@ class PendingFolds:
     rectangle exactly, one product of the rectangle computes them all (the same sums in the
     same accumulator type; only BLAS's blocking inside a tile may differ, as it does between
     any two BLAS calls). Anything else falls back to one product per fold. Every other
-    instruction flushes first, so no instruction ever reads an accumulator with pending
-    folds. Thousands of tiny BLAS calls become a few large ones (benchmarks/
-    interpreter_overhead.py).
+    instruction flushes first (`FlushFoldsFirst`: one listener for all of them, so an
+    instruction added later cannot forget), so none reads an accumulator with pending
+    folds. Thousands of tiny BLAS calls become a few large ones
+    (benchmarks/interpreter_overhead.py).
     """
 
     tiles: list[tuple[int, int, int, int]] = field(default_factory=list)
@@ -512,6 +517,17 @@ def all_blas_threads(macs: int) -> contextlib.AbstractContextManager:
     return threadpool_limits(limits=os.cpu_count() or 1, user_api="blas")
 
 
+class FlushFoldsFirst(Interpreter.Listener):
+    """Completes the pending folds before any instruction that is not a fold runs."""
+
+    def __init__(self, pending: PendingFolds):
+        self.pending = pending
+
+    def will_interpret_op(self, op: Any, args: Any) -> None:
+        if not isinstance(op, (isa.FoldOp, isa.FoldsOp)):
+            self.pending.flush()
+
+
 def _rectangles(tiles: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
     """The bounding rectangle of `tiles` if they cover it exactly once, else the tiles."""
     m0 = min(t[0] for t in tiles)
@@ -539,17 +555,15 @@ class SystolicFunctions(InterpreterFunctions):
 
     def __init__(self, machine: SystolicMachine):
         self.machine = machine
-        self.folds = PendingFolds()
+        self.folds = machine.pending
 
     @impl(isa.ZerosOp)
     def run_zeros(self, interpreter: Interpreter, op: isa.ZerosOp, args: tuple[Any, ...]):
-        self.folds.flush()
         return (zero_accumulator(op, self.machine.execute),)
 
     @impl(isa.PrefetchOp)
     def run_prefetch(self, interpreter: Interpreter, op: isa.PrefetchOp,
                      args: tuple[Any, ...]):
-        self.folds.flush()
         self.machine.prefetch(op)
         return ()
 
@@ -579,7 +593,6 @@ class SystolicFunctions(InterpreterFunctions):
     @impl(isa.EpilogueOp)
     def run_epilogue(self, interpreter: Interpreter, op: isa.EpilogueOp,
                      args: tuple[Any, ...]):
-        self.folds.flush()
         self.machine.epilogue(op)
         acc = args[0]
         if not self.machine.execute:
@@ -590,7 +603,6 @@ class SystolicFunctions(InterpreterFunctions):
 
     @impl(isa.SoftmaxOp)
     def run_softmax(self, interpreter: Interpreter, op: isa.SoftmaxOp, args: tuple[Any, ...]):
-        self.folds.flush()
         self.machine.softmax(op)
         if not self.machine.execute:
             return (None,)
@@ -599,16 +611,11 @@ class SystolicFunctions(InterpreterFunctions):
 
     @impl(isa.VectorOp)
     def run_vector(self, interpreter: Interpreter, op: isa.VectorOp, args: tuple[Any, ...]):
-        self.folds.flush()
         self.machine.vector(op)
-        if not self.machine.execute:
-            return (None,)
-        props = {k: v for k, v in plain_properties(op).items() if k != "kind"}
-        return (evaluate(op.kind.data, list(args), props, dtype_of(op.result.type)),)
+        return self._evaluate_kind(op, args)
 
     @impl(isa.PruneOp)
     def run_prune(self, interpreter: Interpreter, op: isa.PruneOp, args: tuple[Any, ...]):
-        self.folds.flush()
         if not self.machine.execute:
             self.machine.prune(op, None)
             return (None,)
@@ -618,7 +625,6 @@ class SystolicFunctions(InterpreterFunctions):
 
     @impl(isa.KvLoadOp)
     def run_kv_load(self, interpreter: Interpreter, op: isa.KvLoadOp, args: tuple[Any, ...]):
-        self.folds.flush()
         self.machine.kv_load(op)
         if not self.machine.execute:
             return (None,)
@@ -626,8 +632,11 @@ class SystolicFunctions(InterpreterFunctions):
 
     @impl(isa.MoveOp)
     def run_move(self, interpreter: Interpreter, op: isa.MoveOp, args: tuple[Any, ...]):
-        self.folds.flush()
         self.machine.move(op)
+        return self._evaluate_kind(op, args)
+
+    def _evaluate_kind(self, op: isa.VectorOp | isa.MoveOp, args: tuple[Any, ...]) -> tuple[Any]:
+        """The block op named by `kind`, by the shared reference semantics."""
         if not self.machine.execute:
             return (None,)
         props = {k: v for k, v in plain_properties(op).items() if k != "kind"}
@@ -636,7 +645,6 @@ class SystolicFunctions(InterpreterFunctions):
     @impl(isa.WritebackOp)
     def run_writeback(self, interpreter: Interpreter, op: isa.WritebackOp,
                       args: tuple[Any, ...]):
-        self.folds.flush()
         event = self.machine.writeback(op)
         self.machine.ready[op.result] = event
         (acc,) = args
