@@ -296,10 +296,8 @@ class FoldsOp(IRDLOperation):
         super().__init__(operands=[lhs, rhs, acc], result_types=[acc.type],
                          properties=properties)
 
-    def tile(self) -> tuple[Range, Range, Range]:
-        """(m, n, k) ranges of the whole GEMM the grid covers."""
-        return (_bounds(self.m, "m", self.name), _bounds(self.n, "n", self.name),
-                _bounds(self.k, "k", self.name))
+    tile = FoldOp.tile
+    """(m, n, k) ranges of the whole GEMM the grid covers."""
 
     def folds(self) -> list[GridFold]:
         """The folds of the grid, in order, each readable like a `systolic.fold`."""
