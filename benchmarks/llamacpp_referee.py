@@ -65,7 +65,8 @@ def worker(model: str, ids_path: str, out_path: str, text_path: str) -> None:
 
 INTERMEDIATES = {
     # llama.cpp graph name -> (sparsec record name, layout of llama.cpp's tensor as [T, ...])
-    "attn_norm-0": "attn_norm", "Qcur-0": "q", "Kcur-0": "k", "Vcur-0": "v", "kqv_out-0": "context",
+    "attn_norm-0": "attn_norm", "Qcur-0": "q", "Kcur-0": "k", "Vcur-0": "v", "kq_soft_max-0": "probs",
+    "kqv_out-0": "context",
     "attn_out-0": "attn_out", "ffn_inp-0": "ffn_in", "ffn_norm-0": "ffn_norm", "ffn_gate-0": "gate",
     "ffn_up-0": "up", "ffn_swiglu-0": "ffn_act", "l_out-0": "hidden_out",
 }
@@ -125,9 +126,12 @@ def compare_intermediates(theirs: dict[str, np.ndarray], ours: dict[str, np.ndar
         if name not in theirs:
             continue
         mine = ours[record]
+        ref = theirs[name]
         if record in ("q", "k", "v"):  # sparsec [heads, T, dh]; llama.cpp [T, heads, dh]
             mine = mine.transpose(1, 0, 2)
-        ref = theirs[name].reshape(mine.shape)
+        if record == "probs":  # llama.cpp [heads, T, n_kv]: keys padded past T (probability 0)
+            ref = ref.reshape(mine.shape[:2] + (-1,))[..., :mine.shape[-1]]
+        ref = ref.reshape(mine.shape)
         out[name] = {"rel_error": float(np.linalg.norm(mine - ref) / np.linalg.norm(ref)),
                      "bit_equal": float(np.mean(mine == ref))}
     return out
@@ -151,6 +155,7 @@ def metrics(ours: np.ndarray, theirs: np.ndarray, ids: np.ndarray) -> dict[str, 
         "max_abs_logit_diff": float(np.max(np.abs(ours - theirs))),
         "mean_abs_logit_diff": float(np.mean(np.abs(ours - theirs))),
         "top1_agreement": float(np.mean(np.argmax(ours, -1) == np.argmax(theirs, -1))),
+        "logits_bit_equal": float(np.mean(ours == theirs)),
         "perplexity": perplexity(ours, ids),
     }
 
