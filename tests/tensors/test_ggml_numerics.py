@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from sparsec.tensors import block_ops
 from sparsec.tensors.ggml_numerics import (GGML_CPU, fma32, ggml_gemm, ggml_rmsnorm, ggml_rope, ggml_softmax,
-                                             ggml_v_expf, prepare, quantize_q8_blocks, rope_cache, sgemm_f16)
+                                             ggml_v_expf, f16_mul_mat, prepare, quantize_q8_blocks, rope_cache,
+                                             sgemm_f16, vec_dot_f16)
 from sparsec.tensors.gguf_model import QuantizedMatrix
 from sparsec.tensors.hooks import Linear, round_f16
 
@@ -114,6 +115,29 @@ def test_f16_sgemm_keeps_16_lanes_and_the_avx512_reduction_tree():
             eight = [f(acc[m + 8] + acc[m]) for m in range(8)]
             four = [f(eight[m + 4] + eight[m]) for m in range(4)]
             assert got[i, j] == f(f(four[0] + four[2]) + f(four[1] + four[3]))
+
+
+def test_f16_vec_dot_keeps_four_accumulators_of_16_lanes():
+    """ggml_vec_dot_f16 (one row, a decode step): index i feeds accumulator (i // 16) % 4,
+    lane i % 16; then s0 + s2, s1 + s3, their sum, and the 16-lane tree; llamafile's order
+    is chosen from two rows on."""
+    rng = np.random.default_rng(6)
+    a = round_f16(rng.standard_normal((1, 128)))
+    b = round_f16(rng.standard_normal((2, 128)))
+    got = vec_dot_f16(a, b)
+    f = np.float32
+    for j in range(2):
+        acc = [[f(0)] * 16 for _ in range(4)]
+        for index in range(128):
+            slot, lane = (index // 16) % 4, index % 16
+            acc[slot][lane] = f(acc[slot][lane] + f(a[0, index] * b[j, index]))
+        lanes = [f(f(acc[0][m] + acc[2][m]) + f(acc[1][m] + acc[3][m])) for m in range(16)]
+        eight = [f(lanes[m + 8] + lanes[m]) for m in range(8)]
+        four = [f(eight[m + 4] + eight[m]) for m in range(4)]
+        assert got[0, j] == f(f(four[0] + four[2]) + f(four[1] + four[3]))
+    np.testing.assert_array_equal(f16_mul_mat(a, b), got)
+    two_rows = np.concatenate([a, a])
+    np.testing.assert_array_equal(f16_mul_mat(two_rows, b), sgemm_f16(two_rows, b))
 
 
 def test_ggml_expf_is_within_its_documented_error_and_flushes_out_of_range():
