@@ -13,18 +13,20 @@ every position's logits (logits_all=True, flash attention off, f16 KV cache, 1 t
     python benchmarks/llamacpp_referee.py --llamacpp-python /work/venvs/llamacpp/bin/python \
         --text prose --tokens 256 --write tests/data/llamacpp_reference.json
 
-It reports, for each sparsec numerics ('float', and 'referee' = llama.cpp's CPU arithmetic
-emulated, see sparsec/tensors/ggml_numerics.py): the max |logit difference| over all
-positions, top-1 next-token agreement over all positions, and the perplexity of both
-(exp of the mean NLL of tokens 1..T-1). As a noise floor it also compares llama.cpp
-with itself: flash attention on (f16 online softmax) against off; two valid llama.cpp
-configurations differ by about as much as sparsec's emulation differs from llama.cpp,
-because Q8 activation rounding makes tiny float differences flip quantization steps.
-To show where the two part, block 0's intermediate tensors on the first
---intermediate-tokens tokens are read out of llama.cpp (an eval callback through the
-low-level API) and compared one by one (relative error, fraction of bit-equal elements).
-It also checks that sparsec's tokenizer gives the ids llama.cpp's tokenizer gives.
-With --write, the figures and the exact command go to a JSON file that
+It reports, for each sparsec numerics ('float', and 'referee' = llama.cpp's CPU kernels
+replayed rounding for rounding, see sparsec/tensors/ggml_numerics.py): the max |logit
+difference| over all positions, top-1 next-token agreement, the fraction of bit-equal
+logits, and the perplexity of both (exp of the mean NLL of tokens 1..T-1); the same for
+the last --decode tokens fed one at a time through the KV cache (llama.cpp's decode path
+takes other kernels). As a noise floor it also compares llama.cpp with itself: flash
+attention on (f16 online softmax) against off; they agree on only 95-98% of next tokens,
+because Q8 activation rounding makes one-ulp differences flip quantization steps, which
+is why the referee numerics must be bit-exact rather than close. To show where two
+computations part, block 0's intermediate tensors on the first --intermediate-tokens
+tokens are read out of llama.cpp (an eval callback through the low-level API) and
+compared one by one (relative error, fraction of bit-equal elements). It also checks that
+sparsec's tokenizer gives the ids llama.cpp's tokenizer gives. With --write, the figures
+and the exact command go to a JSON file (written atomically) that
 tests/tensors/test_llamacpp_reference.py checks sparsec against.
 """
 
