@@ -22,8 +22,14 @@ from sparsec.backends.bitllm.arith import GemmStats
 from sparsec.backends.bitllm.numerics import fp_mode_matmul, int_fp_matmul, nonlinear
 from sparsec.backends.bitllm.spec import BitllmSpec
 from sparsec.backends.common.backend import Machine, dtype_of
-from sparsec.backends.common.block_reference import evaluate, plain_properties
+from sparsec.backends.common.block_reference import (
+    evaluate,
+    kv_compress_values,
+    plain_properties,
+    prune_activation_values,
+)
 from sparsec.backends.common.isa import zero_accumulator
+from sparsec.backends.common.kv import empty_tally, kv_read
 from sparsec.backends.common.memory import MemoryLevel
 from sparsec.backends.common.report import Check, Report
 from sparsec.backends.common.timeline import Event, Timeline
@@ -104,6 +110,11 @@ class BitllmMachine(Machine):
         self.gemm_cycles = 0
         self.codes: dict[SSAValue, tuple[np.ndarray, np.ndarray]] = {}
         self.last_tiles: list[Event] = []
+        self.kv_cache: dict[str, int] = empty_tally()
+        self.kv_dequant = {"instructions": 0, "cycles": 0, "ops": 0}
+        self.runtime_pruning: dict[str, int] = {"activations": 0, "pruned": 0, "decide_ops": 0,
+                                                "skipped_products": 0, "dense_products": 0,
+                                                "cycles": 0}
 
     def functions(self) -> InterpreterFunctions:
         return BitllmFunctions(self)
@@ -182,6 +193,59 @@ class BitllmMachine(Machine):
             "pe_array", cycles, after=[self.ready.get(v) for v in op.inputs])
         self.store_if_output(op.result, self.ready[op.result])
 
+    def kv_load(self, op: isa.KvLoadOp) -> None:
+        """A KV-cache tensor read as its policy stores it (backends/common/kv.py): its
+        ceil(stored bits / 8) bytes DRAM -> SRAM at dram_gbps, then kv_dequant_ops FP
+        multiply-adds per integer element on the nonlinear lanes, ceil(ops / lanes)
+        cycles on the PE array's datapath, each dequantized element written to the SRAM
+        as BF16 (2 bytes). fp16 tiers are read as they are."""
+        read = kv_read(op)
+        read.add_to(self.kv_cache)
+        dram = self.dram.read(read.stored_bytes)
+        self.sram.write(read.stored_bytes)
+        loaded = self.timeline.issue("dram", dram, after=[self.ready.get(op.input)])
+        ops = self.spec.kv_dequant_ops * read.dequantized_elements
+        cycles = math.ceil(ops / self.spec.lanes)
+        self.sram.read(read.stored_bytes)
+        self.sram.write(2 * read.dequantized_elements)
+        self.kv_dequant["instructions"] += 1
+        self.kv_dequant["cycles"] += cycles
+        self.kv_dequant["ops"] += ops
+        self.ready[op.result] = self.timeline.issue("pe_array", cycles, after=[loaded])
+
+    def append_to_cache(self, op: isa.MoveOp) -> bool:
+        """A concat that appends to a DRAM-resident KV cache (read by kv_load): the new rows
+        are written to DRAM (2 bytes per element); True when `op` is one."""
+        if op.kind.data != "concat" or not op.result.uses or not all(
+                isinstance(use.operation, isa.KvLoadOp) for use in op.result.uses):
+            return False
+        nbytes = _elements(op.inputs[1].type) * 2
+        after = [self.ready.get(v) for v in op.inputs]
+        self.timeline.issue("dram", self.dram.write(nbytes), after=after)
+        self.ready[op.result] = self.timeline.issue("pe_array", 0, after=after)
+        return True
+
+    def prune(self, op: isa.PruneOp, result: Any | None) -> None:
+        """Activation pruning on the nonlinear lanes: its deciding operations (counted by
+        the semantics; from the shape when values are not executed), ceil(ops / lanes)
+        cycles; skipped products are tallied in details.runtime_pruning."""
+        m, k = _shape(op.input.type)
+        decide = m * k * (1 + (op.estimate.data == "abs_w") + (op.relative is not None))
+        tally = self.runtime_pruning
+        if result is not None:
+            decide = result.decide_ops
+            tally["activations"] += m * k
+            tally["pruned"] += int(m * k - np.count_nonzero(result.kept))
+            tally["skipped_products"] += result.skipped_products
+            tally["dense_products"] += result.dense_products
+        cycles = math.ceil(decide / self.spec.lanes)
+        tally["decide_ops"] += decide
+        tally["cycles"] += cycles
+        self.sram.read(m * k * 2)
+        self.sram.write(m * k * 2)
+        self.ready[op.result] = self.timeline.issue("pe_array", cycles,
+                                                    after=[self.ready.get(op.input)])
+
     def store_if_output(self, result: SSAValue, event: Event | None) -> None:
         """A kernel output leaves for DRAM (2 bytes per BF16 element); other results stay
         in SRAM for the next instruction."""
@@ -208,6 +272,8 @@ class BitllmMachine(Machine):
             "fp_accumulate": self.cluster_results * spec.fp_add_pj,
             "fp_mode_macs": self.fp_macs * spec.mac_pj * spec.fp_mode_ratio,
             "nonlinear": self.nlu_ops * spec.nlu_pj,
+            "kv_dequant": self.kv_dequant["ops"] * spec.nlu_pj,
+            "runtime_pruning": self.runtime_pruning["decide_ops"] * spec.nlu_pj,
         }
         array = self.timeline.units["pe_array"]
         return Report(
@@ -233,6 +299,9 @@ class BitllmMachine(Machine):
                 "fp_mode_macs": self.fp_macs,
                 "peak_tops": spec.peak_tops,
                 "energy_breakdown_pj": energy,
+                "kv_cache": self.kv_cache,
+                "kv_dequant": self.kv_dequant,
+                "runtime_pruning": self.runtime_pruning,
             },
         )
 
@@ -314,12 +383,29 @@ class BitllmFunctions(InterpreterFunctions):
         return (nonlinear(op.kind.data, list(args), props, op.order.value.data,
                           dtype_of(op.result.type)),)
 
+    @impl(isa.KvLoadOp)
+    def run_kv_load(self, interpreter: Interpreter, op: isa.KvLoadOp, args: tuple[Any, ...]):
+        self.machine.kv_load(op)
+        if not self.machine.execute:
+            return (None,)
+        return (kv_compress_values(op, args[0], dtype_of(op.result.type)),)
+
+    @impl(isa.PruneOp)
+    def run_prune(self, interpreter: Interpreter, op: isa.PruneOp, args: tuple[Any, ...]):
+        if not self.machine.execute:
+            self.machine.prune(op, None)
+            return (None,)
+        result = prune_activation_values(op, args)
+        self.machine.prune(op, result)
+        return (result.values.astype(args[0].dtype, copy=False),)
+
     @impl(isa.MoveOp)
     def run_move(self, interpreter: Interpreter, op: isa.MoveOp, args: tuple[Any, ...]):
         machine = self.machine
-        machine.ready[op.result] = machine.timeline.issue(
-            "pe_array", 0, after=[machine.ready.get(v) for v in op.inputs])
-        machine.store_if_output(op.result, machine.ready[op.result])
+        if not machine.append_to_cache(op):
+            machine.ready[op.result] = machine.timeline.issue(
+                "pe_array", 0, after=[machine.ready.get(v) for v in op.inputs])
+            machine.store_if_output(op.result, machine.ready[op.result])
         if not machine.execute:
             return (None,)
         props = {k: v for k, v in plain_properties(op).items() if k != "kind"}

@@ -15,12 +15,15 @@ Semantics (numpy, backends/bitllm/arith.py and nonlinear.py):
               PE array's FP mode, float32 accumulation;
   nonlinear:  the kernel op `kind` with the polynomial unit at Taylor order `order`;
   move:       heads / merge_heads / concat, data movement only;
+  kv_load:    sparsec.kv_compress (a KV-cache tensor as its policy stores it), dequantized;
+  prune:      sparsec.prune_activations (runtime activation pruning);
   writeback:  round the accumulator to the result element type.
 """
 
 from __future__ import annotations
 
 from xdsl.dialects.builtin import (
+    ArrayAttr,
     DenseArrayBase,
     FloatAttr,
     IntegerAttr,
@@ -238,5 +241,66 @@ class MoveOp(IRDLOperation):
                                   f"got '{self.kind.data}'")
 
 
+@irdl_op_definition
+class KvLoadOp(IRDLOperation):
+    """Read a KV-cache tensor as its policy stores it and dequantize it on the polynomial
+    unit: `%k = bitllm.kv_load %K {role = "key", bits = [16, 4], tiers = [128], ...}`.
+
+    Semantics: those of `sparsec.kv_compress` with the same properties
+    (tensors/kv_cache.py `compress`). Cost: the exact stored bits (codes, scales and
+    minimums; nothing for evicted tokens) cross DRAM into the SRAM; each integer element
+    costs `kv_dequant_ops` FP multiply-adds (q * scale + min) on the nonlinear unit's
+    lanes, and its BF16 value is written to the SRAM for the BF16-mode products.
+    """
+
+    name = "bitllm.kv_load"
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+    role = prop_def(StringAttr)
+    bits = prop_def(ArrayAttr)
+    tiers = prop_def(ArrayAttr)
+    group = prop_def(IntegerAttr)
+    axis = prop_def(StringAttr)
+    sink = prop_def(IntegerAttr)
+    window = prop_def(IntegerAttr)
+    meta_bits = prop_def(IntegerAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$input attr-dict `:` type($input) `->` type($result)"
+
+    def __init__(self, value: SSAValue, result_type: Attribute,
+                 properties: dict[str, Attribute]):
+        super().__init__(operands=[value], result_types=[result_type],
+                         properties=dict(properties))
+
+
+@irdl_op_definition
+class PruneOp(IRDLOperation):
+    """Runtime activation pruning on the polynomial unit:
+    `%y = bitllm.prune %x [weight %w] {threshold = .., estimate = "abs"} : T [, W] -> T`.
+
+    Semantics: those of `sparsec.prune_activations` with the same properties. Cost: its
+    deciding operations (a compare per activation; a multiply for abs_w; a max pass when
+    relative) on the nonlinear unit's lanes. The zeros it makes leave the INT-FP
+    clustering: a group of 32 with fewer nonzero activations may need fewer passes.
+    """
+
+    name = "bitllm.prune"
+    input = operand_def(TensorType)
+    weight = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    threshold = prop_def(FloatAttr)
+    estimate = prop_def(StringAttr)
+    relative = opt_prop_def(UnitAttr)
+    transpose_w = opt_prop_def(UnitAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = ("$input (`weight` $weight^)? attr-dict `:` type($input) "
+                       "(`,` type($weight)^)? `->` type($result)")
+
+    def __init__(self, value: SSAValue, weight: list[SSAValue], result_type: Attribute,
+                 properties: dict[str, Attribute]):
+        super().__init__(operands=[value, weight], result_types=[result_type],
+                         properties=dict(properties))
+
+
 Bitllm = Dialect("bitllm", [ZerosOp, LoadOp, GemmOp, FgemmOp, WritebackOp, NonlinearOp,
-                            MoveOp], [])
+                            MoveOp, KvLoadOp, PruneOp], [])

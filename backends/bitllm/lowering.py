@@ -26,6 +26,7 @@ from sparsec.backends.bitllm.spec import BitllmSpec
 from sparsec.dialects import block
 from sparsec.dialects.bitlevel import BitLevelAttr
 from sparsec.dialects.formats import QuantizedAttr
+from sparsec.dialects.kv import KvCompressOp, PruneActivationsOp
 from sparsec.dialects.sparsec import InputOp, MatmulOp, ParamOp, SoftmaxOp, element_type_name
 from sparsec.tensors.bitlevel import index_bits
 from sparsec.tensors.dtypes import ELEMENT_BYTES
@@ -173,7 +174,28 @@ def lower_gqa_attention(op: block.GqaAttentionOp, spec: BitllmSpec) -> list[Oper
     return [*scores, softmax, *values]
 
 
+def lower_kv_compress(op: KvCompressOp, spec: BitllmSpec) -> list[Operation]:
+    """A policy-compressed KV-cache tensor: read as stored, dequantized on the nonlinear
+    unit (the cache itself is not loaded whole: see `cache_reads`)."""
+    return [isa.KvLoadOp(op.input, op.result.type, dict(op.properties))]
+
+
+def lower_prune_activations(op: PruneActivationsOp, spec: BitllmSpec) -> list[Operation]:
+    """Runtime activation pruning: one nonlinear-unit instruction before the GEMM."""
+    return [isa.PruneOp(op.input, list(op.weight), op.result.type, dict(op.properties))]
+
+
+def cache_reads(op: Operation) -> bool:
+    """A concat whose result only a KV policy reads appends to a cache that stays in DRAM:
+    `bitllm.kv_load` reads it as stored, so its operands are not loaded whole."""
+    if not isinstance(op, block.ConcatOp):
+        return False
+    uses = list(op.results[0].uses)
+    return bool(uses) and all(isinstance(u.operation, (KvCompressOp, isa.KvLoadOp)) for u in uses)
+
+
 LOWERINGS: dict[type[Operation], Callable[[Any, BitllmSpec], list[Operation]]] = {
+    KvCompressOp: lower_kv_compress, PruneActivationsOp: lower_prune_activations,
     MatmulOp: lower_matmul, SoftmaxOp: lower_softmax,
     block.RmsNormOp: lower_nonlinear, block.SiluOp: lower_nonlinear,
     block.GeluOp: lower_nonlinear, block.ExpOp: lower_nonlinear, block.AddOp: lower_nonlinear,
@@ -185,7 +207,8 @@ LOWERINGS: dict[type[Operation], Callable[[Any, BitllmSpec], list[Operation]]] =
 KERNEL_OPS = frozenset(
     ["sparsec.matmul", "sparsec.softmax"]
     + [f"sparsec.{k}" for k in ("rmsnorm", "silu", "gelu", "exp", "add", "mul", "rope", "heads",
-                                "merge_heads", "concat", "gqa_attention")])
+                                "merge_heads", "concat", "gqa_attention", "kv_compress",
+                                "prune_activations")])
 """The kernel ops this lowering turns into bitllm instructions."""
 
 
@@ -198,7 +221,8 @@ class LowerKernelOps(RewritePattern):
         lowering = LOWERINGS.get(type(op))
         if lowering is None:
             return
-        ops = [*self.loads.for_operands(list(op.operands)), *lowering(op, self.spec)]
+        loads = [] if cache_reads(op) else self.loads.for_operands(list(op.operands))
+        ops = [*loads, *lowering(op, self.spec)]
         rewriter.replace(op, ops, [ops[-1].results[0]])
 
 
