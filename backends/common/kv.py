@@ -39,16 +39,22 @@ def empty_tally() -> dict[str, int]:
             "tokens": 0}
 
 
-def kv_read(op: Any) -> KvRead:
+def kv_read(op: Any, alive: Any = None) -> KvRead:
     """The read of an ISA op carrying `sparsec.kv_compress`'s properties (role, bits, tiers,
-    group, axis, sink, window, meta_bits), input [heads, length, dim]."""
+    group, axis, sink, window, meta_bits), input [heads, length, dim]; with `alive` (the
+    runtime token-pruning flags over the length, 0 = pruned) only the alive tokens are
+    read and dequantized."""
+    import numpy as np
+
     from sparsec.dialects.kv import KvCompressOp
     from sparsec.tensors.kv_cache import policy_dequantized_elements, policy_storage_bits_one
 
     policy = KvCompressOp.policy(op)  # same properties
     heads, length, dim = op.input.type.get_shape()
-    bits = policy_storage_bits_one(policy, op.role.data, heads, length, dim)
-    kept = op.result.type.get_shape()[1]
+    flags = None if alive is None else np.asarray(alive).reshape(-1) != 0
+    bits = policy_storage_bits_one(policy, op.role.data, heads, length, dim, flags)
+    kept = op.result.type.get_shape()[1] if flags is None else int(flags.sum())
     return KvRead(stored_bytes=-(-bits // 8), dense_fp16_bytes=heads * length * dim * 2,
-                  dequantized_elements=policy_dequantized_elements(policy, heads, length, dim),
+                  dequantized_elements=policy_dequantized_elements(policy, heads, length, dim,
+                                                                   flags),
                   tokens=length, tokens_kept=kept)
