@@ -233,7 +233,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
                                                 reference=not to_stdout))
     _announce_target_passes(compiled)
     if output is None:
-        print(compiled.module)
+        from sparsec.compiler.ir_text import write_ir
+
+        write_ir(compiled.module, sys.stdout)
         return 0
     mlir_path, npz_path = write_program(compiled, output, outputs)
     outputs.commit()
@@ -560,9 +562,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from sparsec.compiler.gc_policy import long_lived_allocations
+
     previous = _install_sigterm()
     try:
-        return COMMANDS[args.command](args)
+        with long_lived_allocations():
+            return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("sparsec: interrupted; no output written", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -40,6 +40,7 @@ from sparsec.backends.common.backend import (
 from sparsec.backends.common.report import Check, Report, check_output
 from sparsec.backends.common.spec import AcceleratorSpec, parse_target_string
 from sparsec.compiler.builder import build_module
+from sparsec.compiler.gc_policy import long_lived_allocations
 from sparsec.compiler.guards import (
     CompileError,
     Refused,
@@ -48,6 +49,7 @@ from sparsec.compiler.guards import (
     refuse_unsupported_ops,
     validate_bundle,
 )
+from sparsec.compiler.ir_text import ir_text, write_ir
 from sparsec.compiler.outputs import Outputs, sha256_of
 from sparsec.compiler.spec import SpecFile, parse_spec, parse_spec_file
 from sparsec.compiler.universe import SPARSEC_DIALECTS, SPARSEC_PASSES
@@ -227,12 +229,14 @@ def _check_spec_line(spec: SpecFile, attribute: str, check: Callable[[], Any]) -
 
 def compile_spec(path: str | Path, options: CompileOptions) -> Compiled:
     """Parse, build, transform and (unless `options.lower` is False) lower a spec file."""
-    return compile_parsed(parse_spec_file(str(path)), options)
+    with long_lived_allocations():
+        return compile_parsed(parse_spec_file(str(path)), options)
 
 
 def compile_text(text: str, options: CompileOptions, path: str = "<spec>") -> Compiled:
     """`compile_spec` for spec text held in memory (tests, notebooks, sweeps)."""
-    return compile_parsed(parse_spec(text, path), options)
+    with long_lived_allocations():
+        return compile_parsed(parse_spec(text, path), options)
 
 
 def compile_parsed(spec: SpecFile, options: CompileOptions) -> Compiled:
@@ -317,7 +321,7 @@ def _run_passes(ctx: Context, module: ModuleOp, passes: list[ModulePass],
         _verify(module, f"pass '{p.name}'")
         if options.print_ir_after_all or p.name in options.print_ir_after:
             print(f"// -----// IR Dump After {p.name} //----- //", file=options.ir_stream)
-            print(module, file=options.ir_stream)
+            write_ir(module, options.ir_stream)
 
 
 def _store_references(module: ModuleOp, store: DataStore, suffix: str) -> None:
@@ -478,9 +482,10 @@ def write_program(compiled: Compiled, mlir_path: str | Path,
     pending = outputs if outputs is not None else Outputs()
 
     def write_pair(mlir_tmp: Path, npz_tmp: Path) -> None:
-        compiled.store.save(npz_tmp)
-        compiled.module.attributes[BUNDLE_ATTR] = StringAttr("sha256:" + sha256_of(npz_tmp))
-        mlir_tmp.write_text(str(compiled.module) + "\n")
+        with long_lived_allocations():
+            compiled.store.save(npz_tmp)
+            compiled.module.attributes[BUNDLE_ATTR] = StringAttr("sha256:" + sha256_of(npz_tmp))
+            mlir_tmp.write_text(ir_text(compiled.module) + "\n")
 
     paths = pending.program(mlir_path, write_pair)
     if outputs is None:

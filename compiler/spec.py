@@ -518,7 +518,6 @@ def _parser() -> Lark:
         grammar,
         parser="lalr",
         lexer="contextual",
-        propagate_positions=True,
         maybe_placeholders=True,
     )
 
@@ -600,10 +599,9 @@ class _Source:
         """Location of a lark token."""
         return self.loc(token.line, token.column, token.end_line, token.end_column)
 
-    def meta(self, tree: Tree) -> Loc:
-        """Location spanned by a lark tree (needs propagate_positions)."""
-        m = tree.meta
-        return self.loc(m.line, m.column, m.end_line, m.end_column)
+    def span(self, first: Token, last: Token) -> Loc:
+        """Location from the start of token `first` to the end of token `last`."""
+        return self.loc(first.line, first.column, last.end_line, last.end_column)
 
     def code_end(self, line: int) -> Loc:
         """Point just after the last code character of ``line`` (comments skipped)."""
@@ -749,19 +747,20 @@ class _Builder:
                 return Bool(tok.value == "true", loc=loc)
             return Ident(tok.value, loc=loc)
         if kind == "list":
-            items = tuple(self.value(c) for c in tree.children if c is not None)
-            return ListValue(items, loc=self.src.meta(tree))
+            opening, *inner, closing = tree.children
+            items = tuple(self.value(c) for c in inner if c is not None)
+            return ListValue(items, loc=self.src.span(opening, closing))
         return self.call_value(tree)
 
     def call_value(self, tree: Tree) -> CallValue:
         """A ``call`` tree as a CallValue (used for sources and nested calls)."""
-        name_tok = tree.children[0]
-        args, kwargs, kwarg_locs = self.arguments(tree.children[1:], name_tok.value)
+        name_tok, _, *inner, closing = tree.children
+        args, kwargs, kwarg_locs = self.arguments(inner, name_tok.value)
         return CallValue(
             name_tok.value,
             tuple(args),
             kwargs,
-            loc=self.src.meta(tree),
+            loc=self.src.span(name_tok, closing),
             func_loc=self.src.tok(name_tok),
             kwarg_locs=kwarg_locs,
         )
@@ -901,12 +900,13 @@ class _Builder:
     def setting(self, stmt: Tree, settings: dict[str, tuple[str, Loc]]) -> None:
         """Record a ``pipeline "..."``/``target "..."`` line (at most one each)."""
         kind = str(stmt.data)
-        tok = stmt.children[0]
+        keyword, tok = stmt.children
         loc = self.src.tok(tok)
         if kind in settings:
             first = settings[kind][1]
             raise SpecError(
-                self.src.meta(stmt), f"duplicate '{kind}' line (first given on line {first.line})"
+                self.src.span(keyword, tok),
+                f"duplicate '{kind}' line (first given on line {first.line})",
             )
         settings[kind] = (_unquote(tok.value), loc)
 
