@@ -2,8 +2,9 @@
 matrices, on an idle machine and beside a busy process; and the start-up of `sparsec
 --help` / `sparsec targets`.
 
-Each figure is the median of --repeats runs, measured side by side in one run of this
-script (machines are shared and noisy: read the ratios, not the seconds):
+Each figure is the median of --repeats runs, numpy and sparsec interleaved (one of each
+per repeat) in one run of this script (machines are shared and noisy: read the ratios,
+not the seconds):
 
 * numpy: `X @ W` of the same f32 matrices (BLAS with its default threads), in-process;
 * sparsec: wall time of the subprocess `sparsec run gemm.sk --target systolic` (spec
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import resource
 import statistics
 import subprocess
 import sys
@@ -45,13 +47,10 @@ def _spin(stop: multiprocessing.synchronize.Event) -> None:  # type: ignore[name
         x += 1
 
 
-def _median_seconds(action, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _seconds(action) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
 
 
 def _sparsec(*args: str) -> None:
@@ -59,21 +58,30 @@ def _sparsec(*args: str) -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure(n: int, repeats: int) -> dict[str, float]:
-    """Medians (s) of numpy's product and of the whole `sparsec run` process."""
+    """Medians (s) of numpy's product and of the whole `sparsec run` process, measured
+    interleaved (numpy, then sparsec, `repeats` times) so that both see the same load."""
     rng = np.random.default_rng(0)
     x = rng.random((n, n), dtype=np.float32)
     w = rng.random((n, n), dtype=np.float32)
+    times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "gemm.sk"
         spec.write_text(SPEC.format(n=n))
-        return {
-            "numpy": _median_seconds(lambda: x @ w, repeats),
-            "sparsec run": _median_seconds(
-                lambda: _sparsec("run", str(spec), "--target", "systolic"), repeats),
-            "sparsec --help": _median_seconds(lambda: _sparsec("--help"), repeats),
-            "sparsec targets": _median_seconds(lambda: _sparsec("targets"), repeats),
-        }
+        for _ in range(repeats):
+            times.setdefault("numpy", []).append(_seconds(lambda: x @ w))
+            cpu = _child_cpu()
+            times.setdefault("sparsec run", []).append(_seconds(
+                lambda: _sparsec("run", str(spec), "--target", "systolic")))
+            times.setdefault("sparsec run cpu", []).append(_child_cpu() - cpu)
+            times.setdefault("sparsec --help", []).append(_seconds(lambda: _sparsec("--help")))
+            times.setdefault("sparsec targets", []).append(_seconds(lambda: _sparsec("targets")))
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main() -> int:
@@ -101,11 +109,13 @@ def main() -> int:
              f"Command: `python benchmarks/interpreter_overhead.py --n {args.n} "
              f"--repeats {args.repeats}`", "",
              "| condition | numpy X@W (s) | sparsec run, whole process (s) | ratio | "
-             "--help (s) | targets (s) |", "|---|---:|---:|---:|---:|---:|"]
+             "sparsec run, CPU user+sys (s) | --help (s) | targets (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for name, figures in (("idle", idle), ("loaded", loaded)):
         ratio = figures["sparsec run"] / figures["numpy"]
         lines.append(f"| {name} | {figures['numpy']:.3f} | {figures['sparsec run']:.3f} | "
-                     f"{ratio:.1f}x | {figures['sparsec --help']:.3f} | "
+                     f"{ratio:.1f}x | {figures['sparsec run cpu']:.3f} | "
+                     f"{figures['sparsec --help']:.3f} | "
                      f"{figures['sparsec targets']:.3f} |")
     text = "\n".join(lines) + "\n"
     print(text)
