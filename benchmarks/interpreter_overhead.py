@@ -12,7 +12,10 @@ not the seconds):
   interpretation, check, report), i.e. what a user waits for;
 * loaded: the same two figures while another process spins on one core (`--load 1`).
 
-Run:  python benchmarks/interpreter_overhead.py [--n 2048] [--repeats 5]
+sparsec's .pyc files are compiled first, as an installed copy has them (`--no-bytecode`
+measures a checkout without them, e.g. under PYTHONDONTWRITEBYTECODE=1).
+
+Run:  python benchmarks/interpreter_overhead.py [--n 2048] [--repeats 5] [--no-bytecode]
 Writes benchmarks/results/interpreter_overhead.md.
 """
 
@@ -84,13 +87,32 @@ def measure(n: int, repeats: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def compile_bytecode() -> int:
+    """Write the .pyc of every sparsec module, as `pip install` does (an editable checkout
+    run with PYTHONDONTWRITEBYTECODE=1 has none, and every process would compile sparsec's
+    sources again: ~0.1 s that no installed copy pays). Returns the number of packages."""
+    import compileall
+    import importlib
+
+    packages = ("compiler", "tensors", "dialects", "passes", "backends")
+    for name in packages:
+        for folder in importlib.import_module(f"sparsec.{name}").__path__:
+            compileall.compile_dir(folder, quiet=1)
+    return len(packages)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--load", type=int, default=1, help="busy processes when loaded")
     parser.add_argument("--out", default="benchmarks/results/interpreter_overhead.md")
+    parser.add_argument("--no-bytecode", action="store_true",
+                        help="do not compile sparsec's .pyc first (measure what a checkout "
+                             "without them pays)")
     args = parser.parse_args()
+    if not args.no_bytecode:
+        compile_bytecode()
 
     idle = measure(args.n, args.repeats)
     stop = multiprocessing.Event()
@@ -105,9 +127,12 @@ def main() -> int:
             p.join()
 
     lines = [f"# sparsec run vs numpy, {args.n}^3 f32 GEMM on `systolic` (defaults)", "",
-             f"Median of {args.repeats} runs each; loaded = {args.load} busy process(es) beside.",
+             f"Median of {args.repeats} runs each, numpy and sparsec interleaved; loaded = "
+             f"{args.load} busy process(es) beside. sparsec's bytecode: "
+             + ("none (compiled at every start)" if args.no_bytecode else
+                "compiled first, as `pip install` does") + ".",
              f"Command: `python benchmarks/interpreter_overhead.py --n {args.n} "
-             f"--repeats {args.repeats}`", "",
+             f"--repeats {args.repeats}{' --no-bytecode' if args.no_bytecode else ''}`", "",
              "| condition | numpy X@W (s) | sparsec run, whole process (s) | ratio | "
              "sparsec run, CPU user+sys (s) | --help (s) | targets (s) |",
              "|---|---:|---:|---:|---:|---:|---:|"]

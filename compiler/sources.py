@@ -598,10 +598,12 @@ class SourcePrefetch:
         self._futures: dict[int, Any] = {}
         ahead = [(decl, spec.base_dir) for kernel in spec.kernels for decl in kernel.decls
                  if _worth_drawing_ahead(decl.source, decl.type)]
-        if len(ahead) < 1 or not _fits_together([d for d, _ in ahead]):
+        if not ahead or not _fits_together([d for d, _ in ahead]):
             self._pool = None
             return
-        self._pool = ThreadPoolExecutor(max_workers=min(len(ahead), workers or os.cpu_count() or 1),
+        # One core stays with the caller's thread (loading xDSL is the longer path).
+        workers = workers or max(1, (os.cpu_count() or 1) - 1)
+        self._pool = ThreadPoolExecutor(max_workers=min(len(ahead), workers),
                                         thread_name_prefix="sparsec-random")
         for decl, base_dir in ahead:
             self._futures[id(decl)] = self._pool.submit(materialize, decl.source, decl.type,
