@@ -1130,7 +1130,7 @@ class _DimLvlMapParser:
 
 def _is_numeric_value(value: Attribute) -> bool:
     """A FloatAttr, IntegerAttr or `#complex.number`. xDSL's complex dialect (which imports
-    arith: ~80 op definitions) is consulted only once something has imported it: no
+    arith: 75 op definitions) is consulted only once something has imported it: no
     ComplexNumberAttr can exist before, so sparsec does not import it at start-up."""
     if isinstance(value, (FloatAttr, IntegerAttr)):
         return True
