@@ -576,33 +576,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return cmd_eval_llm(args)
 
 
-STARTUP_GC_THRESHOLD = (100_000, 10, 10)
-"""CPython's collection thresholds while a command runs (default 700, 10, 10): a young
-collection after 100,000 net allocations instead of 700, older ones as often relative to
-it as by default. Loading xDSL and the dialects creates some hundred thousand long-lived
-objects (op and attribute definitions), none of them garbage, which the default scans
-again and again: ~10% of the start-up's CPU. Cyclic garbage is still collected (A)."""
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    import gc
+    # The collector's thresholds are raised from the start: loading xDSL and the dialects
+    # makes ~10^5 long-lived definitions that the default thresholds rescan (~10% of a
+    # run's start-up CPU), the same reason compiles raise them (gc_policy).
+    from sparsec.compiler.gc_policy import long_lived_allocations
 
-    gc_thresholds = gc.get_threshold()
-    gc.set_threshold(*STARTUP_GC_THRESHOLD)
-    try:
+    with long_lived_allocations():
         return _main(argv)
-    finally:
-        gc.set_threshold(*gc_thresholds)
 
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from sparsec.compiler.gc_policy import long_lived_allocations
-
     previous = _install_sigterm()
     try:
-        with long_lived_allocations():
-            return COMMANDS[args.command](args)
+        return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("sparsec: interrupted; no output written", file=sys.stderr)
         return EXIT_INTERRUPTED
