@@ -576,7 +576,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return cmd_eval_llm(args)
 
 
+BLAS_SPIN_ENV = {"OPENBLAS_THREAD_TIMEOUT": "4"}
+"""OpenBLAS's worker threads spin 2^28 cycles (~0.1 s) after each parallel call before they
+sleep; sparsec's parallel calls are a few large products separated by Python work, so the
+spinning thread only takes a core from the interpreter (and, on a shared machine, from
+everyone else). 2^4 cycles: they sleep at once; waking them costs microseconds against a
+product's milliseconds. Set only when numpy is not loaded yet (OpenBLAS reads it once),
+never over the user's own value."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import os
+
+    if "numpy" not in sys.modules:
+        for name, value in BLAS_SPIN_ENV.items():
+            os.environ.setdefault(name, value)
     # The collector's thresholds are raised from the start: loading xDSL and the dialects
     # makes ~10^5 long-lived definitions that the default thresholds rescan (~10% of a
     # run's start-up CPU), the same reason compiles raise them (gc_policy).

@@ -118,3 +118,13 @@ def test_running_a_gemm_loads_only_its_target_dialect() -> None:
             "m == 'xdsl.dialects.complex'))\n")
     assert _run(code, dict(__import__("os").environ)).strip() == \
         "['sparsec.backends.common.isa', 'sparsec.backends.systolic.isa']"
+
+
+def test_the_cli_lets_blas_threads_sleep_unless_the_user_chose() -> None:
+    import os
+
+    code = ("import os\nfrom sparsec.compiler import cli\ncli.main(['targets'])\n"
+            "import numpy\nprint('TIMEOUT', os.environ.get('OPENBLAS_THREAD_TIMEOUT'))\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    assert _run(code, env).splitlines()[-1] == "TIMEOUT 4"
+    assert _run(code, {**env, "OPENBLAS_THREAD_TIMEOUT": "20"}).splitlines()[-1] == "TIMEOUT 20"
