@@ -649,5 +649,25 @@ def _restore_sigterm(previous: Any) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
+def entry() -> None:
+    """The `sparsec` program (console script and `python -m`): `main`, then exit without
+    CPython's final collection (see `_skip_final_collection`)."""
+    status = main()
+    _skip_final_collection()
+    sys.exit(status)
+
+
+def _skip_final_collection() -> None:
+    """CPython's shutdown runs one full collection over every object still alive: after a
+    run, the xDSL definitions, the IR and the data wrappers, 0.1-0.3 s measured on a 2048^3
+    GEMM for memory the operating system takes back anyway. `gc.freeze()` moves them to
+    the permanent generation, which that collection skips; atexit handlers, stream flushing
+    and reference-count cleanup still run, and every output was committed before. Only the
+    program does this: `main()` called from Python leaves its caller's collector alone."""
+    import gc
+
+    gc.freeze()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
