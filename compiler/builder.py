@@ -19,7 +19,7 @@ from xdsl.ir import Operation, SSAValue
 
 from sparsec.compiler.attention_rules import parse_mask
 from sparsec.compiler.block_rules import DEFAULT_EPS, gelu_form, rope_convention
-from sparsec.compiler.sources import materialize, read_pattern
+from sparsec.compiler.sources import deferred, materialize, read_pattern
 from sparsec.compiler.spec import (
     Assign,
     Call,
@@ -43,7 +43,7 @@ from sparsec.dialects.sparsec import (
     SpmmOp,
     tensor_type,
 )
-from sparsec.tensors.datastore import DataStore, is_sparse, store_key
+from sparsec.tensors.datastore import DataStore, Deferred, is_sparse, store_key
 
 OpBuilder = Callable[[Call, list[SSAValue], TensorType], Operation]
 
@@ -109,7 +109,11 @@ def ir_type(ttype: SpecTensorType) -> TensorType:
 
 
 def density_stats(array: Any) -> tuple[int, float]:
-    """(nnz, density) of a dense array or a scipy sparse matrix, for the IR's summary."""
+    """(nnz, density) of a dense array, a scipy sparse matrix or a deferred value (its
+    exact count, known without making it), for the IR's summary."""
+    if isinstance(array, Deferred):
+        size = math.prod(array.shape)
+        return array.nnz, (array.nnz / size if size else 0.0)
     if is_sparse(array):
         nnz = int(np.count_nonzero(array.data))
         size = array.shape[0] * array.shape[1]
@@ -118,17 +122,21 @@ def density_stats(array: Any) -> tuple[int, float]:
     return nnz, (nnz / size if size else 0.0)
 
 
-def build_kernel(kernel: Kernel, store: DataStore, base_dir: Path) -> func.FuncOp:
-    """Materialize the kernel's data into `store` and return its kernel-IR function."""
+def build_kernel(kernel: Kernel, store: DataStore, base_dir: Path,
+                 defer_data: bool = False) -> func.FuncOp:
+    """Materialize the kernel's data into `store` and return its kernel-IR function.
+    With `defer_data` (`--no-execute`), generated data is stored `Deferred`: made only
+    if a pass or an executing run reads it."""
     ops: list[Operation] = []
     values: dict[str, SSAValue] = {}
     for decl in kernel.decls:
         ttype = ir_type(decl.type)
         key = store_key(kernel.name, decl.name)
         if decl.source is not None:
-            store.put(key, materialize(decl.source, decl.type, base_dir), decl.type.dtype)
+            make = deferred if defer_data else materialize
+            store.put(key, make(decl.source, decl.type, base_dir), decl.type.dtype)
         if decl.role == "param":
-            nnz, density = density_stats(store.get(key))
+            nnz, density = density_stats(store.peek(key))
             op: Operation = ParamOp(decl.name, ttype, nnz=nnz, density=density)
         else:
             op = InputOp(decl.name, ttype)
@@ -182,7 +190,8 @@ def _pattern_param(assign: Assign, kernel: Kernel, store: DataStore, base_dir: P
     return param.results[0]
 
 
-def build_module(spec: SpecFile, store: DataStore) -> ModuleOp:
-    """The kernel IR of every kernel in a spec file, in one module."""
+def build_module(spec: SpecFile, store: DataStore, defer_data: bool = False) -> ModuleOp:
+    """The kernel IR of every kernel in a spec file, in one module (see `build_kernel`
+    for `defer_data`)."""
     base_dir = Path(spec.path).parent
-    return ModuleOp([build_kernel(k, store, base_dir) for k in spec.kernels])
+    return ModuleOp([build_kernel(k, store, base_dir, defer_data) for k in spec.kernels])

@@ -170,14 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _options(args: argparse.Namespace, lower: bool, reference: bool) -> CompileOptions:
+def _options(args: argparse.Namespace, lower: bool, reference: bool,
+             defer_data: bool = False) -> CompileOptions:
     from sparsec.compiler.driver import CompileOptions
 
     return CompileOptions(pipeline=args.pipeline, target=args.target,
                           print_ir_after_all=args.print_ir_after_all,
                           print_ir_after=tuple(args.print_ir_after),
                           lower=lower, compute_reference=reference,
-                          target_passes=not args.no_target_passes)
+                          target_passes=not args.no_target_passes, defer_data=defer_data)
 
 
 def _announce_target_passes(compiled: Compiled) -> None:
@@ -280,7 +281,8 @@ def _compile_or_load(args: argparse.Namespace, outputs: Outputs) -> Compiled:
         module, store = load_program(args.spec)
         return Compiled(module, store, None)
     compiled = compile_spec(args.spec, _options(args, lower=True,
-                                                reference=not args.no_execute))
+                                                reference=not args.no_execute,
+                                                defer_data=args.no_execute))
     _announce_target_passes(compiled)
     if args.output:
         write_program(compiled, args.output, outputs)

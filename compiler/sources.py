@@ -72,6 +72,7 @@ from sparsec.compiler.spec import (
     TensorType,
     check_source,
 )
+from sparsec.tensors.datastore import Deferred
 from sparsec.tensors.dtypes import CARRIERS, carrier_dtype, round_to_bf16, round_to_dtype
 
 __all__ = [
@@ -467,14 +468,19 @@ def materialize_bytes(source: Source, ttype: TensorType) -> int:
     return numel * per_element
 
 
-def refuse_unaffordable(source: Source, ttype: TensorType) -> None:
-    """A located error, before allocating, for a tensor the machine cannot hold (it used
-    to be a MemoryError traceback, or numpy's 'Maximum allowed dimension exceeded')."""
+def refuse_impossible_dims(source: Source, ttype: TensorType) -> None:
+    """A located error for a dimension no array (nor the IR's i64 sizes) can hold."""
     largest = int(np.iinfo(np.intp).max)
     for dim in ttype.shape:
         if int(dim) > largest:
             raise SpecError(source.loc, f"dimension {dim} of {ttype} is too large to "
                                         f"allocate (at most {largest})")
+
+
+def refuse_unaffordable(source: Source, ttype: TensorType) -> None:
+    """A located error, before allocating, for a tensor the machine cannot hold (it used
+    to be a MemoryError traceback, or numpy's 'Maximum allowed dimension exceeded')."""
+    refuse_impossible_dims(source, ttype)
     if source.kind != "random":
         return  # loaded data exists already: its file bounds it (.mtx stays sparse)
     needed = materialize_bytes(source, ttype)
@@ -515,6 +521,31 @@ def materialize(
     if base_dir is None:
         base_dir = Path(source.loc.file).parent if source.loc is not None else Path.cwd()
     return materializer(source, ttype, Path(base_dir))
+
+
+def random_nnz(params: RandomParams, numel: int) -> int:
+    """Nonzeros `random(...)` draws for `numel` elements: exactly floor(density*size+0.5)
+    (`_random` never draws a zero otherwise)."""
+    if params.density >= 1.0:
+        return numel
+    return int(np.floor(params.density * numel + 0.5))
+
+
+def deferred(source: Source, ttype: TensorType, base_dir: str | Path | None = None
+             ) -> Deferred | np.ndarray:
+    """What `--no-execute` stores for a source: a `random` source is a `Deferred` value
+    (shape and exact nonzero count, made only if something reads it, through the memory
+    guard); a `load` reads its file now (the data exists already, and the IR's nonzero
+    count needs it)."""
+    if source.kind != "random":
+        return materialize(source, ttype, base_dir)
+    refuse_impossible_dims(source, ttype)
+    params = check_source(source, ttype)
+    numel = 1
+    for dim in ttype.shape:
+        numel *= int(dim)
+    return Deferred(tuple(int(d) for d in ttype.shape), random_nnz(params, numel),
+                    lambda: materialize(source, ttype, base_dir))
 
 
 def materialize_kernel(

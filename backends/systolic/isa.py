@@ -299,13 +299,14 @@ class FoldsOp(IRDLOperation):
     tile = FoldOp.tile
     """(m, n, k) ranges of the whole GEMM the grid covers."""
 
-    def folds(self) -> list[GridFold]:
-        """The folds of the grid, in order, each readable like a `systolic.fold`."""
+    def folds(self) -> Iterator[GridFold]:
+        """The folds of the grid, in order, each readable like a `systolic.fold`; made
+        one at a time (a 100000 x 100000 GEMM on a 32 x 32 array has ten million)."""
         (_, m), (_, n), (_, k) = self.tile()
         rows, cols = (int(v) for v in self.array_shape.get_values())
         first = self.index.value.data
-        return [GridFold(self, first + i, bounds) for i, bounds in
-                enumerate(grid_tiles(m, n, k, rows, cols, self.dataflow.data))]
+        return (GridFold(self, first + i, bounds) for i, bounds in
+                enumerate(grid_tiles(m, n, k, rows, cols, self.dataflow.data)))
 
     head_index = FoldOp.head_index
     rhs_head_index = FoldOp.rhs_head_index
