@@ -19,7 +19,7 @@ from xdsl.ir import Operation, SSAValue
 
 from sparsec.compiler.attention_rules import parse_mask
 from sparsec.compiler.block_rules import DEFAULT_EPS, gelu_form, rope_convention
-from sparsec.compiler.sources import deferred, materialize, read_pattern
+from sparsec.compiler.sources import SourcePrefetch, read_pattern
 from sparsec.compiler.spec import (
     Assign,
     Call,
@@ -123,18 +123,15 @@ def density_stats(array: Any) -> tuple[int, float]:
 
 
 def build_kernel(kernel: Kernel, store: DataStore, base_dir: Path,
-                 defer_data: bool = False) -> func.FuncOp:
-    """Materialize the kernel's data into `store` and return its kernel-IR function.
-    With `defer_data` (`--no-execute`), generated data is stored `Deferred`: made only
-    if a pass or an executing run reads it."""
+                 sources: SourcePrefetch) -> func.FuncOp:
+    """Materialize the kernel's data into `store` and return its kernel-IR function."""
     ops: list[Operation] = []
     values: dict[str, SSAValue] = {}
     for decl in kernel.decls:
         ttype = ir_type(decl.type)
         key = store_key(kernel.name, decl.name)
         if decl.source is not None:
-            make = deferred if defer_data else materialize
-            store.put(key, make(decl.source, decl.type, base_dir), decl.type.dtype)
+            store.put(key, sources.take(decl, base_dir), decl.type.dtype)
         if decl.role == "param":
             nnz, density = density_stats(store.peek(key))
             op: Operation = ParamOp(decl.name, ttype, nnz=nnz, density=density)
@@ -190,8 +187,14 @@ def _pattern_param(assign: Assign, kernel: Kernel, store: DataStore, base_dir: P
     return param.results[0]
 
 
-def build_module(spec: SpecFile, store: DataStore, defer_data: bool = False) -> ModuleOp:
-    """The kernel IR of every kernel in a spec file, in one module (see `build_kernel`
-    for `defer_data`)."""
+def build_module(spec: SpecFile, store: DataStore, sources: SourcePrefetch | None = None,
+                 defer_data: bool = False) -> ModuleOp:
+    """The kernel IR of every kernel in a spec file, in one module. `sources` hands over
+    data drawn ahead (`SourcePrefetch`, started by the caller); without it the random
+    tensors are drawn here, on worker threads, or with `defer_data` (`--no-execute`)
+    stored `Deferred`, made only if a pass or an executing run reads them."""
     base_dir = Path(spec.path).parent
-    return ModuleOp([build_kernel(k, store, base_dir, defer_data) for k in spec.kernels])
+    if sources is not None:
+        return ModuleOp([build_kernel(k, store, base_dir, sources) for k in spec.kernels])
+    with SourcePrefetch(spec, defer_random=defer_data) as own:
+        return ModuleOp([build_kernel(k, store, base_dir, own) for k in spec.kernels])

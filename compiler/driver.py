@@ -51,6 +51,7 @@ from sparsec.compiler.guards import (
 )
 from sparsec.compiler.ir_text import ir_text, write_ir
 from sparsec.compiler.outputs import Outputs, sha256_of
+from sparsec.compiler.sources import SourcePrefetch
 from sparsec.compiler.spec import SpecFile, parse_spec, parse_spec_file
 from sparsec.compiler.universe import SPARSEC_DIALECTS, SPARSEC_PASSES
 from sparsec.dialects.sparsec import (
@@ -74,12 +75,15 @@ ORIGINAL_SUFFIX = "#original"
 
 
 def make_context() -> Context:
-    """A Context knowing builtin, func and every sparsec dialect."""
+    """A Context knowing builtin, func and every sparsec dialect.
+
+    sparsec's dialects are registered, not loaded: the parser loads one when it first
+    meets its name, so a run imports only the ISA of its own target."""
     ctx = Context()
     ctx.load_dialect(builtin.Builtin)
     ctx.load_dialect(func.Func)
-    for loader in SPARSEC_DIALECTS.values():
-        ctx.load_dialect(loader())
+    for name, loader in SPARSEC_DIALECTS.items():
+        ctx.register_dialect(name, loader)
     return ctx
 
 
@@ -92,6 +96,8 @@ def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
 def parse_pass_pipeline(text: str) -> list[ModulePass]:
     """Passes of an xDSL pipeline string, `a{x=1 y=2},b`, with clean errors."""
+    if not text.strip():
+        return []  # without loading xDSL's registry of passes
     passes = available_passes()
     try:
         specs = list(parse_pipeline(text)) if text.strip() else []
@@ -242,7 +248,10 @@ def compile_text(text: str, options: CompileOptions, path: str = "<spec>") -> Co
         return compile_parsed(parse_spec(text, path), options)
 
 
-def compile_parsed(spec: SpecFile, options: CompileOptions) -> Compiled:
+def compile_parsed(spec: SpecFile, options: CompileOptions,
+                   sources: SourcePrefetch | None = None) -> Compiled:
+    """`compile_spec` of a parsed spec; `sources` hands over random data drawn ahead
+    (the CLI starts drawing before it loads this module)."""
     pipeline = options.pipeline if options.pipeline is not None else _spec_default(
         spec, "pipeline")
     target_text = options.target or _spec_default(spec, "target") or DEFAULT_TARGET
@@ -251,7 +260,7 @@ def compile_parsed(spec: SpecFile, options: CompileOptions) -> Compiled:
     if not options.target and options.lower and target_text != DEFAULT_TARGET:
         _check_spec_line(spec, "target", lambda: Target.parse(target_text))
     store = DataStore()
-    module = build_module(spec, store, options.defer_data)
+    module = build_module(spec, store, sources, options.defer_data)
     return compile_module(module, store, pipeline or "", target_text, options)
 
 

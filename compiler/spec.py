@@ -46,7 +46,7 @@ from typing import Any, Self
 from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-from sparsec.dialects.sparsec import accumulator_type_name
+from sparsec.tensors.conventions import accumulator_type_name
 
 __all__ = [
     "ELEMENT_TYPES",
@@ -510,7 +510,12 @@ ValueT = Number | String | Bool | Ident | ListValue | CallValue
 
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
-    """The LALR parser for grammar.lark (package data), built once."""
+    """The LALR parser for grammar.lark (package data), built once per process.
+
+    Its tables are cached on disk (lark's `cache`, under `parser_cache_path`): building
+    them costs more than the rest of parsing a spec. lark keys the file by a SHA-256 of
+    the grammar, options and lark version and rebuilds on any mismatch or unreadable
+    file, so a changed grammar never uses stale tables."""
     grammar = (
         resources.files("sparsec.compiler").joinpath("grammar.lark").read_text(encoding="utf-8")
     )
@@ -519,7 +524,35 @@ def _parser() -> Lark:
         parser="lalr",
         lexer="contextual",
         maybe_placeholders=True,
+        cache=parser_cache_path(grammar) or False,
     )
+
+
+CACHE_DIR_ENV = "SPARSEC_CACHE_DIR"
+"""Folder for sparsec's caches (default: $XDG_CACHE_HOME/sparsec, else ~/.cache/sparsec);
+`none` turns caching off."""
+
+
+def parser_cache_path(grammar: str) -> str | None:
+    """Where the spec parser's tables are cached: a per-user folder (never a shared
+    temporary one: lark's cache is a pickle), one file per grammar. None when caching is
+    off or the folder cannot be made."""
+    import hashlib
+    import os
+
+    folder = os.environ.get(CACHE_DIR_ENV, "").strip()
+    if folder.lower() == "none":
+        return None
+    if not folder:
+        base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join(
+            os.path.expanduser("~"), ".cache")
+        folder = os.path.join(base, "sparsec")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    digest = hashlib.sha256(grammar.encode("utf-8")).hexdigest()[:16]
+    return os.path.join(folder, f"spec-parser-{digest}.lark")
 
 
 # Plain-word names for terminals that are not literal strings.

@@ -56,6 +56,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from sparsec.dialects.bitlevel import BitLevelAttr
 from sparsec.dialects.formats import FORMAT_ATTRIBUTES
+from sparsec.tensors.conventions import accumulator_type_name
 
 ELEMENT_TYPES: dict[str, Attribute] = {
     "f64": Float64Type(),
@@ -76,15 +77,6 @@ def element_type_name(element_type: Attribute) -> str:
             return name
     raise VerifyException(f"unsupported element type {element_type}; sparsec supports "
                           f"{', '.join(ELEMENT_TYPES)}")
-
-
-def accumulator_type_name(element: str) -> str:
-    """Element type a product of two `element` tensors is returned in.
-
-    Integer operands accumulate (and return) in i32, as integer MAC arrays do;
-    floating-point operands return their own type (accumulation happens in f32 or wider).
-    """
-    return "i32" if element.startswith("i") else element
 
 
 def tensor_type(shape: Sequence[int], element: str, encoding: Attribute | None = None
