@@ -207,11 +207,11 @@ def metrics(var: Variant, floats: Variant, ids: np.ndarray, ctx: int) -> dict[st
 
 ATTN_SPEC = """
 kernel attn {{
-  in    Q: f32[9, 1, 64] = random(seed=1)
-  in    Kc: f32[3, {cached}, 64] = random(seed=12)
-  in    Vc: f32[3, {cached}, 64] = random(seed=13)
-  in    Kn: f32[3, 1, 64] = random(seed=14)
-  in    Vn: f32[3, 1, 64] = random(seed=15)
+  in    Q: {dt}[9, 1, 64] = random(seed=1)
+  in    Kc: {dt}[3, {cached}, 64] = random(seed=12)
+  in    Vc: {dt}[3, {cached}, 64] = random(seed=13)
+  in    Kn: {dt}[3, 1, 64] = random(seed=14)
+  in    Vn: {dt}[3, 1, 64] = random(seed=15)
   K = concat(Kc, Kn, axis=1)
   V = concat(Vc, Vn, axis=1)
   C = attention(Q, K, V, scale=0.125, mask=causal, start={cached})
@@ -221,17 +221,17 @@ kernel attn {{
 
 REST_SPEC = """
 kernel rest {
-  in    H: f32[1, 576] = random(seed=1)
-  in    Cx: f32[1, 576] = random(seed=2)
-  in    F: f32[1, 576] = random(seed=3)
-  in    A: f32[1, 1536] = random(seed=4)
-  param Wq: f32[576, 576] = random(seed=5)
-  param Wk: f32[576, 192] = random(seed=6)
-  param Wv: f32[576, 192] = random(seed=7)
-  param Wo: f32[576, 576] = random(seed=8)
-  param Wg: f32[576, 1536] = random(seed=9)
-  param Wu: f32[576, 1536] = random(seed=10)
-  param Wd: f32[1536, 576] = random(seed=11)
+  in    H: DT[1, 576] = random(seed=1)
+  in    Cx: DT[1, 576] = random(seed=2)
+  in    F: DT[1, 576] = random(seed=3)
+  in    A: DT[1, 1536] = random(seed=4)
+  param Wq: DT[576, 576] = random(seed=5, std=0.05)
+  param Wk: DT[576, 192] = random(seed=6, std=0.05)
+  param Wv: DT[576, 192] = random(seed=7, std=0.05)
+  param Wo: DT[576, 576] = random(seed=8, std=0.05)
+  param Wg: DT[576, 1536] = random(seed=9, std=0.05)
+  param Wu: DT[576, 1536] = random(seed=10, std=0.05)
+  param Wd: DT[1536, 576] = random(seed=11, std=0.05)
   Q = matmul(H, Wq)
   K = matmul(H, Wk)
   V = matmul(H, Wv)
@@ -245,8 +245,8 @@ kernel rest {
 
 HEAD_SPEC = """
 kernel head {
-  in    X: f32[1, 576] = random(seed=1)
-  param Wout: f32[576, 49152] = random(seed=2)
+  in    X: DT[1, 576] = random(seed=1)
+  param Wout: DT[576, 49152] = random(seed=2, std=0.05)
   Y = matmul(X, Wout)
   out Y
 }
@@ -265,43 +265,107 @@ def pipeline_of(level: Level) -> str:
     return ",".join(parts)
 
 
-class SystolicCosts:
-    """Cycles, energy and KV bytes of one decode step on the systolic array, measured by
-    compiling and running the kernels (cached per (pipeline, cache length))."""
+class KernelCosts:
+    """Cycles, energy and KV bytes of one decode step on a backend, measured by compiling
+    and running the kernels (cached per (pipeline, cache length)): the decode attention
+    under a rung's passes, the policy-independent projections/FFN of one layer and the LM
+    head. `lanes` / `alu_pj`: where the controller's and pruner's deciding work runs."""
 
-    TARGET = "systolic{rows=32 cols=32 dataflow=os word_bytes=2 mode=user bandwidth=16}"
+    TARGET = ""
+    DTYPE = "f32"
+    name = ""
+    lanes = 1
+    alu_pj = 0.0
 
     def __init__(self) -> None:
         from sparsec.compiler.driver import CompileOptions, compile_text, execute
 
         self._compile, self._options, self._execute = compile_text, CompileOptions, execute
-        from sparsec.backends.systolic.spec import SystolicSpec
-
-        spec = SystolicSpec(rows=32, cols=32, word_bytes=2, mode="user", bandwidth=16)
-        self.lanes, self.alu_pj = spec.lanes, spec.vector_alu_pj
         self.cache: dict[tuple[str, int], dict[str, float]] = {}
-        self.rest = self._run(REST_SPEC, "")
-        self.head = self._run(HEAD_SPEC, "")
+        self.rest = self._run(REST_SPEC.replace("DT", self.DTYPE), "")
+        self.head = self._run(HEAD_SPEC.replace("DT", self.DTYPE), "")
 
     def _run(self, text: str, pipeline: str) -> dict[str, float]:
-        compiled = self._compile(text, self._options(pipeline=pipeline, target=self.TARGET))
+        compiled = self._compile(text, self._options(pipeline=pipeline, target=self.TARGET,
+                                                     target_passes=True))
         report = self._execute(compiled.module, compiled.store).reports[0]
         if not report.check.ok:
-            raise RuntimeError(f"systolic check failed for {pipeline}: {report.check}")
+            raise RuntimeError(f"{self.name} check failed for {pipeline}: {report.check}")
         kv = report.details.get("kv_cache", {})
-        vec = report.details.get("vector_unit", {})
         return {"cycles": report.cycles, "energy_pj": report.energy_pj,
-                "kv_bytes": kv.get("bytes", 0), "vector_alu_pj": 0.0,
-                "dequant_cycles": vec.get("kv_dequant", {}).get("cycles", 0)}
+                "kv_bytes": kv.get("bytes", 0), "dequant_cycles": self.dequant_cycles(report)}
+
+    def dequant_cycles(self, report) -> int:
+        raise NotImplementedError
 
     def attention(self, level: Level, cached: int) -> dict[str, float]:
         key = (pipeline_of(level), cached)
         if key not in self.cache:
-            self.cache[key] = self._run(ATTN_SPEC.format(cached=cached), key[0])
+            self.cache[key] = self._run(ATTN_SPEC.format(cached=cached, dt=self.DTYPE), key[0])
         return self.cache[key]
 
 
-def step_cost(costs: SystolicCosts, rungs: list[Level], level_steps: np.ndarray, ctx: int,
+class SystolicCosts(KernelCosts):
+    """The 32x32 output-stationary array, 2-byte words, 16 words per cycle of DRAM."""
+
+    TARGET = "systolic{rows=32 cols=32 dataflow=os word_bytes=2 mode=user bandwidth=16}"
+    name = "systolic"
+
+    def __init__(self) -> None:
+        from sparsec.backends.systolic.spec import SystolicSpec
+
+        spec = SystolicSpec(rows=32, cols=32, word_bytes=2, mode="user", bandwidth=16)
+        self.lanes, self.alu_pj = spec.lanes, spec.vector_alu_pj
+        super().__init__()
+
+    def dequant_cycles(self, report) -> int:
+        return report.details.get("vector_unit", {}).get("kv_dequant", {}).get("cycles", 0)
+
+
+class BitllmCosts(KernelCosts):
+    """The bit-level weight-compressed chip at its defaults (ISSCC'25 23.8): weights as
+    INT8 CSD codes of <= 3 terms (prepare()'s bitlevel-encode), BF16 activations; the
+    deciding work on its nonlinear lanes."""
+
+    TARGET = "bitllm"
+    DTYPE = "bf16"
+    name = "bitllm"
+
+    def __init__(self) -> None:
+        from sparsec.backends.bitllm.spec import BitllmSpec
+
+        spec = BitllmSpec()
+        self.lanes, self.alu_pj = spec.lanes, spec.nlu_pj
+        super().__init__()
+
+    def dequant_cycles(self, report) -> int:
+        return report.details.get("kv_dequant", {}).get("cycles", 0)
+
+
+def bitllm_forward(model):
+    """SmolLM2 with the bitllm's weights: every projection and the LM head as per-output-
+    channel INT8 codes of <= 3 CSD terms (backends/bitllm/numerics.int8_codes, what the
+    chip multiplies by), dequantized; everything else float32 (see docs)."""
+    from sparsec.backends.bitllm.numerics import int8_codes
+    from sparsec.backends.bitllm.spec import BitllmSpec
+    from sparsec.tensors import llm
+
+    spec = BitllmSpec()
+    forward = llm.LlamaForward(model)
+
+    def coded(linear):
+        codes, scale = int8_codes(np.asarray(linear.matrix, np.float32).T, spec.max_ones,
+                                  spec.method)
+        return linear.with_matrix((codes * scale[None, :]).T.astype(np.float32))
+
+    for block in forward.blocks:
+        for name in list(block.linears):
+            block.linears[name] = coded(block.linears[name])
+    forward.output = coded(forward.output)
+    return forward
+
+
+def step_cost(costs: KernelCosts, rungs: list[Level], level_steps: np.ndarray, ctx: int,
               tokens_read_frac: float, decide_ops: float) -> dict[str, float]:
     """Mean per-token cycles/energy: for each step and layer, the attention kernel of the
     layer's rung at that cache length (token-pruned rungs: over the kept fraction of the
@@ -331,8 +395,12 @@ def step_cost(costs: SystolicCosts, rungs: list[Level], level_steps: np.ndarray,
 # --------------------------------------------------------------------------- driver
 
 def run_text(forward, model, text: str, ctx: int, steps: int, budget: float,
-             calibrated: list[int] | None, costs: SystolicCosts | None, rungs: list[Level],
-             probe_every: int, log) -> list[dict[str, object]]:
+             calibrated: list[int] | None, costs: KernelCosts | None, rungs: list[Level],
+             probe_every: int, log, backend: str = "systolic") -> list[dict[str, object]]:
+    """Every policy on one text and context, decoded in one batch; `forward` carries the
+    backend's weights (float32 for systolic, INT8 CSD codes for bitllm) and `costs` its
+    cycles and energy. Agreement and KL are against the batch's first variant: the same
+    backend without a KV policy."""
     from sparsec.tensors import llm
 
     ids = llm.text_ids(model, llm.load_text(text), ctx + steps + 1, text)
@@ -341,7 +409,8 @@ def run_text(forward, model, text: str, ctx: int, steps: int, budget: float,
     recorder = PrefillRecorder()
     forward.forward(ids[:ctx], cache, record=recorder, last_only=True)
     capacity = ctx + steps
-    variants = [new_variant("float", "float", None, cache, capacity, ctx)]
+    variants = [new_variant("float" if backend == "systolic" else "no policy", "float", None,
+                            cache, capacity, ctx)]
     dims = (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim)
     for name, level in STATIC.items():
         runner = PolicyRunner([level], [0] * cfg.n_layers, *dims)
@@ -361,7 +430,8 @@ def run_text(forward, model, text: str, ctx: int, steps: int, budget: float,
     seconds = time.perf_counter() - began
     rows = []
     for var in variants:
-        row: dict[str, object] = {"text": text, "context": ctx, "steps": steps, "policy": var.name,
+        row: dict[str, object] = {"text": text, "context": ctx, "steps": steps,
+                                  "backend": backend, "policy": var.name,
                                   "kind": var.kind, **metrics(var, variants[0], ids, ctx)}
         if costs is not None and var.runner is not None:
             var_rungs = var.runner.rungs
@@ -374,7 +444,8 @@ def run_text(forward, model, text: str, ctx: int, steps: int, budget: float,
                 cost = {k: v + share * probe[k] for k, v in cost.items()}
             row.update(cost)
         rows.append(row)
-    print(f"{text} C={ctx}: {len(variants)} policies x {steps} steps in {seconds:.0f} s", file=sys.stderr)
+    print(f"{backend} {text} C={ctx}: {len(variants)} policies x {steps} steps in {seconds:.0f} s",
+          file=sys.stderr)
     return rows
 
 
@@ -460,7 +531,7 @@ def minilm_rows(thresholds: list[float], texts: list[str]) -> list[dict[str, obj
 
 
 def table(rows: list[dict[str, object]]) -> str:
-    cols = ["text", "context", "policy", "ppl", "agreement", "kl_mean", "kl_p95",
+    cols = ["text", "context", "backend", "policy", "ppl", "agreement", "kl_mean", "kl_p95",
             "kv_bits_per_step", "tokens_read_frac", "mean_level", "cycles_per_token",
             "energy_uj_per_token", "attn_energy_uj_per_token", "kv_bytes_per_token"]
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -473,28 +544,84 @@ def table(rows: list[dict[str, object]]) -> str:
     return "\n".join(out)
 
 
+SUMMARY_POLICIES = ("fp16", "kivi4 R128", "4bit no-R", "per-layer static", "online")
+KIVI_POLICIES = ("kivi4 R128", "4bit no-R", "kivi2 R128", "2bit no-R")
+
+
+def summary(rows: list[dict[str, object]]) -> str:
+    """The two tables the docs cite: KIVI's direction (perplexity change and KL of each
+    policy against the same backend without a policy) and, per text and context, where
+    the online controller lands against the static policies on each backend."""
+    def base_of(r):
+        return next(b for b in rows if b["text"] == r["text"] and b["context"] == r["context"]
+                    and b["backend"] == r["backend"] and b["kind"] == "float")
+
+    def change(r):
+        return f"{100 * (float(r['ppl']) / float(base_of(r)['ppl']) - 1):+.1f}%"
+
+    groups = sorted({(str(r["text"]), int(r["context"]), str(r["backend"])) for r in rows},
+                    key=lambda g: (g[0], g[1], g[2] != "systolic"))
+    lines = ["## KIVI's direction (ppl change vs the same backend without a policy / mean "
+             "per-step logit KL)", "",
+             "| text, C, backend | ppl without policy | " + " | ".join(KIVI_POLICIES) + " |",
+             "|---" * (2 + len(KIVI_POLICIES)) + "|"]
+    for text, ctx, backend in groups:
+        sel = {str(r["policy"]): r for r in rows
+               if (r["text"], r["context"], r["backend"]) == (text, ctx, backend)}
+        base = next(r for r in sel.values() if r["kind"] == "float")
+        cells = [f"{change(sel[p])} / KL {float(sel[p]['kl_mean']):.4f}" if p in sel else ""
+                 for p in KIVI_POLICIES]
+        lines.append(f"| {text}, {ctx}, {backend} | {float(base['ppl']):.3f} | "
+                     + " | ".join(cells) + " |")
+    lines += ["", "## Static, per-layer static and online per text (budget: mean KL per step)",
+              "", "| text, C | backend | policy | ppl vs no policy | KL mean | agree | KV MB/token "
+              "| attention uJ/token | total uJ/token | cycles/token |", "|---" * 10 + "|"]
+    for text, ctx, backend in groups:
+        for policy in SUMMARY_POLICIES:
+            match = [r for r in rows if (r["text"], r["context"], r["backend"], r["policy"])
+                     == (text, ctx, backend, policy)]
+            if not match:
+                continue
+            r = match[0]
+            cost = ("| " + " | ".join(f"{float(r[k]) * scale:.{digits}f}" for k, scale, digits in (
+                ("kv_bytes_per_token", 1e-6, 2), ("attn_energy_uj_per_token", 1, 0),
+                ("energy_uj_per_token", 1, 0), ("cycles_per_token", 1e-6, 3))) + " |"
+                    if "energy_uj_per_token" in r else "| | | | |")
+            lines.append(f"| {text}, {ctx} | {backend} | {policy} | {change(r)} | "
+                         f"{float(r['kl_mean']):.4f} | {float(r['agreement']):.2f} {cost}")
+    lines.append("")
+    lines.append("cycles/token in millions.")
+    return "\n".join(lines)
+
+
 def plot(rows: list[dict[str, object]], path: Path) -> None:
-    """Per (text, context): perplexity against energy per token (top: the whole token,
-    weights included; bottom: the attention, where the policies act), Pareto front dashed."""
+    """Per (text, context), per backend: perplexity against energy per token (the whole
+    token, weights included, and the attention, where the policies act), Pareto front
+    dashed, the backend's run without a policy dotted."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = sorted({(r["text"], r["context"]) for r in rows if "energy_uj_per_token" in r})
+    costed = [r for r in rows if "energy_uj_per_token" in r]
+    groups = sorted({(r["text"], r["context"]) for r in costed})
+    backends = sorted({str(r.get("backend", "systolic")) for r in costed},
+                      key=lambda b: b != "systolic")
     if not groups:
         return
-    # One row per (text, context), whole token left and attention right: readable at any
-    # number of groups (a single row of 2 x 7 panels was too wide to read).
-    fig, axes = plt.subplots(len(groups), 2, figsize=(11, 3.4 * len(groups) + 0.6),
-                             squeeze=False)
+    panels = [(b, key, what) for b in backends
+              for key, what in (("energy_uj_per_token", "energy per token (uJ)"),
+                                ("attn_energy_uj_per_token", "attention energy per token (uJ)"))]
+    fig, axes = plt.subplots(len(groups), len(panels),
+                             figsize=(5.2 * len(panels), 3.4 * len(groups) + 0.6), squeeze=False)
     colors = {"static": "#4477AA", "per-layer": "#CC6677", "online": "#228833"}
     for line, (text, ctx) in enumerate(groups):
-        sel = [r for r in rows if r["text"] == text and r["context"] == ctx and "energy_uj_per_token" in r]
-        base = next(r for r in rows if r["text"] == text and r["context"] == ctx and r["policy"] == "float")
-        for col, key, what in ((0, "energy_uj_per_token", "energy per token (uJ)"),
-                               (1, "attn_energy_uj_per_token", "attention energy per token (uJ)")):
+        for col, (backend, key, what) in enumerate(panels):
             ax = axes[line][col]
+            mine = [r for r in rows if r["text"] == text and r["context"] == ctx
+                    and r.get("backend", "systolic") == backend]
+            sel = [r for r in mine if "energy_uj_per_token" in r]
+            base = next(r for r in mine if r["kind"] == "float")
             for r in sel:
                 ax.scatter(r[key], r["ppl"], color=colors.get(str(r["kind"]), "k"), s=25)
                 ax.annotate(str(r["policy"]), (r[key], r["ppl"]), fontsize=6,
@@ -506,17 +633,20 @@ def plot(rows: list[dict[str, object]], path: Path) -> None:
                     front.append((e, p))
                     best = p
             ax.plot(*zip(*front), color="#999999", lw=1, ls="--", label="Pareto front")
-            ax.axhline(float(base["ppl"]), color="k", lw=0.8, ls=":", label="float")
-            ax.set_title(f"{text}, C={ctx}", fontsize=9)
-            ax.set_xlabel(f"systolic {what}", fontsize=8)
+            ax.axhline(float(base["ppl"]), color="k", lw=0.8, ls=":",
+                       label=f"{backend}, no policy")
+            ax.set_title(f"{text}, C={ctx}, {backend}", fontsize=9)
+            ax.set_xlabel(f"{backend} {what}", fontsize=8)
             ax.set_ylabel(f"ppl of {base['steps']} decoded tokens", fontsize=8)
             ax.tick_params(labelsize=7)
             ax.legend(fontsize=6)
-    fig.suptitle("blue: static; red: per-layer static (calibrated on another text);\n"
-                 "green: online controller (probe cost included)", fontsize=9)
+    fig.suptitle("blue: static; red: per-layer static (calibrated on another text); green: "
+                 "online controller (probe cost included).\nsystolic: float weights, 2-byte "
+                 "words; bitllm: INT8 CSD-3 weights (its ppl includes the weight code)",
+                 fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    fig.savefig(tmp, dpi=90)
     os.replace(tmp, path)
 
 
@@ -529,13 +659,16 @@ def write(path: Path, text: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--texts", default="prose,code,table")
-    parser.add_argument("--contexts", default="256,640,1024",
+    parser.add_argument("--contexts", default="256,1024",
                         help="context lengths; a text too short for one is skipped (said)")
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--budget", type=float, default=0.01, help="per-step logit KL budget (nats)")
     parser.add_argument("--probe-every", type=int, default=16)
     parser.add_argument("--calib-steps", type=int, default=8)
-    parser.add_argument("--no-systolic", action="store_true")
+    parser.add_argument("--backends", default="systolic,bitllm",
+                        help="cost and weight models: systolic (float weights) and/or bitllm "
+                             "(INT8 CSD-3 weights)")
+    parser.add_argument("--no-costs", action="store_true", help="accuracy only: no kernel runs")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--replot", action="store_true",
                         help="redraw the PNG from the JSON of an earlier run")
@@ -575,7 +708,17 @@ def main() -> int:
     rungs = ladder()
     texts = args.texts.split(",")
     contexts = [int(c) for c in args.contexts.split(",")]
-    costs = None if args.no_systolic else SystolicCosts()
+    backends = args.backends.split(",")
+    unknown = sorted(set(backends) - {"systolic", "bitllm"})
+    if unknown:
+        parser.error(f"--backends takes systolic and/or bitllm, got {', '.join(unknown)}")
+    runs = []  # (backend, forward, costs)
+    for backend in backends:
+        log(f"preparing {backend} (weights, policy-independent kernels)")
+        fwd = forward if backend == "systolic" else bitllm_forward(model)
+        costs = None if args.no_costs else (SystolicCosts() if backend == "systolic"
+                                            else BitllmCosts())
+        runs.append((backend, fwd, costs))
     rows: list[dict[str, object]] = []
     skipped = []
     step_counter = {"n": 0}
@@ -598,8 +741,9 @@ def main() -> int:
             if available < ctx + args.steps + 1:
                 skipped.append(f"{text} C={ctx} ({available} tokens < {ctx + args.steps + 1})")
                 continue
-            rows.extend(run_text(forward, model, text, ctx, args.steps, args.budget, levels,
-                                 costs, rungs, args.probe_every, tick))
+            for backend, fwd, costs in runs:
+                rows.extend(run_text(fwd, model, text, ctx, args.steps, args.budget, levels,
+                                     costs, rungs, args.probe_every, tick, backend))
             log(f"done {text} C={ctx}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -608,7 +752,8 @@ def main() -> int:
               f"{args.budget} nats per step, probes every {args.probe_every} steps; teacher-"
               f"forced decode of {args.steps} tokens after a float prefill of C tokens.\n"
               f"Skipped (text too short): {', '.join(skipped) or 'none'}.\n\n")
-    write(out.with_suffix(".md"), header + table(rows) + "\n")
+    write(out.with_suffix(".md"), header + summary(rows) + "\n\n## Every row\n\n" + table(rows)
+          + "\n")
     write(out.with_suffix(".json"), json.dumps(rows, indent=1))
     buf = io.StringIO()
     keys = sorted({k for r in rows for k in r})

@@ -31,11 +31,13 @@ from xdsl.irdl import (
     prop_def,
     result_def,
     traits_def,
+    var_operand_def,
 )
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
 from sparsec.dialects.sparsec import _ranked, element_type_name
+from sparsec.tensors.conventions import GELU_FORMS, ROPE_CONVENTIONS, broadcast_shape
 
 
 def _float(value: SSAValue, role: str, op: str) -> TensorType:
@@ -61,19 +63,6 @@ def _result_is(op: str, result: TensorType, shape: Sequence[int], like: TensorTy
     if tuple(result.get_shape()) != tuple(shape) or result.element_type != like.element_type:
         raise VerifyException(f"{op}: result must be tensor<{_dims(shape)}x"
                               f"{like.element_type}>, got {result}")
-
-
-def broadcast_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | None:
-    """numpy's broadcast of two shapes (trailing dimensions aligned; each pair equal or
-    one of them 1), or None when they do not broadcast."""
-    out: list[int] = []
-    for i in range(1, max(len(a), len(b)) + 1):
-        x = a[-i] if i <= len(a) else 1
-        y = b[-i] if i <= len(b) else 1
-        if x != y and 1 not in (x, y):
-            return None
-        out.append(max(x, y))
-    return tuple(reversed(out))
 
 
 class _UnaryOp(IRDLOperation):
@@ -109,9 +98,6 @@ class ExpOp(_UnaryOp):
     name = "sparsec.exp"
 
 
-GELU_FORMS = ("none", "tanh")
-"""GELU's exact form 0.5 x (1 + erf(x / sqrt 2)) (`none`: no approximation) and its tanh
-approximation 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), PyTorch's names."""
 
 
 @irdl_op_definition
@@ -259,8 +245,6 @@ class LayerNormOp(IRDLOperation):
         _eps(self, self.eps)
 
 
-ROPE_CONVENTIONS = ("normal", "neox")
-"""Which elements rotate together: (2i, 2i+1) or (i, i + d/2)."""
 
 
 def _rows_and_width(op: str, ttype: TensorType, role: str) -> tuple[int | None, int, int]:
@@ -430,6 +414,8 @@ class GqaAttentionOp(IRDLOperation):
         causal: key j is visible to row t iff j <= start + t  (start defaults to S - T:
                 the queries are the last T positions; a decode step has T = 1)
         O[h, t, :] = sum_j softmax_j(scale * Q[h, t] . K[h // g, j]) V[h // g, j, :]
+        keep (optional operand, [S], 1 or 0): key j is visible only where keep[j] != 0
+                (runtime token pruning: `sparsec.prune_tokens` decides it)
     Scores, probabilities and the output are rounded to the element type after each step
     (as sddmm, softmax and spmm do). A distinct op from `sparsec.attention` so a target
     that runs only equal-head attention refuses it by name.
@@ -439,6 +425,7 @@ class GqaAttentionOp(IRDLOperation):
     query = operand_def(TensorType)
     key = operand_def(TensorType)
     value = operand_def(TensorType)
+    keep = var_operand_def(TensorType)
     result = result_def(TensorType)
     scale = prop_def(FloatAttr)
     mask = opt_prop_def(StringAttr)
@@ -446,20 +433,20 @@ class GqaAttentionOp(IRDLOperation):
     traits = traits_def(Pure())
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = (
-        "$query `,` $key `,` $value attr-dict `:` `(` type($query) `,` type($key) `,` "
-        "type($value) `)` `->` type($result)"
+        "$query `,` $key `,` $value (`keep` $keep^)? attr-dict `:` `(` type($query) `,` "
+        "type($key) `,` type($value) (`,` type($keep)^)? `)` `->` type($result)"
     )
 
     def __init__(self, query: SSAValue, key: SSAValue, value: SSAValue,
                  result_type: TensorType, scale: float, mask: str = "none",
-                 start: int | None = None):
+                 start: int | None = None, keep: SSAValue | None = None):
         props: dict[str, Attribute] = {"scale": FloatAttr(scale, f64)}
         if mask != "none":
             props["mask"] = StringAttr(mask)
         if start is not None:
             props["start"] = IntegerAttr(start, i64)
-        super().__init__(operands=[query, key, value], result_types=[result_type],
-                         properties=props)
+        super().__init__(operands=[query, key, value, [keep] if keep is not None else []],
+                         result_types=[result_type], properties=props)
 
     @property
     def mask_kind(self) -> str:
@@ -511,6 +498,10 @@ class GqaAttentionOp(IRDLOperation):
         if self.start is not None and self.mask_kind != "causal":
             raise VerifyException(f"{op}: `start` places the queries for a causal mask; "
                                   "it needs mask = \"causal\"")
+        if self.keep:
+            kt = _float(self.keep[0], "keep", op)
+            if tuple(kt.get_shape()) != (s,):
+                raise VerifyException(f"{op}: keep must be [{s}] (one flag per key), got {kt}")
         start = _start(self, self.start) if self.start is not None else s - t
         if start < 0 or start + t > s:
             raise VerifyException(f"{op}: query positions {start}..{start + t - 1} need keys "

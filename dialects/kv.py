@@ -1,5 +1,6 @@
 """Dynamic-sparsity ops: `sparsec.kv_compress` (a KV-cache tensor as a recency-aware
-precision policy stores it) and `sparsec.prune_activations` (runtime importance pruning).
+precision policy stores it), `sparsec.prune_activations` (runtime importance pruning) and
+`sparsec.prune_tokens` (runtime token pruning by accumulated attention).
 
 Set by the `kv-quantize` and `kv-evict` passes in front of a decode step's attention;
 its semantics are tensors/kv_cache.py `compress`, its storage is exact bits.
@@ -189,4 +190,72 @@ class PruneActivationsOp(IRDLOperation):
                                   "rows (columns with transpose_w)")
 
 
-KV_OPS = [KvCompressOp, PruneActivationsOp]
+@irdl_op_definition
+class PruneTokensOp(IRDLOperation):
+    """Runtime token pruning (RTP-like) of a decode step's KV cache, decided from the
+    accumulated-importance state earlier steps built (no look at the step itself):
+
+        state [3, S]: per cached token, the attention it received summed over heads, the
+                      steps it was seen, alive (1/0)
+        keep[j] = decide_tokens(state, heads, threshold, sink, recent, min_seen)[j], j < S
+        keep[j] = 1 for the step's `new` tokens (j >= S)             result [S + new]
+
+    (tensors/runtime_pruning.py `decide_tokens`: alive tokens whose mean attention per
+    step and head is below threshold / alive count are dropped, except the `sink` first,
+    the `recent` last and those seen fewer than `min_seen` steps.) The decode attention
+    takes `keep` as its operand. Deciding costs (heads + 2) operations per cached token
+    (accumulating the last step's probabilities; normalize and compare).
+    """
+
+    name = "sparsec.prune_tokens"
+    state = operand_def(TensorType)
+    result = result_def(TensorType)
+    threshold = prop_def(FloatAttr)
+    sink = prop_def(IntegerAttr)
+    recent = prop_def(IntegerAttr)
+    min_seen = prop_def(IntegerAttr)
+    heads = prop_def(IntegerAttr)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$state attr-dict `:` type($state) `->` type($result)"
+
+    def __init__(self, state: SSAValue, new: int, threshold: float, sink: int, recent: int,
+                 min_seen: int, heads: int):
+        st = state.type
+        assert isinstance(st, TensorType)
+        result = TensorType(st.element_type, [st.get_shape()[1] + new])
+        props: dict[str, Attribute] = {
+            "threshold": FloatAttr(threshold, f64), "sink": IntegerAttr(sink, i64),
+            "recent": IntegerAttr(recent, i64), "min_seen": IntegerAttr(min_seen, i64),
+            "heads": IntegerAttr(heads, i64)}
+        super().__init__(operands=[state], result_types=[result], properties=props)
+
+    def rule(self) -> dict[str, float | int]:
+        """The decision's parameters as Python numbers (decide_tokens' keywords)."""
+        return {"threshold": self.threshold.value.data, "sink": self.sink.value.data,
+                "recent": self.recent.value.data, "min_seen": self.min_seen.value.data,
+                "heads": self.heads.value.data}
+
+    def verify_(self) -> None:
+        st = _ranked(self.state, "state", self.name)
+        out = _ranked(self.result, "result", self.name)
+        if element_type_name(st.element_type).startswith("i"):
+            raise VerifyException(f"{self.name}: state must be floating point, got {st}")
+        if st.get_num_dims() != 2 or st.get_shape()[0] != 3:
+            raise VerifyException(f"{self.name}: state must be [3, S] (attention received, "
+                                  f"steps seen, alive per cached token), got {st}")
+        if out.get_num_dims() != 1 or out.get_shape()[0] <= st.get_shape()[1] or \
+                out.element_type != st.element_type:
+            raise VerifyException(f"{self.name}: result must be [S + new] with new >= 1 "
+                                  f"(S = {st.get_shape()[1]}) of {st.element_type}, got {out}")
+        rule = self.rule()
+        if not rule["threshold"] >= 0:
+            raise VerifyException(f"{self.name}: threshold must be >= 0, got {rule['threshold']}")
+        for key in ("sink", "recent", "min_seen"):
+            if rule[key] < 0:
+                raise VerifyException(f"{self.name}: {key} must be >= 0, got {rule[key]}")
+        if rule["heads"] < 1:
+            raise VerifyException(f"{self.name}: heads must be >= 1, got {rule['heads']}")
+
+
+KV_OPS = [KvCompressOp, PruneActivationsOp, PruneTokensOp]

@@ -43,6 +43,9 @@ class KvEvictPass(ModulePass):
                        f"{self.window} sink={self.sink}")
         for attention in list(decode_attentions(op, self.name)):
             q_rows = attention.query.type.get_shape()[-2]  # type: ignore[union-attr]
+            if getattr(attention, "keep", None):
+                raise fail(self.name, attention, "its tokens are pruned at run time "
+                           "(prune-runtime{tokens}); prune tokens or evict, not both")
             if self.window < q_rows:
                 raise fail(self.name, attention, f"window {self.window} would evict the "
                            f"step's own {q_rows} query position(s); window >= T")

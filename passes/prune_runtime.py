@@ -6,8 +6,16 @@ semantics tensors/runtime_pruning.py): activations whose estimated contribution 
 `threshold` are zeroed as they arrive, so the products they feed are skipped. Estimates:
 `abs` (|a|) or `abs_w` (|a| * max_n |W[k, n]|, the weight's offline row magnitude; the
 weight must be a `param`); `relative=true` makes the threshold a fraction of each row's
-largest estimate. Token pruning by accumulated attention (RTP) needs the attention of
-earlier decode steps, so it runs in the decode loop (tensors/controller.py), not here.
+largest estimate.
+
+`tokens=T` (> 0) instead prunes the *tokens* of every decode attention (RTP-like): the
+kernel carries the accumulated-importance state of its cached tokens as an input (`state`,
+default `importance`, f32[3, S]: attention received summed over heads, steps seen, alive;
+S the cached tokens, the step's own tokens are new), `sparsec.prune_tokens` decides from it
+which tokens stay (threshold T relative to uniform attention; the `sink` first, the
+`recent` last and tokens seen fewer than `min_seen` steps are kept) and the attention
+takes the flags as its `keep` operand. The decode loop (tensors/controller.py) decides
+with the same function (tensors/runtime_pruning.py `decide_tokens`) on the same state.
 
 Error report: each pruned activation's op records the pass, and, when its values are
 known at compile time (an `in` tensor's default source stands in), the fraction pruned,
@@ -22,17 +30,21 @@ from typing import ClassVar
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerAttr, ModuleOp, StringAttr, f64, i64
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.utils.exceptions import PassFailedException
 
-from sparsec.dialects.kv import ESTIMATES, PruneActivationsOp
+from sparsec.dialects import block
+from sparsec.dialects.kv import ESTIMATES, KvCompressOp, PruneActivationsOp, PruneTokensOp
 from sparsec.dialects.sparsec import InputOp, MatmulOp, ParamOp
 from sparsec.tensors.datastore import current_store, enclosing_kernel, store_key
-from sparsec.tensors.runtime_pruning import prune_activations
+from sparsec.tensors.runtime_pruning import decide_tokens, prune_activations
 
 NAME = "prune-runtime"
+TOKEN_ATTR = "sparsec.token_pruning"
+"""Attention-op attribute: the token-pruning rule, its state input and (when the state's
+values are known at compile time) how many cached tokens it drops."""
 
 
 def _fail(rule: str, op: MatmulOp | None = None) -> PassFailedException:
@@ -59,8 +71,16 @@ class PruneRuntimePass(ModulePass):
     estimate: str = "abs"
     relative: bool = False
     operand: str = "a"
+    tokens: float = 0.0
+    sink: int = 4
+    recent: int = 32
+    min_seen: int = 1
+    state: str = "importance"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.tokens:
+            self._prune_tokens(op)
+            return
         if self.estimate not in ESTIMATES:
             raise _fail(f"estimate must be abs or abs_w, got '{self.estimate}'")
         if not self.threshold >= 0 or (self.relative and self.threshold > 1):
@@ -115,3 +135,75 @@ class PruneRuntimePass(ModulePass):
         owner.record_effect({"pass": label, "pruned": float(1 - result.kept.mean()),
                              "skipped_products": result.skipped_fraction,
                              "rel_error": error, "decide_ops": result.decide_ops})
+
+    # -- tokens -------------------------------------------------------------------------
+
+    def _prune_tokens(self, module: ModuleOp) -> None:
+        from sparsec.passes.kv_quantize import decode_attentions
+
+        if not self.tokens > 0 or self.sink < 0 or self.recent < 0 or self.min_seen < 0:
+            raise _fail(f"tokens must be > 0 and sink, recent, min_seen >= 0, got tokens="
+                        f"{self.tokens} sink={self.sink} recent={self.recent} "
+                        f"min_seen={self.min_seen}")
+        for attention in list(decode_attentions(module, NAME)):
+            self._prune_attention(attention)
+
+    def _prune_attention(self, attention) -> None:
+        where = f" {attention.name}:"
+        if not isinstance(attention, block.GqaAttentionOp):
+            raise PassFailedException(f"{NAME}:{where} token pruning needs a decode attention "
+                                      "over a KV cache (sparsec.gqa_attention: give `start`)")
+        if attention.keep:
+            raise PassFailedException(f"{NAME}:{where} its tokens are already pruned at run "
+                                      "time; prune once")
+        for operand in (attention.key, attention.value):
+            owner = operand.owner
+            if isinstance(owner, KvCompressOp) and owner.policy().evicts:
+                raise PassFailedException(
+                    f"{NAME}:{where} its cache is evicted (kv-evict): the importance state "
+                    "covers every cached position; prune tokens or evict, not both")
+        state = self._state_input(attention)
+        q_rows = attention.query.type.get_shape()[-2]
+        length = attention.key.type.get_shape()[-2]
+        cached = length - q_rows
+        shape = tuple(state.result.type.get_shape())
+        if shape != (3, cached):
+            raise PassFailedException(
+                f"{NAME}:{where} the state input @{self.state} must be [3, {cached}] (one "
+                f"column per cached token: {length} keys minus the step's {q_rows}), got "
+                f"{list(shape)}")
+        heads = attention.query.type.get_shape()[0]
+        decide = PruneTokensOp(state.result, q_rows, self.tokens, self.sink, self.recent,
+                               self.min_seen, heads)
+        # Right after the state arrives: the decision needs nothing of this step, so every
+        # read of the cache (a policy's kv_compress included) can take the flags.
+        Rewriter.insert_op(decide, InsertPoint.after(state))
+        attention.operands = [*attention.operands[:3], decide.result]
+        self._report_tokens(attention, state, heads)
+
+    def _state_input(self, attention) -> InputOp:
+        function = attention.parent_op()
+        while function is not None and not hasattr(function, "sym_name"):
+            function = function.parent_op()
+        found = [op for op in (function.walk() if function is not None else [])
+                 if isinstance(op, InputOp) and op.sym_name == self.state]
+        if not found:
+            raise PassFailedException(
+                f"{NAME}: token pruning needs the accumulated-importance state as a kernel "
+                f"input: declare `in {self.state}: f32[3, S]` (or name it with state=NAME)")
+        return found[0]
+
+    def _report_tokens(self, attention, state: InputOp, heads: int) -> None:
+        entries = {"threshold": FloatAttr(self.tokens, f64), "sink": IntegerAttr(self.sink, i64),
+                   "recent": IntegerAttr(self.recent, i64),
+                   "min_seen": IntegerAttr(self.min_seen, i64),
+                   "state": StringAttr(self.state)}
+        values = _values(state.result)
+        if values is not None and values.shape[0] == 3:
+            alive = values[2] > 0
+            kept = decide_tokens(values, heads, self.tokens, self.sink, self.recent,
+                                 self.min_seen)
+            entries["cached"] = IntegerAttr(int(alive.size), i64)
+            entries["dropped_before"] = IntegerAttr(int((~alive).sum()), i64)
+            entries["dropped"] = IntegerAttr(int((~kept).sum()), i64)
+        attention.attributes[TOKEN_ATTR] = DictionaryAttr(entries)

@@ -215,15 +215,16 @@ def causal_mask(n_queries: int, n_keys: int, start: int) -> np.ndarray:
 
 
 def gqa_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, n_heads: int, n_kv_heads: int,
-                  start: int, scale: float | None = None, causal: bool = True
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  start: int, scale: float | None = None, causal: bool = True,
+                  keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Grouped-query (optionally causal) attention over a KV cache.
 
     q [n_heads, Tq, d]; k, v [n_kv_heads, Tk, d] with keys at absolute positions 0..Tk-1;
     query row i is at absolute position start + i (prefill: start = 0, Tq = Tk; decode
     step: Tq = 1, start = Tk - 1). For query head h and its KV head g = kv_head_of(h):
         s[h, i, j] = scale * q[h, i] . k[g, j]        (scale default 1/sqrt(d))
-        p[h, i, :] = softmax over the allowed j (j <= start + i when causal; others 0)
+        p[h, i, :] = softmax over the allowed j (j <= start + i when causal, keep[j] != 0
+                     when `keep` [Tk] is given (runtime token pruning); others 0)
         o[h, i]    = sum_j p[h, i, j] v[g, j]
     Returns (o [n_heads, Tq, d], p [n_heads, Tq, Tk]).
     """
@@ -238,6 +239,8 @@ def gqa_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, n_heads: int, n_k
     scores = np.matmul(grouped_q, np.swapaxes(kf, -1, -2)[:, None]) * qf.dtype.type(scale)
     if causal:
         scores = np.where(causal_mask(n_queries, n_keys, start), scores, -np.inf)
+    if keep is not None:
+        scores = np.where(np.asarray(keep)[None, :] != 0, scores, -np.inf)
     probs = softmax(scores, axis=-1)
     out = np.matmul(probs, vf[:, None])
     return (out.reshape(n_heads, n_queries, head_dim),

@@ -298,16 +298,27 @@ def apply_policy(k: np.ndarray, v: np.ndarray, policy: KVPolicy) -> CacheResult:
     return CacheResult(keys, values, positions, bits, dense, dequant, tiers)
 
 
+def _read_positions(policy: KVPolicy, length: int, alive: np.ndarray | None) -> np.ndarray:
+    """Positions a read touches: those eviction keeps, and of them the `alive` ones
+    (runtime token pruning's flags over the `length` positions) when given."""
+    positions = kept_positions(length, policy.sink, policy.window)
+    if alive is None:
+        return positions
+    return positions[np.asarray(alive, dtype=bool)[positions]]
+
+
 def policy_storage_bits(policy: KVPolicy, heads: int, length: int, key_dim: int,
-                        value_dim: int) -> int:
-    """Exact bits of a cache of `length` tokens under the policy, from shapes alone.
+                        value_dim: int, alive: np.ndarray | None = None) -> int:
+    """Exact bits of a cache of `length` tokens under the policy, from shapes alone
+    (with `alive`: the bits a read of only the alive tokens fetches, a group's
+    metadata once if any of its tokens is alive).
 
     Per kept token group in a quantized tier of b bits with t kept tokens: t*d*b code bits
     plus 2*d metadata per channel-axis tensor (scale and min per channel) or
     2*t*ceil(d/G) per token-axis tensor (per token, per channel group); fp16 tiers t*d*16.
     """
     g = policy.group
-    positions = kept_positions(length, policy.sink, policy.window)
+    positions = _read_positions(policy, length, alive)
     tiers = group_tiers(length, policy)
     counts = np.bincount(positions // g, minlength=tiers.size)
     total = 0
@@ -355,19 +366,21 @@ def compress(x: np.ndarray, policy: KVPolicy, role: str) -> Compressed:
     return Compressed(out, positions, bits, dequant)
 
 
-def policy_dequantized_elements(policy: KVPolicy, heads: int, length: int, dim: int) -> int:
+def policy_dequantized_elements(policy: KVPolicy, heads: int, length: int, dim: int,
+                                alive: np.ndarray | None = None) -> int:
     """Elements of one cache tensor [heads, length, dim] stored as integers (each costs a
-    multiply and an add to dequantize), from shapes alone."""
-    positions = kept_positions(length, policy.sink, policy.window)
+    multiply and an add to dequantize), from shapes alone (of the `alive` tokens only
+    when given)."""
+    positions = _read_positions(policy, length, alive)
     bits = np.asarray(policy.bits)[group_tiers(length, policy)[positions // policy.group]]
     return heads * dim * int(np.count_nonzero(bits < FULL_BITS))
 
 
 def policy_storage_bits_one(policy: KVPolicy, role: str, heads: int, length: int,
-                            dim: int) -> int:
+                            dim: int, alive: np.ndarray | None = None) -> int:
     """Exact bits of one cache tensor (keys or values) under the policy."""
-    both = policy_storage_bits(policy, heads, length, dim, 0) if role == "key" else \
-        policy_storage_bits(policy, heads, length, 0, dim)
+    both = policy_storage_bits(policy, heads, length, dim, 0, alive) if role == "key" else \
+        policy_storage_bits(policy, heads, length, 0, dim, alive)
     return both
 
 

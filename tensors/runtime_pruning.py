@@ -140,22 +140,50 @@ class TokenPruner:
         self._decide()
 
     def _decide(self) -> None:
-        """Drop alive tokens whose mean attention is below threshold / L (not protected)."""
-        length = self.length
-        self.decide_ops += 2 * length
-        if self.threshold <= 0 or length == 0:
-            return
-        alive_count = int(self.alive.sum())
-        mean = self.score / (np.maximum(self.seen, 1) * self.heads)
-        positions = np.arange(length)
-        protected = (positions < self.sink) | (positions >= length - self.recent)
-        protected |= self.seen < self.min_seen
-        drop = self.alive & ~protected & (mean < self.threshold / max(alive_count, 1))
-        self.alive &= ~drop
+        """Drop alive tokens whose mean attention is below threshold / L (not protected):
+        `decide_tokens` on the state, the semantics of `sparsec.prune_tokens`."""
+        self.decide_ops += 2 * self.length
+        self.alive = decide_tokens(self.state(), self.heads, self.threshold, self.sink,
+                                   self.recent, self.min_seen)
+
+    def state(self) -> np.ndarray:
+        """The accumulated-importance state [3, L] a decode kernel takes as an input:
+        rows (attention received, summed over heads; steps seen; alive 1/0)."""
+        return np.stack([self.score, self.seen.astype(np.float64),
+                         self.alive.astype(np.float64)])
 
     def keep(self) -> np.ndarray:
         """The alive mask over the current cache (a copy)."""
         return self.alive.copy()
+
+
+def decide_tokens(state: np.ndarray, heads: int, threshold: float, sink: int, recent: int,
+                  min_seen: int) -> np.ndarray:
+    """Which of L cached tokens stay alive for the next decode step (boolean [L]), from the
+    accumulated state [3, L] (attention received summed over heads, steps seen, alive)
+    that earlier steps built: nothing from the step being decided.
+
+    An alive token is dropped, for good, when its mean received attention per step and
+    head, score / (max(seen, 1) * heads), is below threshold / A (A: alive tokens, so the
+    threshold is relative to uniform attention), unless it is one of the `sink` first, one
+    of the `recent` last, or seen fewer than `min_seen` steps. threshold 0 drops nothing.
+    """
+    score, seen, alive = state[0], state[1], state[2] > 0
+    length = alive.size
+    if threshold <= 0 or length == 0:
+        return alive.copy()
+    mean = score / (np.maximum(seen, 1) * max(heads, 1))
+    positions = np.arange(length)
+    protected = (positions < sink) | (positions >= length - recent) | (seen < min_seen)
+    drop = alive & ~protected & (mean < threshold / max(int(alive.sum()), 1))
+    return alive & ~drop
+
+
+def token_decide_ops(heads: int, length: int) -> int:
+    """Operations the token pruner spends per decode step on a cache of `length` tokens:
+    accumulating the last step's probabilities (heads adds per token) and deciding
+    (normalize and compare: 2 per token)."""
+    return (heads + 2) * length
 
 
 def pruned_attention_step(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float,

@@ -22,8 +22,15 @@ from sparsec.backends.bitllm.arith import GemmStats
 from sparsec.backends.bitllm.numerics import fp_mode_matmul, int_fp_matmul, nonlinear
 from sparsec.backends.bitllm.spec import BitllmSpec
 from sparsec.backends.common.backend import Machine, dtype_of
-from sparsec.backends.common.block_reference import evaluate, plain_properties
+from sparsec.backends.common.block_reference import (
+    evaluate,
+    kv_compress_values,
+    plain_properties,
+    prune_activation_values,
+    prune_tokens_values,
+)
 from sparsec.backends.common.isa import zero_accumulator
+from sparsec.backends.common.kv import empty_tally, kv_read
 from sparsec.backends.common.memory import MemoryLevel
 from sparsec.backends.common.report import Check, Report
 from sparsec.backends.common.timeline import Event, Timeline
@@ -104,6 +111,11 @@ class BitllmMachine(Machine):
         self.gemm_cycles = 0
         self.codes: dict[SSAValue, tuple[np.ndarray, np.ndarray]] = {}
         self.last_tiles: list[Event] = []
+        self.kv_cache: dict[str, int] = empty_tally()
+        self.kv_dequant = {"instructions": 0, "cycles": 0, "ops": 0}
+        self.runtime_pruning: dict[str, int] = {"activations": 0, "pruned": 0, "decide_ops": 0,
+                                                "skipped_products": 0, "dense_products": 0,
+                                                "cycles": 0}
 
     def functions(self) -> InterpreterFunctions:
         return BitllmFunctions(self)
@@ -144,29 +156,36 @@ class BitllmMachine(Machine):
 
         return weight_bits(op.rhs.type) or 8  # type: ignore[arg-type]
 
-    def fgemm(self, op: isa.FgemmOp) -> Event:
+    def fgemm(self, op: isa.FgemmOp, kept: int | None = None) -> Event:
         """A BF16-mode head product: PEs do group / fp_mode_ratio MACs per cycle:
-        ceil(m / pe_rows) ceil(n / pe_cols) ceil(k / (group / ratio)) + fill."""
+        ceil(m / pe_rows) ceil(n / pe_cols) ceil(k / (group / ratio)) + fill. With keep
+        flags, the token dimension (n of the scores, k of P V) is the `kept` count."""
         spec = self.spec
         a = _shape(op.lhs.type)[-2:]
         b = _shape(op.rhs.type)[-2:]
         m, k = a
         n = b[0] if op.transpose_b is not None else b[1]
+        if kept is not None:
+            n, k = (kept, k) if op.transpose_b is not None else (n, kept)
         lanes = spec.group // spec.fp_mode_ratio
         cycles = (math.ceil(m / spec.pe_rows) * math.ceil(n / spec.pe_cols)
                   * (math.ceil(k / lanes) + spec.fill_cycles))
         self.fp_macs += m * n * k
         self.sram.read((m * k + k * n) * 2)
-        after = [self.ready.get(op.lhs), self.ready.get(op.rhs), self.ready.get(op.acc)]
+        after = [self.ready.get(op.lhs), self.ready.get(op.rhs), self.ready.get(op.acc),
+                 *map(self.ready.get, op.keep)]
         event = self.timeline.issue("pe_array", cycles, after=after)
         self.ready[op.result] = event
         return event
 
-    def nonlinear_work(self, op: isa.NonlinearOp) -> None:
+    def nonlinear_work(self, op: isa.NonlinearOp, kept: int | None = None) -> None:
         """Polynomial unit on the MAC datapath: ceil(ops / lanes) cycles, ops from
-        nonlinear.block_work (Horner p MACs + range reduction per function)."""
+        nonlinear.block_work (Horner p MACs + range reduction per function); a softmax
+        with keep flags works on the `kept` keys of each row."""
         kind = op.kind.data
         shape = _shape(op.result.type)
+        if kept is not None:
+            shape = (*shape[:-1], kept)
         work = nl.block_work(kind, shape, op.order.value.data)
         rows = math.prod(shape[:-1]) if len(shape) > 1 else 1
         ops = work.elementwise * math.prod(shape) + work.per_row * rows
@@ -181,6 +200,78 @@ class BitllmMachine(Machine):
         self.ready[op.result] = self.timeline.issue(
             "pe_array", cycles, after=[self.ready.get(v) for v in op.inputs])
         self.store_if_output(op.result, self.ready[op.result])
+
+    def prune_tokens(self, op: isa.PruneTokensOp, keep: np.ndarray | None) -> None:
+        """Token pruning's decision on the nonlinear lanes: (heads + 2) operations per
+        cached token, ceil(ops / lanes) cycles, `nlu_pj` each (counted with the
+        activation pruner's in details.runtime_pruning)."""
+        cached = _shape(op.state.type)[1]
+        ops = (op.heads.value.data + 2) * cached
+        cycles = math.ceil(ops / self.spec.lanes)
+        tally = self.runtime_pruning
+        tally["decide_ops"] += ops
+        tally["cycles"] += cycles
+        tally["tokens"] = tally.get("tokens", 0) + _shape(op.result.type)[0]
+        if keep is not None:
+            tally["tokens_pruned"] = tally.get("tokens_pruned", 0) + int(np.sum(keep == 0))
+        self.sram.read(3 * cached * 4)
+        self.ready[op.result] = self.timeline.issue("pe_array", cycles,
+                                                    after=[self.ready.get(op.state)])
+
+    def kv_load(self, op: isa.KvLoadOp, alive: np.ndarray | None = None) -> None:
+        """A KV-cache tensor read as its policy stores it (backends/common/kv.py): its
+        ceil(stored bits / 8) bytes DRAM -> SRAM at dram_gbps, then kv_dequant_ops FP
+        multiply-adds per integer element on the nonlinear lanes, ceil(ops / lanes)
+        cycles on the PE array's datapath, each dequantized element written to the SRAM
+        as BF16 (2 bytes). fp16 tiers are read as they are. With keep flags (`alive`,
+        runtime token pruning) only the kept tokens are read and dequantized."""
+        read = kv_read(op, alive)
+        read.add_to(self.kv_cache)
+        dram = self.dram.read(read.stored_bytes)
+        self.sram.write(read.stored_bytes)
+        loaded = self.timeline.issue("dram", dram, after=[self.ready.get(op.input),
+                                                          *map(self.ready.get, op.keep)])
+        ops = self.spec.kv_dequant_ops * read.dequantized_elements
+        cycles = math.ceil(ops / self.spec.lanes)
+        self.sram.read(read.stored_bytes)
+        self.sram.write(2 * read.dequantized_elements)
+        self.kv_dequant["instructions"] += 1
+        self.kv_dequant["cycles"] += cycles
+        self.kv_dequant["ops"] += ops
+        self.ready[op.result] = self.timeline.issue("pe_array", cycles, after=[loaded])
+
+    def append_to_cache(self, op: isa.MoveOp) -> bool:
+        """A concat that appends to a DRAM-resident KV cache (read by kv_load): the new rows
+        are written to DRAM (2 bytes per element); True when `op` is one."""
+        if op.kind.data != "concat" or not op.result.uses or not all(
+                isinstance(use.operation, isa.KvLoadOp) for use in op.result.uses):
+            return False
+        nbytes = _elements(op.inputs[1].type) * 2
+        after = [self.ready.get(v) for v in op.inputs]
+        self.timeline.issue("dram", self.dram.write(nbytes), after=after)
+        self.ready[op.result] = self.timeline.issue("pe_array", 0, after=after)
+        return True
+
+    def prune(self, op: isa.PruneOp, result: Any | None) -> None:
+        """Activation pruning on the nonlinear lanes: its deciding operations (counted by
+        the semantics; from the shape when values are not executed), ceil(ops / lanes)
+        cycles; skipped products are tallied in details.runtime_pruning."""
+        m, k = _shape(op.input.type)
+        decide = m * k * (1 + (op.estimate.data == "abs_w") + (op.relative is not None))
+        tally = self.runtime_pruning
+        if result is not None:
+            decide = result.decide_ops
+            tally["activations"] += m * k
+            tally["pruned"] += int(m * k - np.count_nonzero(result.kept))
+            tally["skipped_products"] += result.skipped_products
+            tally["dense_products"] += result.dense_products
+        cycles = math.ceil(decide / self.spec.lanes)
+        tally["decide_ops"] += decide
+        tally["cycles"] += cycles
+        self.sram.read(m * k * 2)
+        self.sram.write(m * k * 2)
+        self.ready[op.result] = self.timeline.issue("pe_array", cycles,
+                                                    after=[self.ready.get(op.input)])
 
     def store_if_output(self, result: SSAValue, event: Event | None) -> None:
         """A kernel output leaves for DRAM (2 bytes per BF16 element); other results stay
@@ -208,6 +299,8 @@ class BitllmMachine(Machine):
             "fp_accumulate": self.cluster_results * spec.fp_add_pj,
             "fp_mode_macs": self.fp_macs * spec.mac_pj * spec.fp_mode_ratio,
             "nonlinear": self.nlu_ops * spec.nlu_pj,
+            "kv_dequant": self.kv_dequant["ops"] * spec.nlu_pj,
+            "runtime_pruning": self.runtime_pruning["decide_ops"] * spec.nlu_pj,
         }
         array = self.timeline.units["pe_array"]
         return Report(
@@ -233,8 +326,19 @@ class BitllmMachine(Machine):
                 "fp_mode_macs": self.fp_macs,
                 "peak_tops": spec.peak_tops,
                 "energy_breakdown_pj": energy,
+                "kv_cache": self.kv_cache,
+                "kv_dequant": self.kv_dequant,
+                "runtime_pruning": self.runtime_pruning,
             },
         )
+
+
+def _kept(keep: tuple[Any, ...]) -> int | None:
+    """Kept tokens of an optional keep operand's values (None: no flags, or not executed:
+    every token counts)."""
+    if not keep or keep[0] is None:
+        return None
+    return int(np.count_nonzero(keep[0]))
 
 
 def _per_output_events(stats: GemmStats) -> GemmStats:
@@ -287,8 +391,8 @@ class BitllmFunctions(InterpreterFunctions):
 
     @impl(isa.FgemmOp)
     def run_fgemm(self, interpreter: Interpreter, op: isa.FgemmOp, args: tuple[Any, ...]):
-        lhs, rhs, acc = args
-        self._chain(op, self.machine.fgemm(op))
+        lhs, rhs, acc = args[:3]
+        self._chain(op, self.machine.fgemm(op, _kept(args[3:])))
         if not self.machine.execute:
             return (None,)
         b = rhs[op.rhs_head.value.data]
@@ -307,19 +411,50 @@ class BitllmFunctions(InterpreterFunctions):
     @impl(isa.NonlinearOp)
     def run_nonlinear(self, interpreter: Interpreter, op: isa.NonlinearOp,
                       args: tuple[Any, ...]):
-        self.machine.nonlinear_work(op)
+        kept = _kept(args[1:]) if op.kind.data == "softmax" else None
+        self.machine.nonlinear_work(op, kept)
         if not self.machine.execute:
             return (None,)
         props = {k: v for k, v in plain_properties(op).items() if k not in ("kind", "order")}
         return (nonlinear(op.kind.data, list(args), props, op.order.value.data,
                           dtype_of(op.result.type)),)
 
+    @impl(isa.KvLoadOp)
+    def run_kv_load(self, interpreter: Interpreter, op: isa.KvLoadOp, args: tuple[Any, ...]):
+        alive = args[1] if len(args) > 1 and args[1] is not None else None
+        self.machine.kv_load(op, alive)
+        if not self.machine.execute:
+            return (None,)
+        # Pruned tokens are not read: their (unread) values are never used, the attention
+        # masks them; the values of the kept ones are the policy's.
+        return (kv_compress_values(op, args[0], dtype_of(op.result.type)),)
+
+    @impl(isa.PruneTokensOp)
+    def run_prune_tokens(self, interpreter: Interpreter, op: isa.PruneTokensOp,
+                         args: tuple[Any, ...]):
+        if not self.machine.execute:
+            self.machine.prune_tokens(op, None)
+            return (None,)
+        keep = prune_tokens_values(op, args[0], dtype_of(op.result.type))
+        self.machine.prune_tokens(op, keep)
+        return (keep,)
+
+    @impl(isa.PruneOp)
+    def run_prune(self, interpreter: Interpreter, op: isa.PruneOp, args: tuple[Any, ...]):
+        if not self.machine.execute:
+            self.machine.prune(op, None)
+            return (None,)
+        result = prune_activation_values(op, args)
+        self.machine.prune(op, result)
+        return (result.values.astype(args[0].dtype, copy=False),)
+
     @impl(isa.MoveOp)
     def run_move(self, interpreter: Interpreter, op: isa.MoveOp, args: tuple[Any, ...]):
         machine = self.machine
-        machine.ready[op.result] = machine.timeline.issue(
-            "pe_array", 0, after=[machine.ready.get(v) for v in op.inputs])
-        machine.store_if_output(op.result, machine.ready[op.result])
+        if not machine.append_to_cache(op):
+            machine.ready[op.result] = machine.timeline.issue(
+                "pe_array", 0, after=[machine.ready.get(v) for v in op.inputs])
+            machine.store_if_output(op.result, machine.ready[op.result])
         if not machine.execute:
             return (None,)
         props = {k: v for k, v in plain_properties(op).items() if k != "kind"}

@@ -15,12 +15,15 @@ Semantics (numpy, backends/bitllm/arith.py and nonlinear.py):
               PE array's FP mode, float32 accumulation;
   nonlinear:  the kernel op `kind` with the polynomial unit at Taylor order `order`;
   move:       heads / merge_heads / concat, data movement only;
+  kv_load:    sparsec.kv_compress (a KV-cache tensor as its policy stores it), dequantized;
+  prune:      sparsec.prune_activations (runtime activation pruning);
   writeback:  round the accumulator to the result element type.
 """
 
 from __future__ import annotations
 
 from xdsl.dialects.builtin import (
+    ArrayAttr,
     DenseArrayBase,
     FloatAttr,
     IntegerAttr,
@@ -45,7 +48,9 @@ from xdsl.utils.exceptions import VerifyException
 from sparsec.backends.common.isa import AccumulatorZerosOp
 
 NONLINEAR_KINDS = ("rmsnorm", "silu", "gelu", "exp", "add", "mul", "rope", "softmax")
-NONLINEAR_ARITY = {"rmsnorm": 2, "add": 2, "mul": 2}
+NONLINEAR_ARITY = {"rmsnorm": (2,), "add": (2,), "mul": (2,), "softmax": (1, 2)}
+"""Inputs per kind (default one); softmax's optional second input is the `keep` flags of
+runtime token pruning (a key whose flag is 0 is masked like a causal one)."""
 MOVE_KINDS = ("heads", "merge_heads", "concat")
 
 
@@ -126,27 +131,33 @@ class GemmOp(IRDLOperation):
 @irdl_op_definition
 class FgemmOp(IRDLOperation):
     """One head of an activation x activation product (attention) in the PE array's BF16
-    mode: acc[head] = A[head] . B[rhs_head] (B transposed when `transpose_b`)."""
+    mode: acc[head] = A[head] . B[rhs_head] (B transposed when `transpose_b`). With `keep`
+    (runtime token pruning's flags over the tokens: B's rows, or its columns when
+    transposed) the array runs only the kept tokens' products; the dropped ones are
+    masked by the softmax (scores) or multiply a zero probability (P V)."""
 
     name = "bitllm.fgemm"
     lhs = operand_def(TensorType)
     rhs = operand_def(TensorType)
     acc = operand_def(TensorType)
+    keep = var_operand_def(TensorType)
     result = result_def(TensorType)
     head = prop_def(IntegerAttr)
     rhs_head = prop_def(IntegerAttr)
     transpose_b = opt_prop_def(UnitAttr)
     irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = ("$lhs `,` $rhs `,` $acc attr-dict `:` `(` type($lhs) `,` type($rhs) `,` "
-                       "type($acc) `)` `->` type($result)")
+    assembly_format = ("$lhs `,` $rhs `,` $acc (`keep` $keep^)? attr-dict `:` `(` type($lhs) "
+                       "`,` type($rhs) `,` type($acc) (`,` type($keep)^)? `)` `->` "
+                       "type($result)")
 
     def __init__(self, lhs: SSAValue, rhs: SSAValue, acc: SSAValue, head: int, rhs_head: int,
-                 transpose_b: bool = False):
+                 transpose_b: bool = False, keep: SSAValue | None = None):
         props: dict[str, Attribute] = {"head": IntegerAttr(head, i64),
                                        "rhs_head": IntegerAttr(rhs_head, i64)}
         if transpose_b:
             props["transpose_b"] = UnitAttr()
-        super().__init__(operands=[lhs, rhs, acc], result_types=[acc.type], properties=props)
+        super().__init__(operands=[lhs, rhs, acc, [keep] if keep is not None else []],
+                         result_types=[acc.type], properties=props)
 
     def verify_(self) -> None:
         heads = self.acc.type.get_shape()[0]  # type: ignore[union-attr]
@@ -205,9 +216,10 @@ class NonlinearOp(IRDLOperation):
         if kind not in NONLINEAR_KINDS:
             raise VerifyException(f"bitllm.nonlinear: kind must be one of "
                                   f"{', '.join(NONLINEAR_KINDS)}, got '{kind}'")
-        arity = NONLINEAR_ARITY.get(kind, 1)
-        if len(self.inputs) != arity:
-            raise VerifyException(f"bitllm.nonlinear: '{kind}' takes {arity} input(s), got "
+        arity = NONLINEAR_ARITY.get(kind, (1,))
+        if len(self.inputs) not in arity:
+            raise VerifyException(f"bitllm.nonlinear: '{kind}' takes "
+                                  f"{' or '.join(map(str, arity))} input(s), got "
                                   f"{len(self.inputs)}")
         if not 1 <= self.order.value.data <= 16:
             raise VerifyException(f"bitllm.nonlinear: order must lie in [1, 16], got "
@@ -238,5 +250,95 @@ class MoveOp(IRDLOperation):
                                   f"got '{self.kind.data}'")
 
 
+@irdl_op_definition
+class KvLoadOp(IRDLOperation):
+    """Read a KV-cache tensor as its policy stores it and dequantize it on the polynomial
+    unit: `%k = bitllm.kv_load %K {role = "key", bits = [16, 4], tiers = [128], ...}`.
+
+    Semantics: those of `sparsec.kv_compress` with the same properties
+    (tensors/kv_cache.py `compress`). Cost: the exact stored bits (codes, scales and
+    minimums; nothing for evicted tokens, nor, with `keep`, for tokens runtime token
+    pruning dropped) cross DRAM into the SRAM; each integer element
+    costs `kv_dequant_ops` FP multiply-adds (q * scale + min) on the nonlinear unit's
+    lanes, and its BF16 value is written to the SRAM for the BF16-mode products.
+    """
+
+    name = "bitllm.kv_load"
+    input = operand_def(TensorType)
+    keep = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    role = prop_def(StringAttr)
+    bits = prop_def(ArrayAttr)
+    tiers = prop_def(ArrayAttr)
+    group = prop_def(IntegerAttr)
+    axis = prop_def(StringAttr)
+    sink = prop_def(IntegerAttr)
+    window = prop_def(IntegerAttr)
+    meta_bits = prop_def(IntegerAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = ("$input (`keep` $keep^)? attr-dict `:` type($input) (`,` type($keep)^)? "
+                       "`->` type($result)")
+
+    def __init__(self, value: SSAValue, result_type: Attribute,
+                 properties: dict[str, Attribute], keep: SSAValue | None = None):
+        super().__init__(operands=[value, [keep] if keep is not None else []],
+                         result_types=[result_type], properties=dict(properties))
+
+
+@irdl_op_definition
+class PruneOp(IRDLOperation):
+    """Runtime activation pruning on the polynomial unit:
+    `%y = bitllm.prune %x [weight %w] {threshold = .., estimate = "abs"} : T [, W] -> T`.
+
+    Semantics: those of `sparsec.prune_activations` with the same properties. Cost: its
+    deciding operations (a compare per activation; a multiply for abs_w; a max pass when
+    relative) on the nonlinear unit's lanes. The zeros it makes leave the INT-FP
+    clustering: a group of 32 with fewer nonzero activations may need fewer passes.
+    """
+
+    name = "bitllm.prune"
+    input = operand_def(TensorType)
+    weight = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    threshold = prop_def(FloatAttr)
+    estimate = prop_def(StringAttr)
+    relative = opt_prop_def(UnitAttr)
+    transpose_w = opt_prop_def(UnitAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = ("$input (`weight` $weight^)? attr-dict `:` type($input) "
+                       "(`,` type($weight)^)? `->` type($result)")
+
+    def __init__(self, value: SSAValue, weight: list[SSAValue], result_type: Attribute,
+                 properties: dict[str, Attribute]):
+        super().__init__(operands=[value, weight], result_types=[result_type],
+                         properties=dict(properties))
+
+
+@irdl_op_definition
+class PruneTokensOp(IRDLOperation):
+    """Runtime token pruning's decision on the nonlinear lanes:
+    `%keep = bitllm.prune_tokens %state {threshold = .., sink = .., ...} : S -> K`.
+
+    Semantics: those of `sparsec.prune_tokens` with the same properties. Cost: (heads + 2)
+    operations per cached token (accumulating the last step's probabilities into the
+    state; normalize and compare)."""
+
+    name = "bitllm.prune_tokens"
+    state = operand_def(TensorType)
+    result = result_def(TensorType)
+    threshold = prop_def(FloatAttr)
+    sink = prop_def(IntegerAttr)
+    recent = prop_def(IntegerAttr)
+    min_seen = prop_def(IntegerAttr)
+    heads = prop_def(IntegerAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$state attr-dict `:` type($state) `->` type($result)"
+
+    def __init__(self, state: SSAValue, result_type: Attribute,
+                 properties: dict[str, Attribute]):
+        super().__init__(operands=[state], result_types=[result_type],
+                         properties=dict(properties))
+
+
 Bitllm = Dialect("bitllm", [ZerosOp, LoadOp, GemmOp, FgemmOp, WritebackOp, NonlinearOp,
-                            MoveOp], [])
+                            MoveOp, KvLoadOp, PruneOp, PruneTokensOp], [])

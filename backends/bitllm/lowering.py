@@ -26,6 +26,7 @@ from sparsec.backends.bitllm.spec import BitllmSpec
 from sparsec.dialects import block
 from sparsec.dialects.bitlevel import BitLevelAttr
 from sparsec.dialects.formats import QuantizedAttr
+from sparsec.dialects.kv import KvCompressOp, PruneActivationsOp, PruneTokensOp
 from sparsec.dialects.sparsec import InputOp, MatmulOp, ParamOp, SoftmaxOp, element_type_name
 from sparsec.tensors.bitlevel import index_bits
 from sparsec.tensors.dtypes import ELEMENT_BYTES
@@ -140,12 +141,12 @@ def lower_move(op: Operation, spec: BitllmSpec) -> list[Operation]:
 
 
 def _head_products(lhs: SSAValue, rhs: SSAValue, result_type: TensorType, group: int,
-                   transpose_b: bool) -> list[Operation]:
+                   transpose_b: bool, keep: SSAValue | None = None) -> list[Operation]:
     zeros = isa.ZerosOp(result_type)
     ops: list[Operation] = [zeros]
     acc: SSAValue = zeros.result
     for head in range(result_type.get_shape()[0]):
-        product = isa.FgemmOp(lhs, rhs, acc, head, head // group, transpose_b)
+        product = isa.FgemmOp(lhs, rhs, acc, head, head // group, transpose_b, keep)
         ops.append(product)
         acc = product.result
     ops.append(isa.WritebackOp(acc))
@@ -154,27 +155,59 @@ def _head_products(lhs: SSAValue, rhs: SSAValue, result_type: TensorType, group:
 
 def lower_gqa_attention(op: block.GqaAttentionOp, spec: BitllmSpec) -> list[Operation]:
     """Scores per head in BF16 mode, the scaled, masked softmax on the polynomial unit,
-    then P V per head."""
+    then P V per head; with a `keep` operand (runtime token pruning) the products run
+    over the kept tokens and the softmax masks the others."""
     from xdsl.dialects.builtin import FloatAttr, IntegerAttr, StringAttr, f64, i64
 
     q_shape = op.query.type.get_shape()  # type: ignore[union-attr]
     s_len = op.key.type.get_shape()[-2]  # type: ignore[union-attr]
     element = op.result.type.element_type  # type: ignore[union-attr]
     scores_type = TensorType(element, [*q_shape[:-1], s_len])
-    scores = _head_products(op.query, op.key, scores_type, op.group, True)
+    keep = op.keep[0] if op.keep else None
+    scores = _head_products(op.query, op.key, scores_type, op.group, True, keep)
     props: dict[str, Any] = {"scale": FloatAttr(op.scale.value.data, f64)}
     if op.mask_kind != "none":
         props["mask"] = StringAttr(op.mask_kind)
         props["start"] = IntegerAttr(op.start_position, i64)
-    softmax = isa.NonlinearOp("softmax", [scores[-1].results[0]], scores_type,
-                              spec.taylor_order, props)
+    inputs = [scores[-1].results[0], *([keep] if keep is not None else [])]
+    softmax = isa.NonlinearOp("softmax", inputs, scores_type, spec.taylor_order, props)
     values = _head_products(softmax.result, op.value, op.result.type,  # type: ignore[arg-type]
-                            op.group, False)
+                            op.group, False, keep)
     return [*scores, softmax, *values]
 
 
+def lower_kv_compress(op: KvCompressOp, spec: BitllmSpec) -> list[Operation]:
+    """A policy-compressed KV-cache tensor: read as stored, dequantized on the nonlinear
+    unit (the cache itself is not loaded whole: see `cache_reads`); when the attention
+    that reads it prunes tokens at run time, only the kept tokens are read."""
+    keeps = {use.operation.keep[0] if isinstance(use.operation, block.GqaAttentionOp)
+             and use.operation.keep else None for use in op.result.uses}
+    keep = keeps.pop() if len(keeps) == 1 else None
+    return [isa.KvLoadOp(op.input, op.result.type, dict(op.properties), keep)]
+
+
+def lower_prune_tokens(op: PruneTokensOp, spec: BitllmSpec) -> list[Operation]:
+    """Runtime token pruning's decision: one nonlinear-unit instruction."""
+    return [isa.PruneTokensOp(op.state, op.result.type, dict(op.properties))]
+
+
+def lower_prune_activations(op: PruneActivationsOp, spec: BitllmSpec) -> list[Operation]:
+    """Runtime activation pruning: one nonlinear-unit instruction before the GEMM."""
+    return [isa.PruneOp(op.input, list(op.weight), op.result.type, dict(op.properties))]
+
+
+def cache_reads(op: Operation) -> bool:
+    """A concat whose result only a KV policy reads appends to a cache that stays in DRAM:
+    `bitllm.kv_load` reads it as stored, so its operands are not loaded whole."""
+    if not isinstance(op, block.ConcatOp):
+        return False
+    uses = list(op.results[0].uses)
+    return bool(uses) and all(isinstance(u.operation, (KvCompressOp, isa.KvLoadOp)) for u in uses)
+
+
 LOWERINGS: dict[type[Operation], Callable[[Any, BitllmSpec], list[Operation]]] = {
-    MatmulOp: lower_matmul, SoftmaxOp: lower_softmax,
+    KvCompressOp: lower_kv_compress, PruneActivationsOp: lower_prune_activations,
+    PruneTokensOp: lower_prune_tokens, MatmulOp: lower_matmul, SoftmaxOp: lower_softmax,
     block.RmsNormOp: lower_nonlinear, block.SiluOp: lower_nonlinear,
     block.GeluOp: lower_nonlinear, block.ExpOp: lower_nonlinear, block.AddOp: lower_nonlinear,
     block.MulOp: lower_nonlinear, block.RopeOp: lower_nonlinear, block.HeadsOp: lower_move,
@@ -185,7 +218,8 @@ LOWERINGS: dict[type[Operation], Callable[[Any, BitllmSpec], list[Operation]]] =
 KERNEL_OPS = frozenset(
     ["sparsec.matmul", "sparsec.softmax"]
     + [f"sparsec.{k}" for k in ("rmsnorm", "silu", "gelu", "exp", "add", "mul", "rope", "heads",
-                                "merge_heads", "concat", "gqa_attention")])
+                                "merge_heads", "concat", "gqa_attention", "kv_compress",
+                                "prune_activations", "prune_tokens")])
 """The kernel ops this lowering turns into bitllm instructions."""
 
 
@@ -198,7 +232,8 @@ class LowerKernelOps(RewritePattern):
         lowering = LOWERINGS.get(type(op))
         if lowering is None:
             return
-        ops = [*self.loads.for_operands(list(op.operands)), *lowering(op, self.spec)]
+        loads = [] if cache_reads(op) else self.loads.for_operands(list(op.operands))
+        ops = [*loads, *lowering(op, self.spec)]
         rewriter.replace(op, ops, [ops[-1].results[0]])
 
 

@@ -78,6 +78,8 @@ def nonlinear(kind: str, inputs: list[np.ndarray], props: dict[str, Any], order:
     if kind == "softmax":
         scores = masked_scores(x[0], props.get("scale", 1.0), props.get("mask", "none"),
                                props.get("start", 0))
+        if len(x) > 1:  # runtime token pruning's keep flags over the keys
+            scores = np.where(x[1] != 0, scores, np.float32(-np.inf)).astype(np.float32)
         return round_to_dtype(nl.poly_softmax(scores, order), dtype)
     if kind == "rmsnorm":
         return round_to_dtype(nl.poly_rmsnorm(x[0], x[1], props["eps"], order), dtype)

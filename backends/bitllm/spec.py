@@ -28,7 +28,9 @@ class BitllmSpec(AcceleratorSpec):
     span <= `span` per pass, a cluster register of `acc_bits` (0 = exact width) in
     `acc_mode`, overflow clusters `spill` (extra pass) or `drop`; Taylor order
     `taylor_order` for exp/reciprocal/rsqrt. `max_ones` / `method`: the weight code
-    prepare() asks bitlevel-encode for (0 = plain INT8).
+    prepare() asks bitlevel-encode for (0 = plain INT8). `kv_dequant_ops`: FP
+    multiply-adds per integer KV-cache element a policy-compressed cache costs to
+    dequantize on the nonlinear unit (1: q * scale + min as one fused multiply-add, A).
     """
 
     name: ClassVar[str] = "bitllm"
@@ -58,6 +60,7 @@ class BitllmSpec(AcceleratorSpec):
     fp_mode_ratio: int = 4
     fill_cycles: int = 4
     nlu_lanes: int = 0
+    kv_dequant_ops: int = 1
     sram_kb: int = 384
     clock_ghz: float = 0.46
     dram_gbps: float = 12.8
@@ -70,7 +73,7 @@ class BitllmSpec(AcceleratorSpec):
     def validate(self) -> None:
         super().validate()
         for option in ("pe_rows", "pe_cols", "group", "clusters", "tile_n", "fp_mode_ratio",
-                       "sram_kb"):
+                       "sram_kb", "kv_dequant_ops"):
             self.require(getattr(self, option) >= 1, option, "must be >= 1")
         self.require(self.acc_mode in ACC_MODES, "acc_mode",
                      f"must be one of {', '.join(ACC_MODES)}, got '{self.acc_mode}'")

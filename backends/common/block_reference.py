@@ -19,7 +19,7 @@ from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_i
 from xdsl.ir import Attribute, Operation
 
 from sparsec.dialects import block
-from sparsec.dialects.kv import KvCompressOp, PruneActivationsOp
+from sparsec.dialects.kv import KvCompressOp, PruneActivationsOp, PruneTokensOp
 from sparsec.dialects.sparsec import element_type_name
 from sparsec.tensors.dtypes import round_to_dtype
 from sparsec.tensors.kv_cache import compress_fast
@@ -54,10 +54,11 @@ def _plain(attr: Attribute) -> Any:
     return str(attr)
 
 
-def _gqa(q: np.ndarray, k: np.ndarray, v: np.ndarray, props: Properties) -> np.ndarray:
+def _gqa(q: np.ndarray, k: np.ndarray, v: np.ndarray, props: Properties,
+         keep: np.ndarray | None = None) -> np.ndarray:
     start = props.get("start", k.shape[-2] - q.shape[-2])
     out, _ = _ops().gqa_attention(q, k, v, q.shape[0], k.shape[0], start, scale=props["scale"],
-                                  causal=props.get("mask", "none") == "causal")
+                                  causal=props.get("mask", "none") == "causal", keep=keep)
     return out
 
 
@@ -82,7 +83,7 @@ KINDS: dict[str, Callable[[list[np.ndarray], Properties, str], np.ndarray]] = {
     "merge_heads": lambda a, p, dt: np.ascontiguousarray(
         a[0].transpose(1, 0, 2).reshape(a[0].shape[1], -1)),
     "concat": lambda a, p, dt: np.concatenate([a[0], a[1]], axis=p["axis"]),
-    "gqa_attention": lambda a, p, dt: _gqa(a[0], a[1], a[2], p),
+    "gqa_attention": lambda a, p, dt: _gqa(a[0], a[1], a[2], p, a[3] if len(a) > 3 else None),
 }
 """Kind -> numpy semantics on arrays already in the accumulator type."""
 
@@ -119,6 +120,19 @@ def prune_activation_values(op: Any, args: tuple[Any, ...]) -> Any:
         weight = weight.T if op.transpose_w is not None else weight
     return prune_activations(x, op.threshold.value.data, weight, op.estimate.data,
                              op.relative is not None)
+
+
+def prune_tokens_values(op: Any, state: np.ndarray, dtype: str) -> np.ndarray:
+    """`sparsec.prune_tokens` (or an ISA op with its properties) on the state [3, S]: the
+    keep flags [S + new] (decide_tokens on the cached tokens, 1 for the new ones)."""
+    from sparsec.tensors.runtime_pruning import decide_tokens
+
+    rule = PruneTokensOp.rule(op)
+    alive = decide_tokens(np.asarray(state, dtype=np.float64), rule["heads"],
+                          rule["threshold"], rule["sink"], rule["recent"], rule["min_seen"])
+    new = op.result.type.get_shape()[0] - alive.size
+    keep = np.concatenate([alive.astype(np.float64), np.ones(new)])
+    return round_to_dtype(keep, dtype)
 
 
 def op_kind(op: Operation) -> str:
@@ -182,6 +196,11 @@ class BlockFunctions(InterpreterFunctions):
     def run_prune_activations(self, interpreter: Interpreter, op: Operation,
                               args: tuple[Any, ...]):
         return (prune_activation_values(op, args).values,)
+
+    @impl(PruneTokensOp)
+    def run_prune_tokens(self, interpreter: Interpreter, op: Operation, args: tuple[Any, ...]):
+        dtype = element_type_name(op.results[0].type.element_type)  # type: ignore[attr-defined]
+        return (prune_tokens_values(op, args[0], dtype),)
 
     @impl(KvCompressOp)
     def run_kv_compress(self, interpreter: Interpreter, op: Operation, args: tuple[Any, ...]):

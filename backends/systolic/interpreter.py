@@ -26,6 +26,7 @@ from sparsec.backends.common.block_reference import (
     prune_activation_values,
 )
 from sparsec.backends.common.isa import zero_accumulator
+from sparsec.backends.common.kv import empty_tally
 from sparsec.backends.common.memory import MemoryLevel
 from sparsec.backends.common.report import Check, Report
 from sparsec.backends.common.timeline import Event, Timeline
@@ -92,9 +93,7 @@ class SystolicMachine(Machine):
         self.onchip: set[SSAValue] = set()
         self.runtime_pruning: dict[str, int] = {"activations": 0, "pruned": 0, "decide_ops": 0,
                                                 "skipped_products": 0, "dense_products": 0}
-        self.kv_cache: dict[str, int] = {"bytes": 0, "dense_fp16_bytes": 0,
-                                         "dequantized_elements": 0, "tokens_kept": 0,
-                                         "tokens": 0}
+        self.kv_cache: dict[str, int] = empty_tally()
         self.vector_pj = 0.0
         self.pending = PendingFolds()
 
@@ -211,23 +210,13 @@ class SystolicMachine(Machine):
         DRAM into the filter SRAM (user mode: at `bandwidth` words per cycle), then
         2 ALU operations (q * scale + min) per integer element on the vector unit. The
         dequantized tensor stays on chip: the folds that read it fetch nothing."""
-        from sparsec.dialects.kv import KvCompressOp
-        from sparsec.tensors.kv_cache import (
-            policy_dequantized_elements,
-            policy_storage_bits_one,
-        )
+        from sparsec.backends.common.kv import kv_read
 
-        policy = KvCompressOp.policy(op)  # type: ignore[arg-type]  # same properties
-        heads, length, dim = _shape(op.input.type)
-        stored = -(-policy_storage_bits_one(policy, op.role.data, heads, length, dim) // 8)
-        dequant = policy_dequantized_elements(policy, heads, length, dim)
+        read = kv_read(op)
+        stored, dequant = read.stored_bytes, read.dequantized_elements
         self.dram.read(stored)
         self.srams["filter"].write(stored)
-        self.kv_cache["bytes"] += stored
-        self.kv_cache["dense_fp16_bytes"] += heads * length * dim * 2
-        self.kv_cache["dequantized_elements"] += dequant
-        self.kv_cache["tokens"] += length
-        self.kv_cache["tokens_kept"] += _shape(op.result.type)[1]
+        read.add_to(self.kv_cache)
         after = [self.ready.get(op.input)]
         if self.spec.mode == "user":
             words = -(-stored // self.spec.word_bytes)
@@ -483,8 +472,9 @@ class PendingFolds:
 
     def add(self, op: isa.FoldOp, lhs: np.ndarray, rhs: np.ndarray, acc: np.ndarray) -> None:
         (m0, m1), (n0, n1), k = op.tile()
+        # The lhs SSA value stands for its element type (read once per batch, in flush).
         key = (id(lhs), id(rhs), id(acc), k, op.head_index, op.rhs_head_index,
-               op.transpose_a is not None, op.transpose_b is not None, dtype_of(op.lhs.type))
+               op.transpose_a is not None, op.transpose_b is not None, op.lhs)
         if key != self.key:
             self.flush()
             self.key, self.operands = key, (lhs, rhs, acc)
@@ -494,7 +484,8 @@ class PendingFolds:
         if not self.tiles:
             return
         lhs, rhs, acc = self.operands
-        _, _, _, (k0, k1), head, rhs_head, transpose_a, transpose_b, dtype = self.key
+        _, _, _, (k0, k1), head, rhs_head, transpose_a, transpose_b, lhs_value = self.key
+        dtype = dtype_of(lhs_value.type)
         a = _matrix_t(_head(lhs, head), transpose_a)
         b = _matrix_t(_head(rhs, rhs_head), transpose_b)
         out = _head(acc, head)

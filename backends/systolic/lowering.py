@@ -177,6 +177,11 @@ def lower_gqa_attention(op: block.GqaAttentionOp, spec: SystolicSpec) -> list[Op
     """Grouped-query (KV-cache) attention: Q K^T folds per query head reading its group's
     key head, the scale and causal mask (at `start`) on the vector unit, the softmax,
     then P V folds reading the group's value head."""
+    if op.keep:
+        raise PassFailedException(
+            "lower-systolic: sparsec.gqa_attention with `keep` (runtime token pruning) is "
+            "not supported: the array's folds tile the tokens statically, so it cannot skip "
+            "the pruned ones (run it on bitllm)")
     q_shape = op.query.type.get_shape()  # type: ignore[union-attr]
     s_len = op.key.type.get_shape()[-2]  # type: ignore[union-attr]
     element = op.result.type.element_type  # type: ignore[union-attr]

@@ -87,6 +87,11 @@ def test_tokenizer_round_trips_shipped_texts(model, name):
     assert model.tokenizer.decode(ids, skip_special_tokens=False) == text
 
 
+@pytest.mark.parametrize("name", ["prose", "code", "table"])
+def test_shipped_texts_hold_a_1024_token_context_and_64_decoded(model, name):
+    assert len(model.tokenizer.encode(load_text(name)).ids) >= 1024 + 64 + 1
+
+
 def test_shipped_texts_are_different_kinds():
     assert set(shipped_texts()) >= {"prose", "code", "table"}
     with pytest.raises(ModelError, match="neither a shipped text"):

@@ -61,3 +61,42 @@
 %x = sparsec.input @X : tensor<4x16xi8>
 %p = sparsec.prune_activations %x {threshold = 1.0 : f64, estimate = "abs"} : tensor<4x16xi8> -> tensor<4x16xi8>
 // BAD: sparsec.prune_activations: input must be a float [M, K] activation, got tensor<4x16xi8>
+
+// -----
+
+%s = sparsec.input @S : tensor<3x40xf32>
+%k = sparsec.prune_tokens %s {threshold = 0.3 : f64, sink = 2 : i64, recent = 8 : i64, min_seen = 1 : i64, heads = 9 : i64} : tensor<3x40xf32> -> tensor<41xf32>
+// GOOD: sparsec.prune_tokens %s {threshold = 3.000000e-01 : f64, sink = 2 : i64, recent = 8 : i64, min_seen = 1 : i64, heads = 9 : i64} : tensor<3x40xf32> -> tensor<41xf32>
+
+// -----
+
+%s = sparsec.input @S : tensor<2x40xf32>
+%k = sparsec.prune_tokens %s {threshold = 0.3 : f64, sink = 2 : i64, recent = 8 : i64, min_seen = 1 : i64, heads = 9 : i64} : tensor<2x40xf32> -> tensor<41xf32>
+// BAD: sparsec.prune_tokens: state must be [3, S] (attention received, steps seen, alive per cached token), got tensor<2x40xf32>
+
+// -----
+
+%s = sparsec.input @S : tensor<3x40xf32>
+%k = sparsec.prune_tokens %s {threshold = 0.3 : f64, sink = 2 : i64, recent = 8 : i64, min_seen = 1 : i64, heads = 9 : i64} : tensor<3x40xf32> -> tensor<40xf32>
+// BAD: sparsec.prune_tokens: result must be [S + new] with new >= 1 (S = 40) of f32, got tensor<40xf32>
+
+// -----
+
+%s = sparsec.input @S : tensor<3x40xf32>
+%k = sparsec.prune_tokens %s {threshold = -0.3 : f64, sink = 2 : i64, recent = 8 : i64, min_seen = 1 : i64, heads = 9 : i64} : tensor<3x40xf32> -> tensor<41xf32>
+// BAD: sparsec.prune_tokens: threshold must be >= 0, got -0.3
+
+// -----
+
+%s = sparsec.input @S : tensor<3x40xf32>
+%k = sparsec.prune_tokens %s {threshold = 0.3 : f64, sink = 2 : i64, recent = 8 : i64, min_seen = 1 : i64, heads = 0 : i64} : tensor<3x40xf32> -> tensor<41xf32>
+// BAD: sparsec.prune_tokens: heads must be >= 1, got 0
+
+// -----
+
+%q = sparsec.input @Q : tensor<9x1x64xf32>
+%kk = sparsec.input @K : tensor<3x41x64xf32>
+%v = sparsec.input @V : tensor<3x41x64xf32>
+%keep = sparsec.input @keep : tensor<40xf32>
+%c = sparsec.gqa_attention %q, %kk, %v keep %keep {scale = 0.125 : f64, mask = "causal", start = 40 : i64} : (tensor<9x1x64xf32>, tensor<3x41x64xf32>, tensor<3x41x64xf32>, tensor<40xf32>) -> tensor<9x1x64xf32>
+// BAD: sparsec.gqa_attention: keep must be [41] (one flag per key), got tensor<40xf32>
