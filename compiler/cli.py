@@ -215,7 +215,7 @@ def _protected_outputs(args: argparse.Namespace) -> Outputs:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from sparsec.compiler.driver import CompileError, compile_spec, write_program
+    from sparsec.compiler.guards import CompileError
 
     start = time.perf_counter()
     if args.emit != "isa" and args.target:
@@ -229,11 +229,15 @@ def cmd_compile(args: argparse.Namespace) -> int:
     outputs = _protected_outputs(args)
     output = None if to_stdout else args.output or _default_output(args.spec)
     outputs.precheck((output, "compiled program"))
-    compiled = compile_spec(args.spec, _options(args, lower=args.emit == "isa",
-                                                reference=not to_stdout))
+    compiled = _compile_drawing_ahead(args.spec, lambda: _options(
+        args, lower=args.emit == "isa", reference=not to_stdout))
+    from sparsec.compiler.driver import write_program
+
     _announce_target_passes(compiled)
     if output is None:
-        print(compiled.module)
+        from sparsec.compiler.ir_text import write_ir
+
+        write_ir(compiled.module, sys.stdout)
         return 0
     mlir_path, npz_path = write_program(compiled, output, outputs)
     outputs.commit()
@@ -264,30 +268,41 @@ def _emit_mlir(args: argparse.Namespace) -> int:
 
 
 def _compile_or_load(args: argparse.Namespace, outputs: Outputs) -> Compiled:
-    from sparsec.compiler.driver import (
-        Compiled,
-        CompileError,
-        compile_spec,
-        load_program,
-        write_program,
-    )
+    from sparsec.compiler.guards import CompileError
 
     if args.spec.endswith(".mlir"):
         if args.pipeline or args.target:
             raise CompileError(f"{args.spec} is already compiled; -p/--target apply to specs")
+        from sparsec.compiler.driver import Compiled, load_program
+
         module, store = load_program(args.spec)
         return Compiled(module, store, None)
-    compiled = compile_spec(args.spec, _options(args, lower=True,
-                                                reference=not args.no_execute))
+    compiled = _compile_drawing_ahead(args.spec, lambda: _options(
+        args, lower=True, reference=not args.no_execute))
+    from sparsec.compiler.driver import write_program
+
     _announce_target_passes(compiled)
     if args.output:
         write_program(compiled, args.output, outputs)
     return compiled
 
 
+def _compile_drawing_ahead(spec_path: str, options: Callable[[], CompileOptions]) -> Compiled:
+    """`compile_spec`, with the spec's random data drawn on worker threads while xDSL and
+    the driver load (the spec front end needs neither): start-up and data generation
+    overlap instead of adding up (docs/decisions.md, "Start-up")."""
+    from sparsec.compiler.sources import SourcePrefetch
+    from sparsec.compiler.spec import parse_spec_file
+
+    spec = parse_spec_file(spec_path)
+    with SourcePrefetch(spec) as sources:
+        from sparsec.compiler.driver import compile_parsed
+
+        return compile_parsed(spec, options(), sources)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from sparsec.backends.common.report import reports_to_csv, reports_to_json
-    from sparsec.compiler.driver import CompileError, execute
+    from sparsec.compiler.guards import CompileError
 
     start = time.perf_counter()
     outputs = _protected_outputs(args)
@@ -297,6 +312,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                      (args.csv, "CSV report"))
     compiled = _compile_or_load(args, outputs)
     compiled_at = time.perf_counter()
+    from sparsec.backends.common.report import reports_to_csv, reports_to_json
+    from sparsec.compiler.driver import execute
+
     result = execute(compiled.module, compiled.store, execute_values=not args.no_execute)
     done = time.perf_counter()
     for report in result.reports:
@@ -558,11 +576,33 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return cmd_eval_llm(args)
 
 
+STARTUP_GC_THRESHOLD = (100_000, 10, 10)
+"""CPython's collection thresholds while a command runs (default 700, 10, 10): a young
+collection after 100,000 net allocations instead of 700, older ones as often relative to
+it as by default. Loading xDSL and the dialects creates some hundred thousand long-lived
+objects (op and attribute definitions), none of them garbage, which the default scans
+again and again: ~10% of the start-up's CPU. Cyclic garbage is still collected (A)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import gc
+
+    gc_thresholds = gc.get_threshold()
+    gc.set_threshold(*STARTUP_GC_THRESHOLD)
+    try:
+        return _main(argv)
+    finally:
+        gc.set_threshold(*gc_thresholds)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    from sparsec.compiler.gc_policy import long_lived_allocations
+
     previous = _install_sigterm()
     try:
-        return COMMANDS[args.command](args)
+        with long_lived_allocations():
+            return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("sparsec: interrupted; no output written", file=sys.stderr)
         return EXIT_INTERRUPTED

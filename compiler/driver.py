@@ -40,6 +40,7 @@ from sparsec.backends.common.backend import (
 from sparsec.backends.common.report import Check, Report, check_output
 from sparsec.backends.common.spec import AcceleratorSpec, parse_target_string
 from sparsec.compiler.builder import build_module
+from sparsec.compiler.gc_policy import long_lived_allocations
 from sparsec.compiler.guards import (
     CompileError,
     Refused,
@@ -48,7 +49,9 @@ from sparsec.compiler.guards import (
     refuse_unsupported_ops,
     validate_bundle,
 )
+from sparsec.compiler.ir_text import ir_text, write_ir
 from sparsec.compiler.outputs import Outputs, sha256_of
+from sparsec.compiler.sources import SourcePrefetch
 from sparsec.compiler.spec import SpecFile, parse_spec, parse_spec_file
 from sparsec.compiler.universe import SPARSEC_DIALECTS, SPARSEC_PASSES
 from sparsec.dialects.sparsec import (
@@ -72,12 +75,15 @@ ORIGINAL_SUFFIX = "#original"
 
 
 def make_context() -> Context:
-    """A Context knowing builtin, func and every sparsec dialect."""
+    """A Context knowing builtin, func and every sparsec dialect.
+
+    sparsec's dialects are registered, not loaded: the parser loads one when it first
+    meets its name, so a run imports only the ISA of its own target."""
     ctx = Context()
     ctx.load_dialect(builtin.Builtin)
     ctx.load_dialect(func.Func)
-    for loader in SPARSEC_DIALECTS.values():
-        ctx.load_dialect(loader())
+    for name, loader in SPARSEC_DIALECTS.items():
+        ctx.register_dialect(name, loader)
     return ctx
 
 
@@ -90,6 +96,8 @@ def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
 def parse_pass_pipeline(text: str) -> list[ModulePass]:
     """Passes of an xDSL pipeline string, `a{x=1 y=2},b`, with clean errors."""
+    if not text.strip():
+        return []  # without loading xDSL's registry of passes
     passes = available_passes()
     try:
         specs = list(parse_pipeline(text)) if text.strip() else []
@@ -227,15 +235,20 @@ def _check_spec_line(spec: SpecFile, attribute: str, check: Callable[[], Any]) -
 
 def compile_spec(path: str | Path, options: CompileOptions) -> Compiled:
     """Parse, build, transform and (unless `options.lower` is False) lower a spec file."""
-    return compile_parsed(parse_spec_file(str(path)), options)
+    with long_lived_allocations():
+        return compile_parsed(parse_spec_file(str(path)), options)
 
 
 def compile_text(text: str, options: CompileOptions, path: str = "<spec>") -> Compiled:
     """`compile_spec` for spec text held in memory (tests, notebooks, sweeps)."""
-    return compile_parsed(parse_spec(text, path), options)
+    with long_lived_allocations():
+        return compile_parsed(parse_spec(text, path), options)
 
 
-def compile_parsed(spec: SpecFile, options: CompileOptions) -> Compiled:
+def compile_parsed(spec: SpecFile, options: CompileOptions,
+                   sources: SourcePrefetch | None = None) -> Compiled:
+    """`compile_spec` of a parsed spec; `sources` hands over random data drawn ahead
+    (the CLI starts drawing before it loads this module)."""
     pipeline = options.pipeline if options.pipeline is not None else _spec_default(
         spec, "pipeline")
     target_text = options.target or _spec_default(spec, "target") or DEFAULT_TARGET
@@ -244,7 +257,7 @@ def compile_parsed(spec: SpecFile, options: CompileOptions) -> Compiled:
     if not options.target and options.lower and target_text != DEFAULT_TARGET:
         _check_spec_line(spec, "target", lambda: Target.parse(target_text))
     store = DataStore()
-    module = build_module(spec, store)
+    module = build_module(spec, store, sources)
     return compile_module(module, store, pipeline or "", target_text, options)
 
 
@@ -317,7 +330,7 @@ def _run_passes(ctx: Context, module: ModuleOp, passes: list[ModulePass],
         _verify(module, f"pass '{p.name}'")
         if options.print_ir_after_all or p.name in options.print_ir_after:
             print(f"// -----// IR Dump After {p.name} //----- //", file=options.ir_stream)
-            print(module, file=options.ir_stream)
+            write_ir(module, options.ir_stream)
 
 
 def _store_references(module: ModuleOp, store: DataStore, suffix: str) -> None:
@@ -478,9 +491,10 @@ def write_program(compiled: Compiled, mlir_path: str | Path,
     pending = outputs if outputs is not None else Outputs()
 
     def write_pair(mlir_tmp: Path, npz_tmp: Path) -> None:
-        compiled.store.save(npz_tmp)
-        compiled.module.attributes[BUNDLE_ATTR] = StringAttr("sha256:" + sha256_of(npz_tmp))
-        mlir_tmp.write_text(str(compiled.module) + "\n")
+        with long_lived_allocations():
+            compiled.store.save(npz_tmp)
+            compiled.module.attributes[BUNDLE_ATTR] = StringAttr("sha256:" + sha256_of(npz_tmp))
+            mlir_tmp.write_text(ir_text(compiled.module) + "\n")
 
     paths = pending.program(mlir_path, write_pair)
     if outputs is None:

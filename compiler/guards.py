@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sparsec.backends.common.backend import BINDING_OPS, kernel_op_names
-
 if TYPE_CHECKING:
     from xdsl.dialects.builtin import ModuleOp
 
@@ -22,7 +20,9 @@ if TYPE_CHECKING:
 
 class CompileError(Exception):
     """A pass, verifier or target failure; the message names the pass and the rule.
-    (Defined here so guards can refine it; `sparsec.compiler.driver` exports it.)"""
+    (Defined here so guards can refine it; `sparsec.compiler.driver` exports it. This
+    module imports the backends only inside its guards, so the CLI can raise it before
+    xDSL is loaded.)"""
 
 
 class Refused(CompileError):
@@ -46,6 +46,8 @@ def refuse_unsupported_ops(module: ModuleOp, backend: Backend) -> None:
     """
     if backend.kernel_ops is None:
         return
+    from sparsec.backends.common.backend import kernel_op_names
+
     missing = [name for name in kernel_op_names(module) if not backend.can_run(name)]
     if not missing:
         return
@@ -71,6 +73,8 @@ def refuse_unlowered_ops(module: ModuleOp, backend: Backend) -> None:
     """Refuse a lowered module that still holds kernel-level compute ops: the lowering
     skipped them, so they would run uncounted. Catches a backend whose `kernel_ops`
     declaration promises more than its lowering does, or declares nothing."""
+    from sparsec.backends.common.backend import BINDING_OPS, kernel_op_names
+
     left = [name for name in kernel_op_names(module) if name not in BINDING_OPS]
     if not left:
         return

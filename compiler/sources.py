@@ -64,11 +64,13 @@ import numpy as np
 
 from sparsec.compiler.spec import (
     INT_TYPES,
+    Decl,
     Kernel,
     LoadParams,
     RandomParams,
     Source,
     SpecError,
+    SpecFile,
     TensorType,
     check_source,
 )
@@ -566,3 +568,83 @@ def _read_pattern_array(path: Path, path_text: str, key: str | None, loc: Any) -
             raise SpecError(loc, f"pattern: no array '{chosen}' in '{path_text}' "
                                  f"(it has: {', '.join(names)})")
         return data[chosen]
+
+
+# --------------------------------------------------------------------------
+# Drawing ahead
+# --------------------------------------------------------------------------
+
+PREFETCH_MIN_ELEMENTS = 1 << 18
+"""`random` tensors at least this large are drawn ahead on worker threads; smaller ones
+are drawn inline, where a thread would cost more than it saves."""
+
+
+class SourcePrefetch:
+    """The `random` tensors of a spec, drawn on worker threads from the moment the spec is
+    checked, while the caller goes on (loading xDSL, building the IR).
+
+    numpy's generators release the GIL while they fill an array, so the draws use the
+    other cores while the importing thread holds the GIL; each tensor keeps its own seeded
+    generator, so the values are exactly those `materialize` draws inline. `take` hands a
+    declaration's array over (or draws it inline when it was not drawn ahead); a mistake in
+    a source surfaces at its `take`, so errors come in declaration order as before. Draws
+    ahead run only when their combined peak fits the memory `materialize` may use (A).
+    """
+
+    def __init__(self, spec: SpecFile, workers: int | None = None):
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._futures: dict[int, Any] = {}
+        ahead = [(decl, spec.base_dir) for kernel in spec.kernels for decl in kernel.decls
+                 if _worth_drawing_ahead(decl.source, decl.type)]
+        if not ahead or not _fits_together([d for d, _ in ahead]):
+            self._pool = None
+            return
+        # One core stays with the caller's thread (loading xDSL is the longer path).
+        workers = workers or max(1, (os.cpu_count() or 1) - 1)
+        self._pool = ThreadPoolExecutor(max_workers=min(len(ahead), workers),
+                                        thread_name_prefix="sparsec-random")
+        for decl, base_dir in ahead:
+            self._futures[id(decl)] = self._pool.submit(materialize, decl.source, decl.type,
+                                                         base_dir)
+
+    def take(self, decl: Decl, base_dir: str | Path | None = None) -> np.ndarray:
+        """The array of `decl`'s source (drawn ahead, or now)."""
+        future = self._futures.pop(id(decl), None)
+        if future is None:
+            assert decl.source is not None
+            return materialize(decl.source, decl.type, base_dir)
+        return future.result()
+
+    def close(self) -> None:
+        """Drop draws nobody took (the build stopped at an error)."""
+        for future in self._futures.values():
+            future.cancel()
+        self._futures.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> SourcePrefetch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _worth_drawing_ahead(source: Source | None, ttype: TensorType) -> bool:
+    return (source is not None and source.kind == "random"
+            and ttype.numel >= PREFETCH_MIN_ELEMENTS)
+
+
+def _fits_together(decls: list[Decl]) -> bool:
+    """Whether drawing every one of `decls` at once stays within the memory limit that
+    `refuse_unaffordable` applies to each alone (unknown limit: it does)."""
+    try:
+        needed = sum(materialize_bytes(d.source, d.type) for d in decls if d.source)
+    except (TypeError, ValueError, OverflowError):
+        return False  # a bad type: the inline draw reports it at its location
+    if needed < SMALL_TENSOR_BYTES:
+        return True
+    limit = available_memory()
+    return limit is None or needed <= limit

@@ -46,7 +46,7 @@ from typing import Any, Self
 from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-from sparsec.dialects.sparsec import accumulator_type_name
+from sparsec.tensors.conventions import accumulator_type_name
 
 __all__ = [
     "ELEMENT_TYPES",
@@ -510,7 +510,12 @@ ValueT = Number | String | Bool | Ident | ListValue | CallValue
 
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
-    """The LALR parser for grammar.lark (package data), built once."""
+    """The LALR parser for grammar.lark (package data), built once per process.
+
+    Its tables are cached on disk (lark's `cache`, under `parser_cache_path`): building
+    them costs more than the rest of parsing a spec. lark keys the file by a SHA-256 of
+    the grammar, options and lark version and rebuilds on any mismatch or unreadable
+    file, so a changed grammar never uses stale tables."""
     grammar = (
         resources.files("sparsec.compiler").joinpath("grammar.lark").read_text(encoding="utf-8")
     )
@@ -518,9 +523,36 @@ def _parser() -> Lark:
         grammar,
         parser="lalr",
         lexer="contextual",
-        propagate_positions=True,
         maybe_placeholders=True,
+        cache=parser_cache_path(grammar) or False,
     )
+
+
+CACHE_DIR_ENV = "SPARSEC_CACHE_DIR"
+"""Folder for sparsec's caches (default: $XDG_CACHE_HOME/sparsec, else ~/.cache/sparsec);
+`none` turns caching off."""
+
+
+def parser_cache_path(grammar: str) -> str | None:
+    """Where the spec parser's tables are cached: a per-user folder (never a shared
+    temporary one: lark's cache is a pickle), one file per grammar. None when caching is
+    off or the folder cannot be made."""
+    import hashlib
+    import os
+
+    folder = os.environ.get(CACHE_DIR_ENV, "").strip()
+    if folder.lower() == "none":
+        return None
+    if not folder:
+        base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join(
+            os.path.expanduser("~"), ".cache")
+        folder = os.path.join(base, "sparsec")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    digest = hashlib.sha256(grammar.encode("utf-8")).hexdigest()[:16]
+    return os.path.join(folder, f"spec-parser-{digest}.lark")
 
 
 # Plain-word names for terminals that are not literal strings.
@@ -600,10 +632,9 @@ class _Source:
         """Location of a lark token."""
         return self.loc(token.line, token.column, token.end_line, token.end_column)
 
-    def meta(self, tree: Tree) -> Loc:
-        """Location spanned by a lark tree (needs propagate_positions)."""
-        m = tree.meta
-        return self.loc(m.line, m.column, m.end_line, m.end_column)
+    def span(self, first: Token, last: Token) -> Loc:
+        """Location from the start of token `first` to the end of token `last`."""
+        return self.loc(first.line, first.column, last.end_line, last.end_column)
 
     def code_end(self, line: int) -> Loc:
         """Point just after the last code character of ``line`` (comments skipped)."""
@@ -749,19 +780,20 @@ class _Builder:
                 return Bool(tok.value == "true", loc=loc)
             return Ident(tok.value, loc=loc)
         if kind == "list":
-            items = tuple(self.value(c) for c in tree.children if c is not None)
-            return ListValue(items, loc=self.src.meta(tree))
+            opening, *inner, closing = tree.children
+            items = tuple(self.value(c) for c in inner if c is not None)
+            return ListValue(items, loc=self.src.span(opening, closing))
         return self.call_value(tree)
 
     def call_value(self, tree: Tree) -> CallValue:
         """A ``call`` tree as a CallValue (used for sources and nested calls)."""
-        name_tok = tree.children[0]
-        args, kwargs, kwarg_locs = self.arguments(tree.children[1:], name_tok.value)
+        name_tok, _, *inner, closing = tree.children
+        args, kwargs, kwarg_locs = self.arguments(inner, name_tok.value)
         return CallValue(
             name_tok.value,
             tuple(args),
             kwargs,
-            loc=self.src.meta(tree),
+            loc=self.src.span(name_tok, closing),
             func_loc=self.src.tok(name_tok),
             kwarg_locs=kwarg_locs,
         )
@@ -901,12 +933,13 @@ class _Builder:
     def setting(self, stmt: Tree, settings: dict[str, tuple[str, Loc]]) -> None:
         """Record a ``pipeline "..."``/``target "..."`` line (at most one each)."""
         kind = str(stmt.data)
-        tok = stmt.children[0]
+        keyword, tok = stmt.children
         loc = self.src.tok(tok)
         if kind in settings:
             first = settings[kind][1]
             raise SpecError(
-                self.src.meta(stmt), f"duplicate '{kind}' line (first given on line {first.line})"
+                self.src.span(keyword, tok),
+                f"duplicate '{kind}' line (first given on line {first.line})",
             )
         settings[kind] = (_unquote(tok.value), loc)
 

@@ -107,3 +107,14 @@ SPARSEC_PASSES = {
 }
 
 SPARSEC_UNIVERSE = Universe(all_dialects=SPARSEC_DIALECTS, all_passes=SPARSEC_PASSES)
+
+
+def _clean_xdsl_opt_errors() -> None:
+    """xdsl-opt imports this module before it builds its pipeline: from here sparsec's
+    mistakes print as one line under xdsl-opt (see `sparsec.compiler.opt_diagnostics`)."""
+    from sparsec.compiler.opt_diagnostics import install_if_xdsl_opt
+
+    install_if_xdsl_opt()
+
+
+_clean_xdsl_opt_errors()

@@ -37,6 +37,7 @@ from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
 from sparsec.dialects.sparsec import _ranked, element_type_name
+from sparsec.tensors.conventions import GELU_FORMS, ROPE_CONVENTIONS, broadcast_shape
 
 
 def _float(value: SSAValue, role: str, op: str) -> TensorType:
@@ -62,19 +63,6 @@ def _result_is(op: str, result: TensorType, shape: Sequence[int], like: TensorTy
     if tuple(result.get_shape()) != tuple(shape) or result.element_type != like.element_type:
         raise VerifyException(f"{op}: result must be tensor<{_dims(shape)}x"
                               f"{like.element_type}>, got {result}")
-
-
-def broadcast_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | None:
-    """numpy's broadcast of two shapes (trailing dimensions aligned; each pair equal or
-    one of them 1), or None when they do not broadcast."""
-    out: list[int] = []
-    for i in range(1, max(len(a), len(b)) + 1):
-        x = a[-i] if i <= len(a) else 1
-        y = b[-i] if i <= len(b) else 1
-        if x != y and 1 not in (x, y):
-            return None
-        out.append(max(x, y))
-    return tuple(reversed(out))
 
 
 class _UnaryOp(IRDLOperation):
@@ -110,9 +98,6 @@ class ExpOp(_UnaryOp):
     name = "sparsec.exp"
 
 
-GELU_FORMS = ("none", "tanh")
-"""GELU's exact form 0.5 x (1 + erf(x / sqrt 2)) (`none`: no approximation) and its tanh
-approximation 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), PyTorch's names."""
 
 
 @irdl_op_definition
@@ -260,8 +245,6 @@ class LayerNormOp(IRDLOperation):
         _eps(self, self.eps)
 
 
-ROPE_CONVENTIONS = ("normal", "neox")
-"""Which elements rotate together: (2i, 2i+1) or (i, i + d/2)."""
 
 
 def _rows_and_width(op: str, ttype: TensorType, role: str) -> tuple[int | None, int, int]:

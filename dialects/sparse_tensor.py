@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from xdsl.dialects.builtin import (
     DYNAMIC_INDEX,
@@ -44,7 +45,6 @@ from xdsl.dialects.builtin import (
     NoneAttr,
     TensorType,
 )
-from xdsl.dialects.complex import ComplexNumberAttr
 from xdsl.ir import (
     Attribute,
     Data,
@@ -66,6 +66,9 @@ from xdsl.irdl import irdl_attr_definition
 from xdsl.parser import AttrParser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
+
+if TYPE_CHECKING:
+    from xdsl.dialects.complex import ComplexNumberAttr
 
 __all__ = [
     "LevelFormat",
@@ -1125,7 +1128,14 @@ class _DimLvlMapParser:
 # ===----------------------------------------------------------------------=== #
 
 
-_NUMERIC_VALUE_TYPES = (FloatAttr, IntegerAttr, ComplexNumberAttr)
+def _is_numeric_value(value: Attribute) -> bool:
+    """A FloatAttr, IntegerAttr or `#complex.number`. xDSL's complex dialect (which imports
+    arith: 75 op definitions) is consulted only once something has imported it: no
+    ComplexNumberAttr can exist before, so sparsec does not import it at start-up."""
+    if isinstance(value, (FloatAttr, IntegerAttr)):
+        return True
+    complex_dialect = sys.modules.get("xdsl.dialects.complex")
+    return complex_dialect is not None and isinstance(value, complex_dialect.ComplexNumberAttr)
 
 _ENCODING_KEYS = ("map", "posWidth", "crdWidth", "explicitVal", "implicitVal")
 
@@ -1148,7 +1158,7 @@ def _as_slice(value: SliceLike) -> SparseTensorDimSliceAttr:
 
 
 def _value_type(value: FloatAttr | IntegerAttr | ComplexNumberAttr) -> Attribute:
-    return value.type
+    return value.type  # type: ignore[union-attr]
 
 
 def _is_zero(value: Attribute) -> bool:
@@ -1156,8 +1166,8 @@ def _is_zero(value: Attribute) -> bool:
         return value.value.data == 0.0
     if isinstance(value, IntegerAttr):
         return value.value.data == 0
-    assert isinstance(value, ComplexNumberAttr)
-    return value.real.data == 0.0 and value.imag.data == 0.0
+    assert _is_numeric_value(value)
+    return value.real.data == 0.0 and value.imag.data == 0.0  # type: ignore[attr-defined]
 
 
 @irdl_attr_definition
@@ -1393,7 +1403,7 @@ class SparseTensorEncodingAttr(ParametrizedAttribute):
 
     def _verify_values(self) -> None:
         for key, value in (("explicitVal", self.explicit_val), ("implicitVal", self.implicit_val)):
-            if not isinstance(value, (NoneAttr, *_NUMERIC_VALUE_TYPES)):
+            if not isinstance(value, NoneAttr) and not _is_numeric_value(value):
                 raise VerifyException(f"expected a numeric value for {key}")
 
     def _verify_level_types(self) -> None:
@@ -1501,7 +1511,7 @@ class SparseTensorEncodingAttr(ParametrizedAttribute):
         for which, value in (("explicit", self.explicit_val), ("implicit", self.implicit_val)):
             if isinstance(value, NoneAttr):
                 continue
-            assert isinstance(value, _NUMERIC_VALUE_TYPES)
+            assert _is_numeric_value(value)
             value_type = _value_type(value)
             if value_type != element_type:
                 raise VerifyException(
@@ -1613,7 +1623,7 @@ class _EncodingFields:
             else:
                 self.crd_width = width
             return
-        if not isinstance(attr, _NUMERIC_VALUE_TYPES):
+        if not _is_numeric_value(attr):
             parser.raise_error(f"expected a numeric value for {key}", start, parser.pos)
         if key == "explicitVal":
             self.explicit_val = attr

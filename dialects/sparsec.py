@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 from xdsl.dialects.builtin import (
     ArrayAttr,
@@ -55,6 +56,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from sparsec.dialects.bitlevel import BitLevelAttr
 from sparsec.dialects.formats import FORMAT_ATTRIBUTES
+from sparsec.tensors.conventions import accumulator_type_name
 
 ELEMENT_TYPES: dict[str, Attribute] = {
     "f64": Float64Type(),
@@ -77,21 +79,21 @@ def element_type_name(element_type: Attribute) -> str:
                           f"{', '.join(ELEMENT_TYPES)}")
 
 
-def accumulator_type_name(element: str) -> str:
-    """Element type a product of two `element` tensors is returned in.
-
-    Integer operands accumulate (and return) in i32, as integer MAC arrays do;
-    floating-point operands return their own type (accumulation happens in f32 or wider).
-    """
-    return "i32" if element.startswith("i") else element
-
-
 def tensor_type(shape: Sequence[int], element: str, encoding: Attribute | None = None
                 ) -> TensorType:
-    """A ranked tensor type from a shape, a spec element-type name and an encoding."""
+    """A ranked tensor type from a shape, a spec element-type name and an encoding.
+
+    Without an encoding, equal types are one shared instance (types are immutable
+    values): a spec of thousands of kernels builds and verifies `tensor<8x8xf32>` once,
+    not once per use (issue 10, item 13)."""
     if encoding is None:
-        return TensorType(ELEMENT_TYPES[element], shape)
+        return _plain_tensor_type(tuple(shape), element)
     return TensorType(ELEMENT_TYPES[element], shape, encoding)
+
+
+@lru_cache(maxsize=4096)
+def _plain_tensor_type(shape: tuple[int, ...], element: str) -> TensorType:
+    return TensorType(ELEMENT_TYPES[element], shape)
 
 
 def _ranked(value: SSAValue, role: str, op_name: str) -> TensorType:

@@ -472,8 +472,9 @@ class PendingFolds:
 
     def add(self, op: isa.FoldOp, lhs: np.ndarray, rhs: np.ndarray, acc: np.ndarray) -> None:
         (m0, m1), (n0, n1), k = op.tile()
+        # The lhs SSA value stands for its element type (read once per batch, in flush).
         key = (id(lhs), id(rhs), id(acc), k, op.head_index, op.rhs_head_index,
-               op.transpose_a is not None, op.transpose_b is not None, dtype_of(op.lhs.type))
+               op.transpose_a is not None, op.transpose_b is not None, op.lhs)
         if key != self.key:
             self.flush()
             self.key, self.operands = key, (lhs, rhs, acc)
@@ -483,7 +484,8 @@ class PendingFolds:
         if not self.tiles:
             return
         lhs, rhs, acc = self.operands
-        _, _, _, (k0, k1), head, rhs_head, transpose_a, transpose_b, dtype = self.key
+        _, _, _, (k0, k1), head, rhs_head, transpose_a, transpose_b, lhs_value = self.key
+        dtype = dtype_of(lhs_value.type)
         a = _matrix_t(_head(lhs, head), transpose_a)
         b = _matrix_t(_head(rhs, rhs_head), transpose_b)
         out = _head(acc, head)
