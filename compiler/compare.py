@@ -139,6 +139,7 @@ def run_target(spec: str | Path, target: str, user_pipeline: str,
     try:
         compiled = compile_spec(spec, CompileOptions(pipeline=user_pipeline, target=target,
                                                      compute_reference=execute_values,
+                                                     defer_data=not execute_values,
                                                      target_passes=True))
         row.reports = execute(compiled.module, compiled.store,
                               execute_values=execute_values).reports
