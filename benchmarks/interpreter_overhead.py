@@ -50,6 +50,11 @@ def _spin(stop: multiprocessing.synchronize.Event) -> None:  # type: ignore[name
         x += 1
 
 
+BLAS_SPIN_SECONDS = 0.3
+"""Pause after numpy's product: OpenBLAS's threads in this process spin ~2^28 cycles
+(~0.1 s) after a call, and would otherwise run beside the sparsec process measured next."""
+
+
 def _seconds(action) -> float:
     start = time.perf_counter()
     action()
@@ -78,6 +83,7 @@ def measure(n: int, repeats: int) -> dict[str, float]:
         spec.write_text(SPEC.format(n=n))
         for _ in range(repeats):
             times.setdefault("numpy", []).append(_seconds(lambda: x @ w))
+            time.sleep(BLAS_SPIN_SECONDS)
             cpu = _child_cpu()
             times.setdefault("sparsec run", []).append(_seconds(
                 lambda: _sparsec("run", str(spec), "--target", "systolic")))

@@ -118,3 +118,36 @@ def test_running_a_gemm_loads_only_its_target_dialect() -> None:
             "m == 'xdsl.dialects.complex'))\n")
     assert _run(code, dict(__import__("os").environ)).strip() == \
         "['sparsec.backends.common.isa', 'sparsec.backends.systolic.isa']"
+
+
+def test_the_cli_lets_blas_threads_sleep_unless_the_user_chose() -> None:
+    import os
+
+    code = ("import os\nfrom sparsec.compiler import cli\ncli.main(['targets'])\n"
+            "import numpy\nprint('TIMEOUT', os.environ.get('OPENBLAS_THREAD_TIMEOUT'))\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    assert _run(code, env).splitlines()[-1] == "TIMEOUT 4"
+    assert _run(code, {**env, "OPENBLAS_THREAD_TIMEOUT": "20"}).splitlines()[-1] == "TIMEOUT 20"
+
+
+def test_the_program_writes_its_outputs_and_exit_status_before_its_quick_exit(tmp_path: Path) -> None:
+    """`entry` (the console script, `python -m`) skips CPython's final collection; what
+    the command wrote must be whole and its status unchanged."""
+    spec = tmp_path / "k.sk"
+    spec.write_text("kernel k {\n  in X: f32[16, 16] = random(seed=1)\n"
+                    "  param W: f32[16, 16] = random(seed=2)\n  Y = matmul(X, W)\n  out Y\n}\n")
+    cli = [sys.executable, "-m", "sparsec.compiler.cli"]
+    done = subprocess.run([*cli, "run", str(spec), "--json", str(tmp_path / "r.json"), "--csv",
+                           str(tmp_path / "r.csv"), "-o", str(tmp_path / "k.mlir")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    assert json.loads((tmp_path / "r.json").read_text())["check"]["ok"] is True
+    assert (tmp_path / "r.csv").read_text().count("\n") == 2
+    again = subprocess.run([*cli, "run", str(tmp_path / "k.mlir")], capture_output=True,
+                           text=True, cwd=tmp_path)
+    assert again.returncode == 0 and "ok" in again.stdout
+    bad = subprocess.run([*cli, "run", str(tmp_path / "missing.sk")], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1
