@@ -604,11 +604,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(argv)
 
 
+BOUNDED_COMMANDS = frozenset({"compile", "run", "compare", "targets"})
+"""Commands whose objects nearly all live to their end (one compile, one run): they keep
+the raised collector thresholds; the others (eval, sweep, workload, analyze) make and drop
+garbage cycles as they go and get the usual ones once started (gc_policy)."""
+
+
 def _main(argv: Sequence[str] | None) -> int:
+    import contextlib
+
+    from sparsec.compiler.gc_policy import usual_collection
+
     args = build_parser().parse_args(argv)
     previous = _install_sigterm()
+    collection = (contextlib.nullcontext() if args.command in BOUNDED_COMMANDS
+                  else usual_collection())
     try:
-        return COMMANDS[args.command](args)
+        with collection:
+            return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("sparsec: interrupted; no output written", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -120,3 +120,19 @@ def test_collector_runs_rarely_while_compiling_and_thresholds_return() -> None:
     assert gc.get_threshold() == before
     compile_text(SPEC.read_text(), CompileOptions(target="systolic"))
     assert gc.get_threshold() == before
+
+
+def test_long_running_commands_get_the_usual_thresholds_back() -> None:
+    """eval, sweep, workload, analyze drop garbage cycles as they go: inside the CLI's
+    raised thresholds they run with the ones in force before (full collections happen)."""
+    from sparsec.compiler.cli import BOUNDED_COMMANDS, COMMANDS
+    from sparsec.compiler.gc_policy import usual_collection
+
+    before = gc.get_threshold()
+    with long_lived_allocations(), long_lived_allocations():
+        with usual_collection():
+            assert gc.get_threshold() == before
+        assert gc.get_threshold()[0] >= YOUNG_GENERATION_THRESHOLD
+    with usual_collection():  # outside any raise: nothing to undo
+        assert gc.get_threshold() == before
+    assert {"eval", "sweep", "workload", "analyze"} <= set(COMMANDS) - BOUNDED_COMMANDS
