@@ -95,7 +95,10 @@ def test_reused_attribute_text_is_per_printer_flags() -> None:
     dense = DenseIntOrFPElementsAttr.from_list(TensorType(f64, [2, 2]), [1.0, 2.5, -3.0, 4.0])
     attrs = ModuleOp([], attributes={
         "a": ArrayAttr([IntegerAttr(7, i64), FloatAttr(0.1, f64), StringAttr("x\ny\"z")]),
-        "b": IntegerAttr(7, i64), "d": dense, "e": dense})
+        "b": IntegerAttr(7, i64), "d": dense, "e": dense,
+        # equal-looking values that print differently must not share text
+        "z": FloatAttr(0.0, f64), "nz": FloatAttr(-0.0, f64), "n": FloatAttr(float("nan"), f64),
+        "zs": ArrayAttr([FloatAttr(-0.0, f64), FloatAttr(0.0, f64), FloatAttr(-0.0, f64)])})
     assert ir_text(attrs) == str(attrs)
 
 
