@@ -470,13 +470,19 @@ def materialize_bytes(source: Source, ttype: TensorType) -> int:
     return numel * per_element
 
 
+class UnaffordableData(SpecError):
+    """A tensor the machine cannot hold (located at its source): `compare` reports it in
+    the row of a target that would have to make it (under `--no-execute`, systolic need
+    not), instead of failing every target."""
+
+
 def refuse_impossible_dims(source: Source, ttype: TensorType) -> None:
     """A located error for a dimension no array (nor the IR's i64 sizes) can hold."""
     largest = int(np.iinfo(np.intp).max)
     for dim in ttype.shape:
         if int(dim) > largest:
-            raise SpecError(source.loc, f"dimension {dim} of {ttype} is too large to "
-                                        f"allocate (at most {largest})")
+            raise UnaffordableData(source.loc, f"dimension {dim} of {ttype} is too large "
+                                               f"to allocate (at most {largest})")
 
 
 def refuse_unaffordable(source: Source, ttype: TensorType) -> None:
@@ -491,9 +497,10 @@ def refuse_unaffordable(source: Source, ttype: TensorType) -> None:
     limit = available_memory()
     if limit is None or needed <= limit:
         return
-    raise SpecError(source.loc, f"{ttype} needs about {_human(needed)} to materialize, "
-                                f"more than the {_human(limit)} available "
-                                f"(${MEMORY_LIMIT_ENV} sets the limit); use a smaller shape")
+    raise UnaffordableData(source.loc, f"{ttype} needs about {_human(needed)} to "
+                                       f"materialize, more than the {_human(limit)} available "
+                                       f"(${MEMORY_LIMIT_ENV} sets the limit); use a smaller "
+                                       "shape")
 
 
 def _human(count: int) -> str:

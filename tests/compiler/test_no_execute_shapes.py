@@ -49,9 +49,13 @@ def test_huge_gemm_reports_cycles_under_a_2gb_address_space(tmp_path: Path) -> N
     assert report["macs"]["dense"] == 100000 ** 3
     assert report["macs"]["effectual"] == 100000 ** 3  # dense random data: every product
     assert report["cycles"] > 0
-    compare = _sparsec("compare", "huge.sk", "--no-execute", "--targets", ARRAY,
-                       cwd=tmp_path)
+    compare = _sparsec("compare", "huge.sk", "--no-execute", "--targets", f"{ARRAY},sigma",
+                       "--csv", "c.csv", cwd=tmp_path)
     assert compare.returncode == 0, compare.stderr
+    rows = (tmp_path / "c.csv").read_text().splitlines()
+    assert rows[1].startswith(f"{ARRAY},,True,,")
+    # sigma's schedule follows W's nonzeros: it would have to make W, so its row says why
+    assert rows[2].startswith('sigma,,False,"huge.sk:2:34: error: f32[100000, 100000] needs')
 
 
 def test_the_executing_run_keeps_the_memory_guard(tmp_path: Path) -> None:
