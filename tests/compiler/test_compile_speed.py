@@ -70,7 +70,7 @@ ATTENTIONS = ("attn", "attn_parts")
 @pytest.mark.parametrize(("target", "kernels"), [
     ("systolic{rows=4 cols=4 dataflow=ws}", GEMMS + ATTENTIONS + ("block", "heads")),
     ("stc{preset=a100 sparse=false}", GEMMS), ("sigma", GEMMS), ("eie", GEMMS[:2]),
-    ("bitwave", GEMMS[:1]), ("sparc", ("encoder",)), ("asadi", ("encoder", "attn"))])
+    ("bitwave", GEMMS[:1]), ("sparc", ("encoder",)), ("asadi", ("encoder",) + ATTENTIONS)])
 def test_fast_printer_equals_xdsl_printer(target: str, kernels: tuple[str, ...]) -> None:
     """Each target's ISA for the golden kernels it runs, and their kernel IR, print the
     same through FastPrinter as through str()."""
