@@ -43,7 +43,7 @@ from sparsec.dialects.sparsec import (
     SpmmOp,
     tensor_type,
 )
-from sparsec.tensors.datastore import DataStore, is_sparse, store_key
+from sparsec.tensors.datastore import DataStore, Deferred, is_sparse, store_key
 
 OpBuilder = Callable[[Call, list[SSAValue], TensorType], Operation]
 
@@ -109,7 +109,11 @@ def ir_type(ttype: SpecTensorType) -> TensorType:
 
 
 def density_stats(array: Any) -> tuple[int, float]:
-    """(nnz, density) of a dense array or a scipy sparse matrix, for the IR's summary."""
+    """(nnz, density) of a dense array, a scipy sparse matrix or a deferred value (its
+    exact count, known without making it), for the IR's summary."""
+    if isinstance(array, Deferred):
+        size = math.prod(array.shape)
+        return array.nnz, (array.nnz / size if size else 0.0)
     if is_sparse(array):
         nnz = int(np.count_nonzero(array.data))
         size = array.shape[0] * array.shape[1]
@@ -129,7 +133,7 @@ def build_kernel(kernel: Kernel, store: DataStore, base_dir: Path,
         if decl.source is not None:
             store.put(key, sources.take(decl, base_dir), decl.type.dtype)
         if decl.role == "param":
-            nnz, density = density_stats(store.get(key))
+            nnz, density = density_stats(store.peek(key))
             op: Operation = ParamOp(decl.name, ttype, nnz=nnz, density=density)
         else:
             op = InputOp(decl.name, ttype)
@@ -183,13 +187,14 @@ def _pattern_param(assign: Assign, kernel: Kernel, store: DataStore, base_dir: P
     return param.results[0]
 
 
-def build_module(spec: SpecFile, store: DataStore,
-                 sources: SourcePrefetch | None = None) -> ModuleOp:
+def build_module(spec: SpecFile, store: DataStore, sources: SourcePrefetch | None = None,
+                 defer_data: bool = False) -> ModuleOp:
     """The kernel IR of every kernel in a spec file, in one module. `sources` hands over
     data drawn ahead (`SourcePrefetch`, started by the caller); without it the random
-    tensors are drawn here, on worker threads."""
+    tensors are drawn here, on worker threads, or with `defer_data` (`--no-execute`)
+    stored `Deferred`, made only if a pass or an executing run reads them."""
     base_dir = Path(spec.path).parent
     if sources is not None:
         return ModuleOp([build_kernel(k, store, base_dir, sources) for k in spec.kernels])
-    with SourcePrefetch(spec) as own:
+    with SourcePrefetch(spec, defer_random=defer_data) as own:
         return ModuleOp([build_kernel(k, store, base_dir, own) for k in spec.kernels])

@@ -170,14 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _options(args: argparse.Namespace, lower: bool, reference: bool) -> CompileOptions:
+def _options(args: argparse.Namespace, lower: bool, reference: bool,
+             defer_data: bool = False) -> CompileOptions:
     from sparsec.compiler.driver import CompileOptions
 
     return CompileOptions(pipeline=args.pipeline, target=args.target,
                           print_ir_after_all=args.print_ir_after_all,
                           print_ir_after=tuple(args.print_ir_after),
                           lower=lower, compute_reference=reference,
-                          target_passes=not args.no_target_passes)
+                          target_passes=not args.no_target_passes, defer_data=defer_data)
 
 
 def _announce_target_passes(compiled: Compiled) -> None:
@@ -278,7 +279,8 @@ def _compile_or_load(args: argparse.Namespace, outputs: Outputs) -> Compiled:
         module, store = load_program(args.spec)
         return Compiled(module, store, None)
     compiled = _compile_drawing_ahead(args.spec, lambda: _options(
-        args, lower=True, reference=not args.no_execute))
+        args, lower=True, reference=not args.no_execute, defer_data=args.no_execute),
+        defer_data=args.no_execute)
     from sparsec.compiler.driver import write_program
 
     _announce_target_passes(compiled)
@@ -287,15 +289,17 @@ def _compile_or_load(args: argparse.Namespace, outputs: Outputs) -> Compiled:
     return compiled
 
 
-def _compile_drawing_ahead(spec_path: str, options: Callable[[], CompileOptions]) -> Compiled:
+def _compile_drawing_ahead(spec_path: str, options: Callable[[], CompileOptions],
+                           defer_data: bool = False) -> Compiled:
     """`compile_spec`, with the spec's random data drawn on worker threads while xDSL and
     the driver load (the spec front end needs neither): start-up and data generation
-    overlap instead of adding up (docs/decisions.md, "Start-up")."""
+    overlap instead of adding up (docs/decisions.md, "Start-up"). With `defer_data`
+    (`--no-execute`) nothing is drawn: the data is `Deferred`."""
     from sparsec.compiler.sources import SourcePrefetch
     from sparsec.compiler.spec import parse_spec_file
 
     spec = parse_spec_file(spec_path)
-    with SourcePrefetch(spec) as sources:
+    with SourcePrefetch(spec, defer_random=defer_data) as sources:
         from sparsec.compiler.driver import compile_parsed
 
         return compile_parsed(spec, options(), sources)
@@ -600,11 +604,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(argv)
 
 
+BOUNDED_COMMANDS = frozenset({"compile", "run", "compare", "targets"})
+"""Commands whose objects nearly all live to their end (one compile, one run): they keep
+the raised collector thresholds; the others (eval, sweep, workload, analyze) make and drop
+garbage cycles as they go and get the usual ones once started (gc_policy)."""
+
+
 def _main(argv: Sequence[str] | None) -> int:
+    import contextlib
+
+    from sparsec.compiler.gc_policy import usual_collection
+
     args = build_parser().parse_args(argv)
     previous = _install_sigterm()
+    collection = (contextlib.nullcontext() if args.command in BOUNDED_COMMANDS
+                  else usual_collection())
     try:
-        return COMMANDS[args.command](args)
+        with collection:
+            return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("sparsec: interrupted; no output written", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -32,6 +32,7 @@ from sparsec.compiler.driver import (
     join_pipelines,
     target_passes,
 )
+from sparsec.compiler.sources import UnaffordableData
 from sparsec.tensors.datastore import DataStoreError
 
 RUN_ERRORS = (CompileError, TargetError, UnknownTargetError, CapacityError, DataStoreError,
@@ -139,11 +140,14 @@ def run_target(spec: str | Path, target: str, user_pipeline: str,
     try:
         compiled = compile_spec(spec, CompileOptions(pipeline=user_pipeline, target=target,
                                                      compute_reference=execute_values,
+                                                     defer_data=not execute_values,
                                                      target_passes=True))
         row.reports = execute(compiled.module, compiled.store,
                               execute_values=execute_values).reports
     except RUN_ERRORS as err:
         row.error = str(err)
+    except UnaffordableData as err:  # this target would have to make a tensor too large
+        row.error = str(err).splitlines()[0]
     return row
 
 

@@ -196,6 +196,9 @@ class CompileOptions:
     print_ir_after: tuple[str, ...] = ()
     lower: bool = True
     compute_reference: bool = True
+    defer_data: bool = False
+    """Store generated (`random`) data deferred, made only if a pass or an executing run
+    reads it: `--no-execute` accounts from shapes without allocating the tensors."""
     ir_stream: IO[str] = field(default_factory=lambda: sys.stderr)
 
 
@@ -257,7 +260,7 @@ def compile_parsed(spec: SpecFile, options: CompileOptions,
     if not options.target and options.lower and target_text != DEFAULT_TARGET:
         _check_spec_line(spec, "target", lambda: Target.parse(target_text))
     store = DataStore()
-    module = build_module(spec, store, sources)
+    module = build_module(spec, store, sources, options.defer_data)
     return compile_module(module, store, pipeline or "", target_text, options)
 
 

@@ -21,9 +21,31 @@ def long_lived_allocations() -> Iterator[None]:
     young generation, and almost never a full collection; the previous thresholds
     return on exit. mypy raises its threshold for the same reason."""
     previous = gc.get_threshold()
+    _BEFORE.append(previous)
     gc.set_threshold(max(previous[0], YOUNG_GENERATION_THRESHOLD), max(previous[1], 50),
                      max(previous[2], 100))
     try:
         yield
     finally:
+        _BEFORE.pop()
         gc.set_threshold(*previous)
+
+
+_BEFORE: list[tuple[int, int, int]] = []
+"""Thresholds each open `long_lived_allocations` replaced, outermost first."""
+
+
+@contextlib.contextmanager
+def usual_collection() -> Iterator[None]:
+    """The thresholds in force before sparsec raised them, for work that makes garbage
+    cycles as it goes (an LLM evaluation, a sweep): with full collections almost never
+    running, cycles promoted to the oldest generation would stay until exit."""
+    if not _BEFORE:
+        yield
+        return
+    raised = gc.get_threshold()
+    gc.set_threshold(*_BEFORE[0])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*raised)

@@ -32,6 +32,9 @@ class FastPrinter(Printer):
 
     def __post_init__(self) -> None:
         self._attribute_text: dict[Attribute, str | None] = {}
+        self._by_identity: dict[int, tuple[Attribute, str | None]] = {}
+        """The same attribute object seen again (shared instances are common) skips the
+        recursive hash; the entry holds the attribute, so its id cannot be reused."""
         self._write = self.stream.write if self.stream is not None else None
 
     def print_string(self, text: str, *, indent: int | None = None) -> None:
@@ -42,14 +45,19 @@ class FastPrinter(Printer):
         self._write(text)
 
     def print_attribute(self, attribute: Attribute) -> None:
-        try:
-            text = self._attribute_text.get(attribute, "")
-        except TypeError:  # an attribute holding an unhashable value
-            super().print_attribute(attribute)
-            return
-        if text == "":
-            text = self._render_alone(attribute)
-            self._attribute_text[attribute] = text
+        seen = self._by_identity.get(id(attribute))
+        if seen is not None and seen[0] is attribute:
+            text = seen[1]
+        else:
+            try:
+                text = self._attribute_text.get(attribute, "")
+            except TypeError:  # an attribute holding an unhashable value
+                super().print_attribute(attribute)
+                return
+            if text == "":
+                text = self._render_alone(attribute)
+                self._attribute_text[attribute] = text
+            self._by_identity[id(attribute)] = (attribute, text)
         if text is None:
             super().print_attribute(attribute)
             return

@@ -74,6 +74,7 @@ from sparsec.compiler.spec import (
     TensorType,
     check_source,
 )
+from sparsec.tensors.datastore import Deferred
 from sparsec.tensors.dtypes import CARRIERS, carrier_dtype, round_to_bf16, round_to_dtype
 
 __all__ = [
@@ -469,14 +470,25 @@ def materialize_bytes(source: Source, ttype: TensorType) -> int:
     return numel * per_element
 
 
-def refuse_unaffordable(source: Source, ttype: TensorType) -> None:
-    """A located error, before allocating, for a tensor the machine cannot hold (it used
-    to be a MemoryError traceback, or numpy's 'Maximum allowed dimension exceeded')."""
+class UnaffordableData(SpecError):
+    """A tensor the machine cannot hold (located at its source): `compare` reports it in
+    the row of a target that would have to make it (under `--no-execute`, systolic need
+    not), instead of failing every target."""
+
+
+def refuse_impossible_dims(source: Source, ttype: TensorType) -> None:
+    """A located error for a dimension no array (nor the IR's i64 sizes) can hold."""
     largest = int(np.iinfo(np.intp).max)
     for dim in ttype.shape:
         if int(dim) > largest:
-            raise SpecError(source.loc, f"dimension {dim} of {ttype} is too large to "
-                                        f"allocate (at most {largest})")
+            raise UnaffordableData(source.loc, f"dimension {dim} of {ttype} is too large "
+                                               f"to allocate (at most {largest})")
+
+
+def refuse_unaffordable(source: Source, ttype: TensorType) -> None:
+    """A located error, before allocating, for a tensor the machine cannot hold (it used
+    to be a MemoryError traceback, or numpy's 'Maximum allowed dimension exceeded')."""
+    refuse_impossible_dims(source, ttype)
     if source.kind != "random":
         return  # loaded data exists already: its file bounds it (.mtx stays sparse)
     needed = materialize_bytes(source, ttype)
@@ -485,9 +497,10 @@ def refuse_unaffordable(source: Source, ttype: TensorType) -> None:
     limit = available_memory()
     if limit is None or needed <= limit:
         return
-    raise SpecError(source.loc, f"{ttype} needs about {_human(needed)} to materialize, "
-                                f"more than the {_human(limit)} available "
-                                f"(${MEMORY_LIMIT_ENV} sets the limit); use a smaller shape")
+    raise UnaffordableData(source.loc, f"{ttype} needs about {_human(needed)} to "
+                                       f"materialize, more than the {_human(limit)} available "
+                                       f"(${MEMORY_LIMIT_ENV} sets the limit); use a smaller "
+                                       "shape")
 
 
 def _human(count: int) -> str:
@@ -517,6 +530,31 @@ def materialize(
     if base_dir is None:
         base_dir = Path(source.loc.file).parent if source.loc is not None else Path.cwd()
     return materializer(source, ttype, Path(base_dir))
+
+
+def random_nnz(params: RandomParams, numel: int) -> int:
+    """Nonzeros `random(...)` draws for `numel` elements: exactly floor(density*size+0.5)
+    (`_random` never draws a zero otherwise)."""
+    if params.density >= 1.0:
+        return numel
+    return int(np.floor(params.density * numel + 0.5))
+
+
+def deferred(source: Source, ttype: TensorType, base_dir: str | Path | None = None
+             ) -> Deferred | np.ndarray:
+    """What `--no-execute` stores for a source: a `random` source is a `Deferred` value
+    (shape and exact nonzero count, made only if something reads it, through the memory
+    guard); a `load` reads its file now (the data exists already, and the IR's nonzero
+    count needs it)."""
+    if source.kind != "random":
+        return materialize(source, ttype, base_dir)
+    refuse_impossible_dims(source, ttype)
+    params = check_source(source, ttype)
+    numel = 1
+    for dim in ttype.shape:
+        numel *= int(dim)
+    return Deferred(tuple(int(d) for d in ttype.shape), random_nnz(params, numel),
+                    lambda: materialize(source, ttype, base_dir))
 
 
 def materialize_kernel(
@@ -591,11 +629,16 @@ class SourcePrefetch:
     ahead run only when their combined peak fits the memory `materialize` may use (A).
     """
 
-    def __init__(self, spec: SpecFile, workers: int | None = None):
+    def __init__(self, spec: SpecFile, workers: int | None = None, defer_random: bool = False):
         import os
         from concurrent.futures import ThreadPoolExecutor
 
         self._futures: dict[int, Any] = {}
+        self._defer = defer_random
+        """`--no-execute`: nothing is drawn; `take` gives a random source `Deferred`."""
+        if defer_random:
+            self._pool = None
+            return
         ahead = [(decl, spec.base_dir) for kernel in spec.kernels for decl in kernel.decls
                  if _worth_drawing_ahead(decl.source, decl.type)]
         if not ahead or not _fits_together([d for d, _ in ahead]):
@@ -610,11 +653,12 @@ class SourcePrefetch:
                                                          base_dir)
 
     def take(self, decl: Decl, base_dir: str | Path | None = None) -> np.ndarray:
-        """The array of `decl`'s source (drawn ahead, or now)."""
+        """The array of `decl`'s source (drawn ahead, or now; `Deferred` when deferring)."""
         future = self._futures.pop(id(decl), None)
         if future is None:
             assert decl.source is not None
-            return materialize(decl.source, decl.type, base_dir)
+            make = deferred if self._defer else materialize
+            return make(decl.source, decl.type, base_dir)
         return future.result()
 
     def close(self) -> None:

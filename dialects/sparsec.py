@@ -92,6 +92,23 @@ def tensor_type(shape: Sequence[int], element: str, encoding: Attribute | None =
 
 
 @lru_cache(maxsize=4096)
+def _shared_symbol(name: str) -> SymbolRefAttr:
+    """`@name`, one instance per name (see `tensor_type`: attributes are values)."""
+    return SymbolRefAttr(name)
+
+
+@lru_cache(maxsize=4096)
+def _shared_i64(value: int) -> IntegerAttr:
+    return IntegerAttr(value, i64)
+
+
+@lru_cache(maxsize=4096)
+def _shared_f64(hex_value: str) -> FloatAttr:
+    """Keyed by the float's exact bits (`float.hex`): 0.0 and -0.0 print differently."""
+    return FloatAttr(float.fromhex(hex_value), f64)
+
+
+@lru_cache(maxsize=4096)
 def _plain_tensor_type(shape: tuple[int, ...], element: str) -> TensorType:
     return TensorType(ELEMENT_TYPES[element], shape)
 
@@ -199,7 +216,7 @@ class InputOp(_BindOp):
     irdl_options = (ParsePropInAttrDict(),)
 
     def __init__(self, symbol: str, result_type: TensorType):
-        super().__init__(properties={"symbol": SymbolRefAttr(symbol)},
+        super().__init__(properties={"symbol": _shared_symbol(symbol)},
                          result_types=[result_type])
 
 
@@ -221,11 +238,11 @@ class ParamOp(_BindOp):
 
     def __init__(self, symbol: str, result_type: TensorType, nnz: int | None = None,
                  density: float | None = None):
-        properties: dict[str, Attribute] = {"symbol": SymbolRefAttr(symbol)}
+        properties: dict[str, Attribute] = {"symbol": _shared_symbol(symbol)}
         if nnz is not None:
-            properties["nnz"] = IntegerAttr(nnz, i64)
+            properties["nnz"] = _shared_i64(int(nnz))
         if density is not None:
-            properties["density"] = FloatAttr(density, f64)
+            properties["density"] = _shared_f64(float(density).hex())
         super().__init__(properties=properties, result_types=[result_type])
 
 

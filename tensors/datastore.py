@@ -12,7 +12,7 @@ import contextvars
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,21 +56,44 @@ def store_key(kernel: str, symbol: str) -> str:
     return f"{kernel}.{symbol}"
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """A value known by its shape (and nonzero count) but not made yet: `--no-execute`
+    defers the data a spec generates until something reads it (issue 10, item 10), so
+    accounting from shapes never allocates a `f32[100000, 100000]`."""
+
+    shape: tuple[int, ...]
+    nnz: int
+    """Nonzeros the value will hold (a `random` source draws exactly this many)."""
+    make: Callable[[], Any] = field(compare=False, repr=False)
+    """Makes the value (with the memory guard of `sparsec.compiler.sources`)."""
+
+
 @dataclass
 class DataStore:
-    """Arrays by key, each with the spec element type it holds (bf16 is held in f32)."""
+    """Arrays by key, each with the spec element type it holds (bf16 is held in f32).
+
+    A `Deferred` entry is made on first `get` and kept; `peek` sees it unmade."""
 
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     dtypes: dict[str, str] = field(default_factory=dict)
 
     def put(self, key: str, array: Any, dtype: str) -> None:
-        """Store `array` under `key`, declared as spec element type `dtype`."""
+        """Store `array` (or a `Deferred` value) under `key`, declared as spec element
+        type `dtype`."""
         self.arrays[key] = array
         self.dtypes[key] = dtype
 
     def get(self, key: str) -> Any:
         """The value under `key`: a numpy array, or a scipy CSR matrix for large sparse
-        data (see `dense`)."""
+        data (see `dense`); a deferred value is made now."""
+        value = self._get(key)
+        if isinstance(value, Deferred):
+            value = self.arrays[key] = value.make()
+        return value
+
+    def peek(self, key: str) -> Any:
+        """The value under `key` as it stands: a `Deferred` value stays unmade."""
         return self._get(key)
 
     def _get(self, key: str) -> Any:
@@ -94,7 +117,8 @@ class DataStore:
         path = Path(path)
         payload: dict[str, np.ndarray] = {}
         sparse: dict[str, list[int]] = {}
-        for key, value in self.arrays.items():
+        for key in list(self.arrays):
+            value = self.get(key)  # a bundle holds the data: deferred values are made
             if not is_sparse(value):
                 payload[key] = value
                 continue

@@ -42,7 +42,8 @@ product is exact in float64 and the sum rounds twice, which differs from one rou
 when the double sum lands exactly on a float32 midpoint (about 2^-29 of the cases).
 A one-token decode step takes other kernels where llamafile's sgemm declines one row:
 ggml_vec_dot_f16 (4 x 16 lanes) for the attention products, the same vec_dot for the
-GEMMs (which is what the Q8_0 sgemm computes anyway).
+GEMMs (which is what the Q8_0 sgemm computes anyway). The GEMM lane chains run in a numba
+kernel where numba imports, else in numpy; both give the same bits.
 """
 
 from __future__ import annotations
@@ -66,9 +67,13 @@ SGEMM_LANES = 16
 """Float lanes of llamafile's tinyBLAS on AVX512 (f16 operands widened to f32)."""
 
 TILE_ELEMENTS = 1 << 17
+"""Outputs x lanes of one GEMM tile of the numpy lane path (small, so it stays in cache)."""
 
 TILE_ROWS = 32
-"""Outputs x lanes of one emulated GEMM tile (kept small so the lanes stay in cache)."""
+"""Rows of one tile of the numpy lane path (activation rows of the GEMM)."""
+
+FEW_ROWS = 16
+"""Fewer activation rows than this take the integer-lane variant of the numpy lane path."""
 
 
 # --------------------------------------------------------------------------- float helpers
@@ -181,50 +186,126 @@ def quantize_q8_blocks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def lane_dot(xq: np.ndarray, xd: np.ndarray, codes: np.ndarray, wd: np.ndarray,
-             mins: np.ndarray | None = None, xs: np.ndarray | None = None) -> np.ndarray:
+             mins: np.ndarray | None = None, xs: np.ndarray | None = None,
+             compiled: bool | None = None) -> np.ndarray:
     """The 8-lane block dot of ggml_vec_dot_q4_1_q8_1 / q8_0_q8_0 (module doc) for all
     rows at once: activation codes xq [T, B, 32] (integer-valued) with scales xd [T, B];
-    weight codes [B, 8, 4, N] (`lane_layout`) with scales wd [B, N]; with mins [B, N] and
-    xs [T, B] the Q4_1 summs term. -> [T, N] float32.
+    weight codes [B, 32, N] (`element_layout`, uint8 or int8) with scales wd [B, N]; with
+    mins [B, N] and xs [T, B] the Q4_1 summs term. -> [T, N] float32.
 
-    scale * lane = (xq xd) . (codes wd) over 4 elements is exact in float64 (terms of at
-    most 38 bits, sums of 4 of them), so one float64 matrix product per block gives the fma's
-    exact product and one add rounds it like the fma; the chain runs over the blocks on a
-    tile of rows and columns small enough to stay in cache.
+    Lane j of block b is the exact integer sum over elements 4j..4j+3; the fma's product
+    scale * lane is exact in float64 and one add rounds it like the fma. `compiled`: True
+    runs the numba kernel (a loop over rows and blocks, vectorized over the N outputs),
+    False the numpy one (`_lane_dot_numpy`), None the numba kernel where numba imports.
+    Both give the same bits (tests).
     """
+    kernel = _lane_chain_kernel() if compiled is not False else None
+    if compiled and kernel is None:
+        raise RuntimeError("the compiled lane kernel needs numba")
+    if kernel is None:
+        return _lane_dot_numpy(xq, xd, codes, wd, mins, xs)
+    t, n = xq.shape[0], codes.shape[-1]
+    out = np.empty((t, n), dtype=F32)
+    has_mins = mins is not None
+    kernel(np.ascontiguousarray(xq, dtype=np.int32), np.ascontiguousarray(xd, dtype=F32), codes,
+           np.ascontiguousarray(wd, dtype=F32), mins if has_mins else np.zeros((1, 1), F32),
+           np.ascontiguousarray(xs, dtype=F32) if has_mins else np.zeros((1, 1), F32), has_mins, out)
+    return out
+
+
+@functools.cache
+def _lane_chain_kernel():
+    """The numba kernel of `lane_dot` (compiled once, cached on disk), or None without numba."""
+    try:
+        import numba
+    except ImportError:
+        return None
+    return numba.njit(cache=True, fastmath=False, boundscheck=False, error_model="numpy")(_lane_chain)
+
+
+def _lane_chain(xq, xd, codes, wd, mins, xs, has_mins, out):  # pragma: no cover - runs compiled
+    """Loop form of `lane_dot` for numba: per row, 8 lane accumulators per output column,
+    blocks in order; the innermost loop over the N columns is what vectorizes."""
+    rows, blocks, _ = xq.shape
+    n = codes.shape[2]
+    acc = np.empty((8, n), np.float32)
+    summs = np.empty(n, np.float32)
+    for t in range(rows):
+        acc[:] = 0.0
+        summs[:] = 0.0
+        for b in range(blocks):
+            x_scale = xd[t, b]
+            w_scale = wd[b]
+            for j in range(8):
+                x0, x1, x2, x3 = xq[t, b, 4 * j], xq[t, b, 4 * j + 1], xq[t, b, 4 * j + 2], xq[t, b, 4 * j + 3]
+                c0, c1, c2, c3 = codes[b, 4 * j], codes[b, 4 * j + 1], codes[b, 4 * j + 2], codes[b, 4 * j + 3]
+                lane_acc = acc[j]
+                for c in range(n):
+                    lane = x0 * np.int32(c0[c]) + x1 * np.int32(c1[c]) + x2 * np.int32(c2[c]) + x3 * np.int32(c3[c])
+                    scale = np.float64(x_scale * w_scale[c])            # f16 x f16: exact in f32
+                    lane_acc[c] = np.float32(scale * np.float64(lane) + np.float64(lane_acc[c]))
+            if has_mins:
+                for c in range(n):
+                    summs[c] = np.float32(summs[c] + np.float32(mins[b, c] * xs[t, b]))
+        for c in range(n):
+            q0 = np.float32(acc[0, c] + acc[4, c])
+            q1 = np.float32(acc[1, c] + acc[5, c])
+            q2 = np.float32(acc[2, c] + acc[6, c])
+            q3 = np.float32(acc[3, c] + acc[7, c])
+            out[t, c] = np.float32(np.float32(np.float32(q0 + q2) + np.float32(q1 + q3)) + summs[c])
+
+
+def _lane_dot_numpy(xq: np.ndarray, xd: np.ndarray, codes: np.ndarray, wd: np.ndarray,
+                    mins: np.ndarray | None, xs: np.ndarray | None) -> np.ndarray:
+    """`lane_dot` in numpy: the chain runs over the blocks on a tile of rows and columns
+    small enough to stay in cache. From FEW_ROWS rows on, the exact product comes from one
+    float64 matrix product of the scaled operands, (xq xd) . (codes wd) over 4 elements
+    (terms of at most 38 bits), the weight scaling paid once per column tile; below, from
+    the integer lane sums (exact in float32) times the scale."""
     t, nb, _ = xq.shape
     n = codes.shape[-1]
-    xl = (xq * xd[..., None]).astype(F64).reshape(t, nb, LANES, 4).transpose(1, 2, 0, 3)   # [B, 8, T, 4]
+    codes = codes.reshape(nb, LANES, 4, n)                                               # [B, 8, 4, N]
+    few = t < FEW_ROWS
+    xl = xq.astype(F32) if few else (xq * xd[..., None]).astype(F64)                     # exact
+    xl = xl.reshape(t, nb, LANES, 4).transpose(1, 2, 0, 3)                               # [B, 8, T, 4]
     out = np.empty((t, n), dtype=F32)
     rows = min(t, TILE_ROWS)
     cols = max(1, TILE_ELEMENTS // (LANES * rows))
     for c0 in range(0, n, cols):
         c1 = min(n, c0 + cols)
-        wl = codes[..., c0:c1] * wd[:, None, None, c0:c1].astype(F64)                      # [B, 8, 4, c]
+        wl = codes[..., c0:c1].astype(F32) if few else codes[..., c0:c1] * wd[:, None, None, c0:c1].astype(F64)
         for r0 in range(0, t, rows):
             r1 = min(t, r0 + rows)
             out[r0:r1, c0:c1] = _lane_tile(np.ascontiguousarray(xl[:, :, r0:r1]), wl,
+                                           xd[r0:r1] if few else None, wd[:, c0:c1] if few else None,
                                            None if mins is None else mins[:, c0:c1],
                                            None if xs is None else xs[r0:r1])
     return out
 
 
-def _lane_tile(xl: np.ndarray, wl: np.ndarray, mins: np.ndarray | None, xs: np.ndarray | None) -> np.ndarray:
+def _lane_tile(xl: np.ndarray, wl: np.ndarray, xd: np.ndarray | None, wd: np.ndarray | None,
+               mins: np.ndarray | None, xs: np.ndarray | None) -> np.ndarray:
+    """One tile of `_lane_dot_numpy`: xl [B, 8, t, 4], wl [B, 8, 4, c], scaled already
+    unless the scales xd [t, B] and wd [B, c] are given."""
     acc = np.zeros((LANES, xl.shape[2], wl.shape[-1]), dtype=F32)
     exact = np.empty(acc.shape, dtype=F64)
     summs = np.zeros(acc.shape[1:], dtype=F32)
     for b in range(xl.shape[0]):
-        np.matmul(xl[b], wl[b], out=exact)                     # scale * lane, exact
+        if xd is None:
+            np.matmul(xl[b], wl[b], out=exact)                 # scale * lane, exact
+        else:
+            lanes = np.matmul(xl[b], wl[b])                    # integer lane sums, exact
+            np.multiply(lanes, (xd[:, b, None] * wd[None, b]).astype(F64), out=exact)
         np.add(exact, acc, out=acc, casting="unsafe")          # the fma: one rounding to f32
         if mins is not None:
             summs += xs[:, b, None] * mins[None, b]            # f16 x f16 is exact: fma = add
     return hsum8(np.moveaxis(acc, 0, -1)) + summs
 
 
-def lane_layout(codes: np.ndarray) -> np.ndarray:
-    """Weight codes [N, K] -> [K/32, 8, 4, N] (block, lane, element of the lane, row)."""
+def element_layout(codes: np.ndarray) -> np.ndarray:
+    """Weight codes [N, K] -> [K/32, 32, N] (block, element, row), their integer type kept."""
     n, k = codes.shape
-    return np.ascontiguousarray(codes.reshape(n, k // QK, LANES, 4).transpose(1, 2, 3, 0))
+    return np.ascontiguousarray(codes.reshape(n, k // QK, QK).transpose(1, 2, 0))
 
 
 def ggml_gemm(x: np.ndarray, linear: Linear) -> np.ndarray:
@@ -240,11 +321,11 @@ def ggml_gemm(x: np.ndarray, linear: Linear) -> np.ndarray:
 
 
 def linear_aux(linear: Linear) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(codes in `lane_layout`, scales [K/32, N], mins [K/32, N] or None; scales and mins
-    float32), kept in linear.aux so every GEMM reuses them."""
+    """(codes in `element_layout`, scales [K/32, N], mins [K/32, N] or None; scales and
+    mins float32), kept in linear.aux so every GEMM reuses them."""
     if "ggml_codes" not in linear.aux:
         quant = linear.quant
-        linear.aux["ggml_codes"] = lane_layout(quant.codes)
+        linear.aux["ggml_codes"] = element_layout(quant.codes)
         linear.aux["ggml_scales"] = np.ascontiguousarray(quant.scales.astype(F32).T)
         if quant.mins is not None:
             linear.aux["ggml_mins"] = np.ascontiguousarray(quant.mins.astype(F32).T)

@@ -242,13 +242,17 @@ class RefuseMatmul(RewritePattern):
 
 
 def read_returned(module: ModuleOp) -> None:
-    """Scores or probabilities a kernel returns leave the arrays through asadi.read."""
+    """Scores or probabilities a kernel returns leave the arrays through asadi.read, in
+    the type the kernel declares for them (a diagonal-encoded P is read out dense)."""
     for ret in [op for op in module.walk() if isinstance(op, func.ReturnOp)]:
+        kernel = ret.parent_op()
+        assert isinstance(kernel, func.FuncOp)
+        declared = kernel.function_type.outputs.data
         operands = list(ret.operands)
         for index, value in enumerate(operands):
             if not isinstance(value.owner, (isa.SddmmOp, isa.SoftmaxOp)):
                 continue
-            read = isa.ReadOp(value, value.type)  # type: ignore[arg-type]
+            read = isa.ReadOp(value, declared[index])  # type: ignore[arg-type]
             Rewriter.insert_op(read, InsertPoint.before(ret))
             operands[index] = read.result
         ret.operands = operands

@@ -45,7 +45,7 @@ from xdsl.irdl import (
 )
 from xdsl.utils.exceptions import VerifyException
 
-from sparsec.backends.common.isa import AccumulatorZerosOp
+from sparsec.backends.common.isa import AccumulatorZerosOp, ActivationPruneOp
 
 NONLINEAR_KINDS = ("rmsnorm", "silu", "gelu", "exp", "add", "mul", "rope", "softmax")
 NONLINEAR_ARITY = {"rmsnorm": (2,), "add": (2,), "mul": (2,), "softmax": (1, 2)}
@@ -286,7 +286,7 @@ class KvLoadOp(IRDLOperation):
 
 
 @irdl_op_definition
-class PruneOp(IRDLOperation):
+class PruneOp(ActivationPruneOp):
     """Runtime activation pruning on the polynomial unit:
     `%y = bitllm.prune %x [weight %w] {threshold = .., estimate = "abs"} : T [, W] -> T`.
 
@@ -297,21 +297,6 @@ class PruneOp(IRDLOperation):
     """
 
     name = "bitllm.prune"
-    input = operand_def(TensorType)
-    weight = var_operand_def(TensorType)
-    result = result_def(TensorType)
-    threshold = prop_def(FloatAttr)
-    estimate = prop_def(StringAttr)
-    relative = opt_prop_def(UnitAttr)
-    transpose_w = opt_prop_def(UnitAttr)
-    irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = ("$input (`weight` $weight^)? attr-dict `:` type($input) "
-                       "(`,` type($weight)^)? `->` type($result)")
-
-    def __init__(self, value: SSAValue, weight: list[SSAValue], result_type: Attribute,
-                 properties: dict[str, Attribute]):
-        super().__init__(operands=[value, weight], result_types=[result_type],
-                         properties=dict(properties))
 
 
 @irdl_op_definition

@@ -11,6 +11,7 @@ reference outputs from kernel IR and real outputs from ISA IR.
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -42,7 +43,7 @@ from sparsec.dialects.formats import QuantizedAttr
 from sparsec.dialects.sparsec import element_type_name
 from sparsec.tensors import attention
 from sparsec.tensors.attention import query_format_semantics
-from sparsec.tensors.datastore import DataStore, enclosing_kernel, store_key
+from sparsec.tensors.datastore import DataStore, Deferred, enclosing_kernel, store_key
 from sparsec.tensors.dtypes import carrier_dtype, round_to_dtype
 from sparsec.tensors.numerics import finish, matmul_accumulate
 from sparsec.tensors.quantization import quantize_dynamic, quantize_static
@@ -100,17 +101,29 @@ class KernelFuncFunctions(InterpreterFunctions):
 class SparsecFunctions(InterpreterFunctions):
     """numpy semantics of the kernel-level sparsec ops (the reference)."""
 
-    def __init__(self, store: DataStore):
+    def __init__(self, store: DataStore, deferred_as_none: bool = False):
         self.store = store
+        self.deferred_as_none = deferred_as_none
+        """A machine not executing values (`--no-execute`, `Machine.accounts_unmade_dense`)
+        reads a deferred dense value as None, "not computed", and accounts from its type
+        instead of making it."""
+
+    def _bound(self, op: sparsec.InputOp | sparsec.ParamOp) -> Any:
+        key = store_key(enclosing_kernel(op), op.sym_name)
+        value = self.store.peek(key)
+        if (self.deferred_as_none and isinstance(value, Deferred)
+                and value.nnz == math.prod(value.shape)):
+            return None
+        return self.store.get(key)
 
     @impl(sparsec.InputOp)
     def run_input(self, interpreter: Interpreter, op: sparsec.InputOp, args: tuple[Any, ...]):
-        values = self.store.get(store_key(enclosing_kernel(op), op.sym_name))
-        return (arriving_values(values, op.result.type),)
+        values = self._bound(op)
+        return (None if values is None else arriving_values(values, op.result.type),)
 
     @impl(sparsec.ParamOp)
     def run_param(self, interpreter: Interpreter, op: sparsec.ParamOp, args: tuple[Any, ...]):
-        return (self.store.get(store_key(enclosing_kernel(op), op.sym_name)),)
+        return (self._bound(op),)
 
     @impl(sparsec.SddmmOp)
     def run_sddmm(self, interpreter: Interpreter, op: sparsec.SddmmOp, args: tuple[Any, ...]):
@@ -176,6 +189,12 @@ def refuse_integer_overflow(exact: np.ndarray, dtype: str, what: str) -> None:
 
 class Machine(ABC):
     """Per-kernel state of one backend while its ISA program runs."""
+
+    accounts_unmade_dense: ClassVar[bool] = False
+    """Whether, not executing values, the machine accounts a dense operand it is handed as
+    None ("not computed") from its type alone: then `--no-execute` never makes a dense
+    generated tensor for it (a value with zeros is made: where its zeros are changes
+    the counts)."""
 
     def __init__(self, spec: AcceleratorSpec, execute: bool):
         self.spec = spec
@@ -279,10 +298,11 @@ def progress_listeners(kernel: str, count: int) -> Iterator[tuple[Interpreter.Li
 
 def make_interpreter(module: ModuleOp, store: DataStore,
                      extra: InterpreterFunctions | None = None,
-                     listeners: tuple[Interpreter.Listener, ...] = ()) -> Interpreter:
+                     listeners: tuple[Interpreter.Listener, ...] = (),
+                     deferred_as_none: bool = False) -> Interpreter:
     interpreter = Interpreter(module, listeners=listeners)
     interpreter.register_implementations(KernelFuncFunctions())
-    interpreter.register_implementations(SparsecFunctions(store))
+    interpreter.register_implementations(SparsecFunctions(store, deferred_as_none))
     interpreter.register_implementations(BlockFunctions())
     if extra is not None:
         interpreter.register_implementations(extra)
@@ -320,7 +340,9 @@ def run_machine(module: ModuleOp, store: DataStore, backend: Backend, spec: Acce
         count = len(function.body.block.ops)
         with progress_listeners(name, count) as listeners, one_blas_thread():
             interpreter = make_interpreter(module, store, machine.functions(),
-                                           (*listeners, *machine.listeners()))
+                                           (*listeners, *machine.listeners()),
+                                           deferred_as_none=not execute
+                                           and machine.accounts_unmade_dense)
             outputs = list(interpreter.call_op(function, ()))
         report = machine.report(name)
         report.details["accounting"] = spec.accounting()

@@ -1,9 +1,10 @@
 """ISA pieces every backend's dialect shares.
 
 Each backend names its own ops (`systolic.zeros`, `stc.zeros`, ...) so its dialect is
-self-contained, but the op that zeroes an accumulator is the same everywhere: backends
-subclass `AccumulatorZerosOp` with their name and a docstring saying where the
-accumulator lives, and interpret it with `zero_accumulator`.
+self-contained, but some ops are the same everywhere: the op that zeroes an accumulator
+(`AccumulatorZerosOp`, interpreted with `zero_accumulator`) and runtime activation pruning
+(`ActivationPruneOp`, `sparsec.prune_activations` on the backend's own unit). Backends
+subclass them with their name and a docstring saying where the work runs and what it costs.
 """
 
 from __future__ import annotations
@@ -11,8 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from xdsl.dialects.builtin import TensorType
-from xdsl.irdl import IRDLOperation, result_def
+from xdsl.dialects.builtin import FloatAttr, StringAttr, TensorType, UnitAttr
+from xdsl.ir import Attribute, SSAValue
+from xdsl.irdl import (
+    IRDLOperation,
+    ParsePropInAttrDict,
+    operand_def,
+    opt_prop_def,
+    prop_def,
+    result_def,
+    var_operand_def,
+)
 
 from sparsec.dialects.sparsec import element_type_name
 from sparsec.tensors.numerics import accumulate_dtype
@@ -37,3 +47,24 @@ def zero_accumulator(op: AccumulatorZerosOp, execute: bool) -> Any:
     shape = tuple(ttype.get_shape())  # type: ignore[union-attr]
     element = element_type_name(ttype.element_type)  # type: ignore[union-attr]
     return np.zeros(shape, dtype=accumulate_dtype(element))
+
+
+class ActivationPruneOp(IRDLOperation):
+    """Runtime activation pruning with `sparsec.prune_activations`' semantics and properties:
+    `%y = <backend>.prune %x [weight %w] {threshold = .., estimate = "abs"} : T [, W] -> T`."""
+
+    input = operand_def(TensorType)
+    weight = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    threshold = prop_def(FloatAttr)
+    estimate = prop_def(StringAttr)
+    relative = opt_prop_def(UnitAttr)
+    transpose_w = opt_prop_def(UnitAttr)
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = ("$input (`weight` $weight^)? attr-dict `:` type($input) "
+                       "(`,` type($weight)^)? `->` type($result)")
+
+    def __init__(self, value: SSAValue, weight: list[SSAValue], result_type: Attribute,
+                 properties: dict[str, Attribute]):
+        super().__init__(operands=[value, weight], result_types=[result_type],
+                         properties=dict(properties))

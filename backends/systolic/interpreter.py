@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,7 @@ from sparsec.backends.systolic.buffers import (
 from sparsec.backends.systolic.lowering import spatial_temporal
 from sparsec.backends.systolic.spec import SystolicSpec
 from sparsec.tensors import attention
+from sparsec.tensors.datastore import is_sparse
 from sparsec.tensors.numerics import (
     effectual_macs,
     finish,
@@ -67,6 +69,9 @@ class SystolicMachine(Machine):
     """One run of a systolic program: Timeline, SRAM/DRAM counters and MAC counts."""
 
     spec: SystolicSpec
+    accounts_unmade_dense = True
+    """The array's cycles and traffic follow from shapes; a dense operand's every
+    product is useful (`count_effectual`)."""
 
     def __init__(self, spec: SystolicSpec, execute: bool):  # type: ignore[override]
         super().__init__(spec, execute)
@@ -271,15 +276,23 @@ class SystolicMachine(Machine):
     def count_effectual(self, a: np.ndarray | None, b: np.ndarray | None,
                         op: isa.FoldOp) -> None:
         """Useful MACs of a GEMM (nonzero times nonzero); the array performs them all.
-        An operand whose values were not computed (--no-execute: an intermediate) counts
-        every product as useful."""
-        if a is None or b is None:
-            heads = op.acc.type.get_shape()[0] if op.head is not None else 1  # type: ignore[union-attr]
-            lhs = op.lhs.type.get_shape()[-2:]  # type: ignore[union-attr]
-            m, k = (lhs[1], lhs[0]) if op.transpose_a else (lhs[0], lhs[1])
-            self.effectual_macs += heads * m * k * op.acc.type.get_shape()[-1]  # type: ignore[union-attr]
-            return
-        self.effectual_macs += effectual_macs(a, _grouped(a, b))
+        An operand whose values were not computed (--no-execute: an intermediate, or
+        dense generated data left unmade) has no zero: with the other operand's values,
+        each of its nonzeros meets a full row or column; with neither, every product
+        is useful."""
+        heads = op.acc.type.get_shape()[0] if op.head is not None else 1  # type: ignore[union-attr]
+        lhs = op.lhs.type.get_shape()[-2:]  # type: ignore[union-attr]
+        m, k = (lhs[1], lhs[0]) if op.transpose_a else (lhs[0], lhs[1])
+        n = op.acc.type.get_shape()[-1]  # type: ignore[union-attr]
+        if a is None and b is None:
+            self.effectual_macs += heads * m * k * n
+        elif b is None:
+            self.effectual_macs += _nnz(a) * n
+        elif a is None:
+            shared = heads // b.shape[0] if b.ndim == 3 else heads  # grouped-query heads
+            self.effectual_macs += m * _nnz(b) * shared
+        else:
+            self.effectual_macs += effectual_macs(a, _grouped(a, b))
 
     def require_stationary_fits(self, op: isa.FoldOp) -> None:
         """Bandwidth-limited mode: a fold's stationary tile must fit its SRAM whole."""
@@ -435,6 +448,11 @@ def _mask(op: isa.EpilogueOp | isa.SoftmaxOp, pattern: np.ndarray | None,
                                  start=op.start_position)
 
 
+def _nnz(values: Any) -> int:
+    """Nonzeros of a dense array or a scipy sparse matrix (a large loaded .mtx)."""
+    return int(np.count_nonzero(values.data if is_sparse(values) else values))
+
+
 def _grouped(lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """rhs with its heads repeated to match lhs's (grouped-query heads), for counting."""
     if lhs.ndim != 3 or rhs.ndim != 3 or lhs.shape[0] == rhs.shape[0]:
@@ -566,7 +584,7 @@ class SystolicFunctions(InterpreterFunctions):
     def run_folds(self, interpreter: Interpreter, op: isa.FoldsOp, args: tuple[Any, ...]):
         return self._run_folds(op.folds(), args)
 
-    def _run_folds(self, folds: list[Any], args: tuple[Any, ...]) -> tuple[Any]:
+    def _run_folds(self, folds: Iterable[Any], args: tuple[Any, ...]) -> tuple[Any]:
         """Account and (batched) execute folds, one `systolic.fold` or a grid's."""
         lhs, rhs, acc = args
         for fold in folds:

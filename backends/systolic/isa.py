@@ -46,7 +46,7 @@ from xdsl.irdl import (
 )
 from xdsl.utils.exceptions import VerifyException
 
-from sparsec.backends.common.isa import AccumulatorZerosOp
+from sparsec.backends.common.isa import AccumulatorZerosOp, ActivationPruneOp
 
 OPERANDS = ("ifmap", "filter")
 DATAFLOWS = ("os", "ws", "is")
@@ -83,6 +83,18 @@ def _range(values: tuple[int, int]) -> DenseArrayBase:
     """A fold's half-open range; cached, since folds share few distinct ranges and
     building a DenseArrayBase dominates the cost of lowering large GEMMs."""
     return DenseArrayBase.from_list(i64, values)
+
+
+def _i64(value: int) -> IntegerAttr:
+    """`IntegerAttr(value, i64)`, one shared instance per value: a lowering of thousands
+    of kernels builds the same word counts and indices over and over, and building and
+    checking an IntegerAttr was a fifth of it (attributes are immutable values)."""
+    return _shared_i64(int(value))
+
+
+@functools.lru_cache(maxsize=65536)
+def _shared_i64(value: int) -> IntegerAttr:
+    return IntegerAttr(value, i64)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -122,8 +134,8 @@ class PrefetchOp(IRDLOperation):
     def __init__(self, source: SSAValue, operand: str, words: int, first_use: int):
         super().__init__(operands=[source], properties={
             "operand": StringAttr(operand),
-            "words": IntegerAttr(words, i64),
-            "first_use": IntegerAttr(first_use, i64),
+            "words": _i64(words),
+            "first_use": _i64(first_use),
         })
 
     def verify_(self) -> None:
@@ -165,10 +177,10 @@ class FoldOp(IRDLOperation):
                  transpose_a: bool = False, transpose_b: bool = False,
                  head: int | None = None):
         properties: dict[str, Attribute] = {
-            "index": IntegerAttr(index, i64), "m": _range(m), "n": _range(n), "k": _range(k),
+            "index": _i64(index), "m": _range(m), "n": _range(n), "k": _range(k),
         }
         if head is not None:
-            properties["head"] = IntegerAttr(head, i64)
+            properties["head"] = _i64(head)
         if transpose_a:
             properties["transpose_a"] = UnitAttr()
         if transpose_b:
@@ -294,12 +306,12 @@ class FoldsOp(IRDLOperation):
                  transpose_a: bool = False, transpose_b: bool = False,
                  head: int | None = None):
         properties: dict[str, Attribute] = {
-            "index": IntegerAttr(index, i64), "m": _range((0, m)), "n": _range((0, n)),
+            "index": _i64(index), "m": _range((0, m)), "n": _range((0, n)),
             "k": _range((0, k)), "array_shape": _range((rows, cols)),
             "dataflow": StringAttr(dataflow),
         }
         if head is not None:
-            properties["head"] = IntegerAttr(head, i64)
+            properties["head"] = _i64(head)
         if transpose_a:
             properties["transpose_a"] = UnitAttr()
         if transpose_b:
@@ -310,16 +322,17 @@ class FoldsOp(IRDLOperation):
     tile = FoldOp.tile
     """(m, n, k) ranges of the whole GEMM the grid covers."""
 
-    def folds(self) -> list[GridFold]:
-        """The folds of the grid, in order, each readable like a `systolic.fold`."""
+    def folds(self) -> Iterator[GridFold]:
+        """The folds of the grid, in order, each readable like a `systolic.fold`; made
+        one at a time (a 100000 x 100000 GEMM on a 32 x 32 array has ten million)."""
         (_, m), (_, n), (_, k) = self.tile()
         rows, cols = (int(v) for v in self.array_shape.get_values())
         first = self.index.value.data
         shared = {"lhs": self.lhs, "rhs": self.rhs, "acc": self.acc, "head": self.head,
                   "head_index": self.head_index, "rhs_head_index": self.rhs_head_index,
                   "transpose_a": self.transpose_a, "transpose_b": self.transpose_b}
-        return [GridFold(self, first + i, bounds, shared) for i, bounds in
-                enumerate(grid_tiles(m, n, k, rows, cols, self.dataflow.data))]
+        return (GridFold(self, first + i, bounds, shared) for i, bounds in
+                enumerate(grid_tiles(m, n, k, rows, cols, self.dataflow.data)))
 
     head_index = FoldOp.head_index
     rhs_head_index = FoldOp.rhs_head_index
@@ -357,7 +370,7 @@ class WritebackOp(IRDLOperation):
 
     def __init__(self, acc: SSAValue, words: int):
         super().__init__(operands=[acc], result_types=[acc.type],
-                         properties={"words": IntegerAttr(words, i64)})
+                         properties={"words": _i64(words)})
 
     def verify_(self) -> None:
         if self.result.type != self.acc.type:
@@ -392,9 +405,9 @@ def _mask_props(mask: str, window: int | None, start: int | None = None
     if mask != "none":
         props["mask"] = StringAttr(mask)
     if window is not None:
-        props["window"] = IntegerAttr(window, i64)
+        props["window"] = _i64(window)
     if start is not None:
-        props["start"] = IntegerAttr(start, i64)
+        props["start"] = _i64(start)
     return props
 
 
@@ -556,7 +569,7 @@ class KvLoadOp(IRDLOperation):
 
 
 @irdl_op_definition
-class PruneOp(IRDLOperation):
+class PruneOp(ActivationPruneOp):
     """Runtime activation pruning on the vector unit:
     `%y = systolic.prune %x [weight %w] {threshold = .., estimate = "abs"} : T [, W] -> T`.
 
@@ -568,21 +581,6 @@ class PruneOp(IRDLOperation):
     """
 
     name = "systolic.prune"
-    input = operand_def(TensorType)
-    weight = var_operand_def(TensorType)
-    result = result_def(TensorType)
-    threshold = prop_def(FloatAttr)
-    estimate = prop_def(StringAttr)
-    relative = opt_prop_def(UnitAttr)
-    transpose_w = opt_prop_def(UnitAttr)
-    irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = ("$input (`weight` $weight^)? attr-dict `:` type($input) "
-                       "(`,` type($weight)^)? `->` type($result)")
-
-    def __init__(self, value: SSAValue, weight: list[SSAValue], result_type: Attribute,
-                 properties: dict[str, Attribute]):
-        super().__init__(operands=[value, weight], result_types=[result_type],
-                         properties=dict(properties))
 
 
 Systolic = Dialect("systolic", [ZerosOp, PrefetchOp, FoldOp, FoldsOp, WritebackOp, EpilogueOp,

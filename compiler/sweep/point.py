@@ -79,6 +79,7 @@ def _figures(task: dict[str, Any]) -> dict[str, Any]:
     compiled = compile_text(task["spec_text"],
                             CompileOptions(pipeline=pipeline, target=task["target"],
                                            compute_reference=execute_values,
+                                           defer_data=not execute_values,
                                            target_passes=False),
                             path=task["spec_path"])
     reports = execute(compiled.module, compiled.store, execute_values=execute_values).reports

@@ -70,7 +70,7 @@ ATTENTIONS = ("attn", "attn_parts")
 @pytest.mark.parametrize(("target", "kernels"), [
     ("systolic{rows=4 cols=4 dataflow=ws}", GEMMS + ATTENTIONS + ("block", "heads")),
     ("stc{preset=a100 sparse=false}", GEMMS), ("sigma", GEMMS), ("eie", GEMMS[:2]),
-    ("bitwave", GEMMS[:1]), ("sparc", ("encoder",)), ("asadi", ("encoder", "attn"))])
+    ("bitwave", GEMMS[:1]), ("sparc", ("encoder",)), ("asadi", ("encoder",) + ATTENTIONS)])
 def test_fast_printer_equals_xdsl_printer(target: str, kernels: tuple[str, ...]) -> None:
     """Each target's ISA for the golden kernels it runs, and their kernel IR, print the
     same through FastPrinter as through str()."""
@@ -95,7 +95,10 @@ def test_reused_attribute_text_is_per_printer_flags() -> None:
     dense = DenseIntOrFPElementsAttr.from_list(TensorType(f64, [2, 2]), [1.0, 2.5, -3.0, 4.0])
     attrs = ModuleOp([], attributes={
         "a": ArrayAttr([IntegerAttr(7, i64), FloatAttr(0.1, f64), StringAttr("x\ny\"z")]),
-        "b": IntegerAttr(7, i64), "d": dense, "e": dense})
+        "b": IntegerAttr(7, i64), "d": dense, "e": dense,
+        # equal-looking values that print differently must not share text
+        "z": FloatAttr(0.0, f64), "nz": FloatAttr(-0.0, f64), "n": FloatAttr(float("nan"), f64),
+        "zs": ArrayAttr([FloatAttr(-0.0, f64), FloatAttr(0.0, f64), FloatAttr(-0.0, f64)])})
     assert ir_text(attrs) == str(attrs)
 
 
@@ -120,3 +123,19 @@ def test_collector_runs_rarely_while_compiling_and_thresholds_return() -> None:
     assert gc.get_threshold() == before
     compile_text(SPEC.read_text(), CompileOptions(target="systolic"))
     assert gc.get_threshold() == before
+
+
+def test_long_running_commands_get_the_usual_thresholds_back() -> None:
+    """eval, sweep, workload, analyze drop garbage cycles as they go: inside the CLI's
+    raised thresholds they run with the ones in force before (full collections happen)."""
+    from sparsec.compiler.cli import BOUNDED_COMMANDS, COMMANDS
+    from sparsec.compiler.gc_policy import usual_collection
+
+    before = gc.get_threshold()
+    with long_lived_allocations(), long_lived_allocations():
+        with usual_collection():
+            assert gc.get_threshold() == before
+        assert gc.get_threshold()[0] >= YOUNG_GENERATION_THRESHOLD
+    with usual_collection():  # outside any raise: nothing to undo
+        assert gc.get_threshold() == before
+    assert {"eval", "sweep", "workload", "analyze"} <= set(COMMANDS) - BOUNDED_COMMANDS

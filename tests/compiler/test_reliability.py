@@ -331,12 +331,21 @@ def test_a_signal_exits_with_one_line_and_leaves_no_debris(tmp_path, signum, cod
     ("8, 99999999999999999999", "dimension 99999999999999999999 of"),
 ])
 def test_unaffordable_shapes_are_located_errors(tmp_path, capsys, monkeypatch, shape, message):
+    """An executing run (and compile, which writes the data) must make the tensor."""
     monkeypatch.setenv("SPARSEC_MEMORY_LIMIT", "4G")
     spec = write(tmp_path, "h.sk", f"kernel g {{\n  in X: f32[{shape}] = random(seed=1)\n"
                  "  out X\n}\n")
+    for command in (["run", str(spec)], ["compile", str(spec), "-o", str(tmp_path / "o.mlir")]):
+        assert main(command) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"{spec}:2:") and message in err
+
+
+def test_no_execute_refuses_a_dimension_no_array_can_have(tmp_path, capsys):
+    spec = write(tmp_path, "h.sk", "kernel g {\n  in X: f32[8, 99999999999999999999] = "
+                 "random(seed=1)\n  out X\n}\n")
     assert main(["run", str(spec), "--no-execute"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith(f"{spec}:2:") and message in err
+    assert "dimension 99999999999999999999 of" in capsys.readouterr().err
 
 
 # 11. Tracebacks that became one located line.

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparsec.tensors import block_ops
-from sparsec.tensors.ggml_numerics import (GGML_CPU, fma32, ggml_gemm, ggml_rmsnorm, ggml_rope, ggml_softmax,
-                                             ggml_v_expf, f16_mul_mat, prepare, quantize_q8_blocks, rope_cache,
-                                             sgemm_f16, vec_dot_f16)
+from sparsec.tensors.ggml_numerics import (FEW_ROWS, GGML_CPU, f16_mul_mat, fma32, ggml_gemm, ggml_rmsnorm,
+                                             ggml_rope, ggml_softmax, ggml_v_expf, lane_dot, linear_aux, prepare,
+                                             quantize_q8_blocks, rope_cache, sgemm_f16, vec_dot_f16)
 from sparsec.tensors.gguf_model import QuantizedMatrix
 from sparsec.tensors.hooks import Linear, round_f16
 
@@ -97,6 +98,35 @@ def test_q4_1_gemm_is_bit_exact_with_the_avx2_kernel_written_as_loops(seed, rows
                     part = slice(4 * lane, 4 * lane + 4)
                     acc[lane] = _fma(scale, int(np.dot(q[t, b, part].astype(np.int64), codes[part])), acc[lane])
             assert got[t, n] == np.float32(_hsum8(acc) + summs)
+
+
+@pytest.mark.parametrize("kind", ["Q4_1", "Q8_0"])
+def test_lane_gemm_kernels_agree_bit_for_bit(kind):
+    """The numba kernel and both numpy paths (many rows: scaled float64 operands; few rows:
+    integer lane sums times the scale) form the same exact fma products, so they agree
+    bit for bit, and row by row equals all rows at once."""
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(11)
+    rows, blocks = 40, 3
+    if kind == "Q4_1":
+        quant = QuantizedMatrix("Q4_1", rng.integers(0, 16, (rows, blocks * 32)).astype(np.uint8),
+                                (rng.random((rows, blocks)) * 0.1).astype(np.float16),
+                                (-rng.random((rows, blocks)) * 0.5).astype(np.float16))
+    else:
+        quant = QuantizedMatrix("Q8_0", rng.integers(-127, 128, (rows, blocks * 32)).astype(np.int8),
+                                (rng.random((rows, blocks)) * 0.01).astype(np.float16))
+    weight = prepare(Linear("w", quant.dequantize(), quant))
+    x = (rng.standard_normal((FEW_ROWS + 5, blocks * 32)) * 2).astype(np.float32)
+    q, d, s = quantize_q8_blocks(x)
+    codes, scales, mins = linear_aux(weight)
+    extra = (mins, s) if kind == "Q4_1" else (None, None)
+    compiled = lane_dot(q, d[..., 0], codes, scales, *extra, compiled=True)
+    np.testing.assert_array_equal(compiled, lane_dot(q, d[..., 0], codes, scales, *extra, compiled=False))
+    few = np.concatenate([lane_dot(q[i:i + 1], d[i:i + 1, :, 0], codes, scales, extra[0],
+                                   None if extra[1] is None else extra[1][i:i + 1], compiled=False)
+                          for i in range(len(x))])
+    np.testing.assert_array_equal(compiled, few)
+    np.testing.assert_array_equal(compiled, ggml_gemm(x, weight))
 
 
 def test_f16_sgemm_keeps_16_lanes_and_the_avx512_reduction_tree():

@@ -247,6 +247,33 @@ def test_option_validation(target: str, message: str) -> None:
         Target.parse(target)
 
 
+PARTS = """kernel parts {
+  in Q: f32[16, 8] = random(seed=10)
+  in K: f32[16, 8] = random(seed=11)
+  in V: f32[16, 8] = random(seed=12)
+  S = sddmm(Q, K, mask=window(4))
+  P = softmax(S, mask=window(4))
+  O = spmm(P, V)
+  out O, P
+}
+"""
+
+
+@pytest.mark.parametrize("target", ["asadi", "asadi{diagonal=false}"])
+def test_returned_probabilities_are_read_out_in_the_declared_type(target: str) -> None:
+    """A kernel returning P (diagonal-encoded inside the arrays) reads it out dense, as it
+    declares it, and both outputs equal numpy's masked attention."""
+    (out, probs), report, data = run(PARTS, target, "encode-diagonal{w=3}")
+    q, k, v = (data[f"parts.{name}"].astype(np.float64) for name in "QKV")
+    rows, cols = np.indices((16, 16))
+    scores = np.where(abs(rows - cols) <= 4, q @ k.T / np.sqrt(8), -np.inf)
+    expected = np.exp(scores - scores.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, expected @ v, rtol=1e-5, atol=1e-6)
+    assert report.cycles > 0
+
+
 def test_refuses_a_mask_not_in_the_diagonal_format() -> None:
     with pytest.raises(CompileError, match=re.escape(
             "asadi: sparsec.attention O has mask 'causal'; ASADI runs a pattern mask in the "
