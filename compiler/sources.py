@@ -111,7 +111,8 @@ def _random(params: RandomParams, ttype: TensorType) -> np.ndarray:
             raw = rng.uniform(-1.0, 1.0, size=size)
         else:
             raw = rng.standard_normal(size=size)
-        raw = raw * params.std
+        if params.std != 1.0:
+            raw *= params.std  # in place: the same products as raw * std, no second array
         values = round_to_dtype(raw, ttype.dtype)
         tiny = np.finfo(np.float16 if ttype.dtype == "f16" else values.dtype).tiny
         zero = values == 0

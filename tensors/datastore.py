@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from xdsl.dialects import func
 
 META_KEY = "__sparsec_meta__"
 """npz entry holding the JSON metadata (element type name of every array)."""
@@ -193,6 +192,10 @@ def current_store() -> DataStore:
 
 def enclosing_kernel(op: Any) -> str:
     """Name of the func.func an op belongs to (its DataStore namespace)."""
+    # Imported here: the DataStore (and `Deferred`) load with the spec front end, before
+    # xDSL (docs/decisions.md, "Start-up").
+    from xdsl.dialects import func
+
     parent = op.parent_op()
     while parent is not None and not isinstance(parent, func.FuncOp):
         parent = parent.parent_op()

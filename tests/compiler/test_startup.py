@@ -151,3 +151,12 @@ def test_the_program_writes_its_outputs_and_exit_status_before_its_quick_exit(tm
     bad = subprocess.run([*cli, "run", str(tmp_path / "missing.sk")], capture_output=True,
                          text=True, cwd=tmp_path)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1
+
+
+def test_the_spec_front_end_loads_no_xdsl() -> None:
+    """`sparsec run` draws a spec's data while xDSL loads: parsing, checking and drawing
+    must not import it (else the two add up again)."""
+    code = ("import sys\nfrom sparsec.compiler import sources, spec, guards, outputs\n"
+            "from sparsec.tensors import datastore\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('xdsl', 'sparsec.dialects'))))\n")
+    assert _run(code, dict(__import__("os").environ)).strip() == "[]"
