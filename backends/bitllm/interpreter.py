@@ -26,8 +26,8 @@ from sparsec.backends.common.block_reference import (
     evaluate,
     kv_compress_values,
     plain_properties,
-    prune_activation_values,
     prune_tokens_values,
+    run_activation_prune,
 )
 from sparsec.backends.common.isa import zero_accumulator
 from sparsec.backends.common.kv import empty_tally, kv_read
@@ -115,7 +115,7 @@ class BitllmMachine(Machine):
         self.kv_dequant = {"instructions": 0, "cycles": 0, "ops": 0}
         self.runtime_pruning: dict[str, int] = {"activations": 0, "pruned": 0, "decide_ops": 0,
                                                 "skipped_products": 0, "dense_products": 0,
-                                                "cycles": 0}
+                                                "cycles": 0, "tokens": 0, "tokens_pruned": 0}
 
     def functions(self) -> InterpreterFunctions:
         return BitllmFunctions(self)
@@ -211,9 +211,9 @@ class BitllmMachine(Machine):
         tally = self.runtime_pruning
         tally["decide_ops"] += ops
         tally["cycles"] += cycles
-        tally["tokens"] = tally.get("tokens", 0) + _shape(op.result.type)[0]
+        tally["tokens"] += _shape(op.result.type)[0]
         if keep is not None:
-            tally["tokens_pruned"] = tally.get("tokens_pruned", 0) + int(np.sum(keep == 0))
+            tally["tokens_pruned"] += int(np.sum(keep == 0))
         self.sram.read(3 * cached * 4)
         self.ready[op.result] = self.timeline.issue("pe_array", cycles,
                                                     after=[self.ready.get(op.state)])
@@ -441,12 +441,7 @@ class BitllmFunctions(InterpreterFunctions):
 
     @impl(isa.PruneOp)
     def run_prune(self, interpreter: Interpreter, op: isa.PruneOp, args: tuple[Any, ...]):
-        if not self.machine.execute:
-            self.machine.prune(op, None)
-            return (None,)
-        result = prune_activation_values(op, args)
-        self.machine.prune(op, result)
-        return (result.values.astype(args[0].dtype, copy=False),)
+        return run_activation_prune(self.machine, op, args)
 
     @impl(isa.MoveOp)
     def run_move(self, interpreter: Interpreter, op: isa.MoveOp, args: tuple[Any, ...]):

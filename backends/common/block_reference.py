@@ -108,6 +108,18 @@ def kv_compress_values(op: Any, x: np.ndarray, dtype: str) -> np.ndarray:
     return round_to_dtype(compress_fast(np.asarray(x), policy, op.role.data), dtype)
 
 
+def run_activation_prune(machine: Any, op: Any, args: tuple[Any, ...]) -> tuple[Any]:
+    """A backend's activation-pruning instruction: the machine accounts it (`machine.prune`
+    with the pruning's figures, or None when values are not executed) and the result is
+    the pruned activations in the input's dtype."""
+    if not machine.execute:
+        machine.prune(op, None)
+        return (None,)
+    result = prune_activation_values(op, args)
+    machine.prune(op, result)
+    return (result.values.astype(args[0].dtype, copy=False),)
+
+
 def prune_activation_values(op: Any, args: tuple[Any, ...]) -> Any:
     """`sparsec.prune_activations` (or an ISA op with its properties) on (x[, w]):
     the ActivationPruning of tensors/runtime_pruning.py (values, skipped work, cost)."""

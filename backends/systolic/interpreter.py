@@ -24,7 +24,7 @@ from sparsec.backends.common.block_reference import (
     evaluate,
     kv_compress_values,
     plain_properties,
-    prune_activation_values,
+    run_activation_prune,
 )
 from sparsec.backends.common.isa import zero_accumulator
 from sparsec.backends.common.kv import empty_tally
@@ -625,12 +625,7 @@ class SystolicFunctions(InterpreterFunctions):
 
     @impl(isa.PruneOp)
     def run_prune(self, interpreter: Interpreter, op: isa.PruneOp, args: tuple[Any, ...]):
-        if not self.machine.execute:
-            self.machine.prune(op, None)
-            return (None,)
-        result = prune_activation_values(op, args)
-        self.machine.prune(op, result)
-        return (result.values.astype(args[0].dtype, copy=False),)
+        return run_activation_prune(self.machine, op, args)
 
     @impl(isa.KvLoadOp)
     def run_kv_load(self, interpreter: Interpreter, op: isa.KvLoadOp, args: tuple[Any, ...]):
