@@ -8,6 +8,8 @@ its semantics are tensors/kv_cache.py `compress`, its storage is exact bits.
 
 from __future__ import annotations
 
+from typing import Any
+
 from xdsl.dialects.builtin import (
     ArrayAttr,
     FloatAttr,
@@ -95,32 +97,36 @@ class KvCompressOp(IRDLOperation):
                         key_axis=axis, value_axis=axis)
 
     def verify_(self) -> None:
-        x = _ranked(self.input, "input", self.name)
-        out = _ranked(self.result, "result", self.name)
-        if element_type_name(x.element_type).startswith("i"):
-            raise VerifyException(f"{self.name}: the cache must be floating point, got {x}")
-        if self.role.data not in ROLES:
-            raise VerifyException(f"{self.name}: role must be key or value, got "
-                                  f"'{self.role.data}'")
-        if self.axis.data not in ("channel", "token"):
-            raise VerifyException(f"{self.name}: axis must be channel or token, got "
-                                  f"'{self.axis.data}'")
-        try:
-            policy = self.policy()
-        except ValueError as error:
-            raise VerifyException(f"{self.name}: {error}") from None
-        if x.get_num_dims() != 3:
-            raise VerifyException(f"{self.name}: input must be [heads, tokens, d], got {x}")
-        from sparsec.tensors.kv_cache import kept_positions
-
-        h, s, d = x.get_shape()
-        kept = kept_positions(s, policy.sink, policy.window).size
-        if tuple(out.get_shape()) != (h, kept, d) or out.element_type != x.element_type:
-            raise VerifyException(f"{self.name}: result must be tensor<{h}x{kept}x{d}x"
-                                  f"{x.element_type}> (sink {policy.sink} + window "
-                                  f"{policy.window} of {s} tokens), got {out}")
+        verify_kv_compress(self)
 
 
+def verify_kv_compress(op: Any) -> None:
+    """The rules of `KvCompressOp` (also the rules of the backends'
+    ISA ops that carry its operands and properties)."""
+    x = _ranked(op.input, "input", op.name)
+    out = _ranked(op.result, "result", op.name)
+    if element_type_name(x.element_type).startswith("i"):
+        raise VerifyException(f"{op.name}: the cache must be floating point, got {x}")
+    if op.role.data not in ROLES:
+        raise VerifyException(f"{op.name}: role must be key or value, got "
+                              f"'{op.role.data}'")
+    if op.axis.data not in ("channel", "token"):
+        raise VerifyException(f"{op.name}: axis must be channel or token, got "
+                              f"'{op.axis.data}'")
+    try:
+        policy = op.policy()
+    except ValueError as error:
+        raise VerifyException(f"{op.name}: {error}") from None
+    if x.get_num_dims() != 3:
+        raise VerifyException(f"{op.name}: input must be [heads, tokens, d], got {x}")
+    from sparsec.tensors.kv_cache import kept_positions
+
+    h, s, d = x.get_shape()
+    kept = kept_positions(s, policy.sink, policy.window).size
+    if tuple(out.get_shape()) != (h, kept, d) or out.element_type != x.element_type:
+        raise VerifyException(f"{op.name}: result must be tensor<{h}x{kept}x{d}x"
+                              f"{x.element_type}> (sink {policy.sink} + window "
+                              f"{policy.window} of {s} tokens), got {out}")
 
 
 ESTIMATES = ("abs", "abs_w")
@@ -166,28 +172,34 @@ class PruneActivationsOp(IRDLOperation):
                          result_types=[value.type], properties=props)
 
     def verify_(self) -> None:
-        x = _ranked(self.input, "input", self.name)
-        out = _ranked(self.result, "result", self.name)
-        if x.get_num_dims() != 2 or element_type_name(x.element_type).startswith("i"):
-            raise VerifyException(f"{self.name}: input must be a float [M, K] activation, got {x}")
-        if out != x:
-            raise VerifyException(f"{self.name}: result must have the input's type {x}, got {out}")
-        if not self.threshold.value.data >= 0:
-            raise VerifyException(f"{self.name}: threshold must be >= 0, got "
-                                  f"{self.threshold.value.data}")
-        estimate = self.estimate.data
-        if estimate not in ESTIMATES:
-            raise VerifyException(f"{self.name}: estimate must be abs or abs_w, got '{estimate}'")
-        if (estimate == "abs_w") != bool(self.weight):
-            raise VerifyException(f"{self.name}: estimate abs_w takes the weight operand "
-                                  "(and only abs_w does)")
-        if not self.weight:
-            return
-        w = _ranked(self.weight[0], "weight", self.name)
-        rows = w.get_shape()[1] if self.transpose_w is not None else w.get_shape()[0]
-        if w.get_num_dims() != 2 or rows != x.get_shape()[1]:
-            raise VerifyException(f"{self.name}: weight {w} must have K = {x.get_shape()[1]} "
-                                  "rows (columns with transpose_w)")
+        verify_prune_activations(self)
+
+
+def verify_prune_activations(op: Any) -> None:
+    """The rules of `PruneActivationsOp` (also the rules of the backends'
+    ISA ops that carry its operands and properties)."""
+    x = _ranked(op.input, "input", op.name)
+    out = _ranked(op.result, "result", op.name)
+    if x.get_num_dims() != 2 or element_type_name(x.element_type).startswith("i"):
+        raise VerifyException(f"{op.name}: input must be a float [M, K] activation, got {x}")
+    if out != x:
+        raise VerifyException(f"{op.name}: result must have the input's type {x}, got {out}")
+    if not op.threshold.value.data >= 0:
+        raise VerifyException(f"{op.name}: threshold must be >= 0, got "
+                              f"{op.threshold.value.data}")
+    estimate = op.estimate.data
+    if estimate not in ESTIMATES:
+        raise VerifyException(f"{op.name}: estimate must be abs or abs_w, got '{estimate}'")
+    if (estimate == "abs_w") != bool(op.weight):
+        raise VerifyException(f"{op.name}: estimate abs_w takes the weight operand "
+                              "(and only abs_w does)")
+    if not op.weight:
+        return
+    w = _ranked(op.weight[0], "weight", op.name)
+    rows = w.get_shape()[1] if op.transpose_w is not None else w.get_shape()[0]
+    if w.get_num_dims() != 2 or rows != x.get_shape()[1]:
+        raise VerifyException(f"{op.name}: weight {w} must have K = {x.get_shape()[1]} "
+                              "rows (columns with transpose_w)")
 
 
 @irdl_op_definition
@@ -237,25 +249,31 @@ class PruneTokensOp(IRDLOperation):
                 "heads": self.heads.value.data}
 
     def verify_(self) -> None:
-        st = _ranked(self.state, "state", self.name)
-        out = _ranked(self.result, "result", self.name)
-        if element_type_name(st.element_type).startswith("i"):
-            raise VerifyException(f"{self.name}: state must be floating point, got {st}")
-        if st.get_num_dims() != 2 or st.get_shape()[0] != 3:
-            raise VerifyException(f"{self.name}: state must be [3, S] (attention received, "
-                                  f"steps seen, alive per cached token), got {st}")
-        if out.get_num_dims() != 1 or out.get_shape()[0] <= st.get_shape()[1] or \
-                out.element_type != st.element_type:
-            raise VerifyException(f"{self.name}: result must be [S + new] with new >= 1 "
-                                  f"(S = {st.get_shape()[1]}) of {st.element_type}, got {out}")
-        rule = self.rule()
-        if not rule["threshold"] >= 0:
-            raise VerifyException(f"{self.name}: threshold must be >= 0, got {rule['threshold']}")
-        for key in ("sink", "recent", "min_seen"):
-            if rule[key] < 0:
-                raise VerifyException(f"{self.name}: {key} must be >= 0, got {rule[key]}")
-        if rule["heads"] < 1:
-            raise VerifyException(f"{self.name}: heads must be >= 1, got {rule['heads']}")
+        verify_prune_tokens(self)
+
+
+def verify_prune_tokens(op: Any) -> None:
+    """The rules of `PruneTokensOp` (also the rules of the backends'
+    ISA ops that carry its operands and properties)."""
+    st = _ranked(op.state, "state", op.name)
+    out = _ranked(op.result, "result", op.name)
+    if element_type_name(st.element_type).startswith("i"):
+        raise VerifyException(f"{op.name}: state must be floating point, got {st}")
+    if st.get_num_dims() != 2 or st.get_shape()[0] != 3:
+        raise VerifyException(f"{op.name}: state must be [3, S] (attention received, "
+                              f"steps seen, alive per cached token), got {st}")
+    if out.get_num_dims() != 1 or out.get_shape()[0] <= st.get_shape()[1] or \
+            out.element_type != st.element_type:
+        raise VerifyException(f"{op.name}: result must be [S + new] with new >= 1 "
+                              f"(S = {st.get_shape()[1]}) of {st.element_type}, got {out}")
+    rule = op.rule()
+    if not rule["threshold"] >= 0:
+        raise VerifyException(f"{op.name}: threshold must be >= 0, got {rule['threshold']}")
+    for key in ("sink", "recent", "min_seen"):
+        if rule[key] < 0:
+            raise VerifyException(f"{op.name}: {key} must be >= 0, got {rule[key]}")
+    if rule["heads"] < 1:
+        raise VerifyException(f"{op.name}: heads must be >= 1, got {rule['heads']}")
 
 
 KV_OPS = [KvCompressOp, PruneActivationsOp, PruneTokensOp]

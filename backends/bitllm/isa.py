@@ -46,6 +46,8 @@ from xdsl.irdl import (
 from xdsl.utils.exceptions import VerifyException
 
 from sparsec.backends.common.isa import AccumulatorZerosOp, ActivationPruneOp
+from sparsec.dialects.kv import KvCompressOp, verify_kv_compress, verify_prune_tokens
+from sparsec.dialects.kv import PruneTokensOp as KvPruneTokensOp
 
 NONLINEAR_KINDS = ("rmsnorm", "silu", "gelu", "exp", "add", "mul", "rope", "softmax")
 NONLINEAR_ARITY = {"rmsnorm": (2,), "add": (2,), "mul": (2,), "softmax": (1, 2)}
@@ -284,6 +286,14 @@ class KvLoadOp(IRDLOperation):
         super().__init__(operands=[value, [keep] if keep is not None else []],
                          result_types=[result_type], properties=dict(properties))
 
+    def policy(self):  # -> sparsec.tensors.kv_cache.KVPolicy
+        """The policy the properties spell (as `sparsec.kv_compress`'s)."""
+        return KvCompressOp.policy(self)  # type: ignore[arg-type]
+
+    def verify_(self) -> None:
+        """The rules of `sparsec.kv_compress` (same input, result and properties)."""
+        verify_kv_compress(self)
+
 
 @irdl_op_definition
 class PruneOp(ActivationPruneOp):
@@ -323,6 +333,14 @@ class PruneTokensOp(IRDLOperation):
                  properties: dict[str, Attribute]):
         super().__init__(operands=[state], result_types=[result_type],
                          properties=dict(properties))
+
+    def rule(self) -> dict[str, float | int]:
+        """The decision's parameters (as `sparsec.prune_tokens`')."""
+        return KvPruneTokensOp.rule(self)  # type: ignore[arg-type]
+
+    def verify_(self) -> None:
+        """The rules of `sparsec.prune_tokens` (same state, result and properties)."""
+        verify_prune_tokens(self)
 
 
 Bitllm = Dialect("bitllm", [ZerosOp, LoadOp, GemmOp, FgemmOp, WritebackOp, NonlinearOp,

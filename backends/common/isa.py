@@ -24,6 +24,7 @@ from xdsl.irdl import (
     var_operand_def,
 )
 
+from sparsec.dialects.kv import verify_prune_activations
 from sparsec.dialects.sparsec import element_type_name
 from sparsec.tensors.numerics import accumulate_dtype
 
@@ -68,3 +69,7 @@ class ActivationPruneOp(IRDLOperation):
                  properties: dict[str, Attribute]):
         super().__init__(operands=[value, weight], result_types=[result_type],
                          properties=dict(properties))
+
+    def verify_(self) -> None:
+        """The rules of `sparsec.prune_activations` (same operands and properties)."""
+        verify_prune_activations(self)

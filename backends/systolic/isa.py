@@ -47,6 +47,7 @@ from xdsl.irdl import (
 from xdsl.utils.exceptions import VerifyException
 
 from sparsec.backends.common.isa import AccumulatorZerosOp, ActivationPruneOp
+from sparsec.dialects.kv import KvCompressOp, verify_kv_compress
 
 OPERANDS = ("ifmap", "filter")
 DATAFLOWS = ("os", "ws", "is")
@@ -566,6 +567,14 @@ class KvLoadOp(IRDLOperation):
                  properties: dict[str, Attribute]):
         super().__init__(operands=[value], result_types=[result_type],
                          properties=dict(properties))
+
+    def policy(self):  # -> sparsec.tensors.kv_cache.KVPolicy
+        """The policy the properties spell (as `sparsec.kv_compress`'s)."""
+        return KvCompressOp.policy(self)  # type: ignore[arg-type]
+
+    def verify_(self) -> None:
+        """The rules of `sparsec.kv_compress` (same input, result and properties)."""
+        verify_kv_compress(self)
 
 
 @irdl_op_definition

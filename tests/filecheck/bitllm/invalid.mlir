@@ -59,3 +59,22 @@
 %x = "test.op"() : () -> tensor<8x8xbf16>
 bitllm.load %x {bytes = -1 : i64} : tensor<8x8xbf16>
 // CHECK: bitllm.load: bytes must be >= 0
+
+// -----
+
+// bitllm.kv_load holds sparsec.kv_compress's rules: sink 2 + window 24 of 41 tokens keep 26.
+%k = "test.op"() : () -> tensor<3x41x64xbf16>
+%r = bitllm.kv_load %k {role = "key", bits = [16 : i64, 4 : i64, 2 : i64], tiers = [8 : i64, 16 : i64], group = 8 : i64, axis = "channel", sink = 2 : i64, window = 24 : i64, meta_bits = 16 : i64} : tensor<3x41x64xbf16> -> tensor<3x41x64xbf16>
+// CHECK: bitllm.kv_load: result must be tensor<3x26x64xbf16> (sink 2 + window 24 of 41 tokens), got tensor<3x41x64xbf16>
+
+// -----
+
+%x = "test.op"() : () -> tensor<4x8xbf16>
+%r = bitllm.prune %x {threshold = -1.0 : f64, estimate = "abs"} : tensor<4x8xbf16> -> tensor<4x8xbf16>
+// CHECK: bitllm.prune: threshold must be >= 0, got -1.0
+
+// -----
+
+%s = "test.op"() : () -> tensor<2x16xf32>
+%r = bitllm.prune_tokens %s {threshold = 0.01 : f64, sink = 1 : i64, recent = 4 : i64, min_seen = 2 : i64, heads = 3 : i64} : tensor<2x16xf32> -> tensor<17xf32>
+// CHECK: bitllm.prune_tokens: state must be [3, S] (attention received, steps seen, alive per cached token), got tensor<2x16xf32>
