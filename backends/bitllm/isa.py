@@ -23,7 +23,6 @@ Semantics (numpy, backends/bitllm/arith.py and nonlinear.py):
 from __future__ import annotations
 
 from xdsl.dialects.builtin import (
-    ArrayAttr,
     DenseArrayBase,
     FloatAttr,
     IntegerAttr,
@@ -46,8 +45,9 @@ from xdsl.irdl import (
 from xdsl.utils.exceptions import VerifyException
 
 from sparsec.backends.common.isa import AccumulatorZerosOp, ActivationPruneOp
-from sparsec.dialects.kv import KvCompressOp, verify_kv_compress, verify_prune_tokens
+from sparsec.backends.common.isa import KvLoadOp as CommonKvLoadOp
 from sparsec.dialects.kv import PruneTokensOp as KvPruneTokensOp
+from sparsec.dialects.kv import verify_prune_tokens
 
 NONLINEAR_KINDS = ("rmsnorm", "silu", "gelu", "exp", "add", "mul", "rope", "softmax")
 NONLINEAR_ARITY = {"rmsnorm": (2,), "add": (2,), "mul": (2,), "softmax": (1, 2)}
@@ -253,7 +253,7 @@ class MoveOp(IRDLOperation):
 
 
 @irdl_op_definition
-class KvLoadOp(IRDLOperation):
+class KvLoadOp(CommonKvLoadOp):
     """Read a KV-cache tensor as its policy stores it and dequantize it on the polynomial
     unit: `%k = bitllm.kv_load %K {role = "key", bits = [16, 4], tiers = [128], ...}`.
 
@@ -268,31 +268,13 @@ class KvLoadOp(IRDLOperation):
     name = "bitllm.kv_load"
     input = operand_def(TensorType)
     keep = var_operand_def(TensorType)
-    result = result_def(TensorType)
-    role = prop_def(StringAttr)
-    bits = prop_def(ArrayAttr)
-    tiers = prop_def(ArrayAttr)
-    group = prop_def(IntegerAttr)
-    axis = prop_def(StringAttr)
-    sink = prop_def(IntegerAttr)
-    window = prop_def(IntegerAttr)
-    meta_bits = prop_def(IntegerAttr)
-    irdl_options = (ParsePropInAttrDict(),)
     assembly_format = ("$input (`keep` $keep^)? attr-dict `:` type($input) (`,` type($keep)^)? "
                        "`->` type($result)")
 
     def __init__(self, value: SSAValue, result_type: Attribute,
                  properties: dict[str, Attribute], keep: SSAValue | None = None):
-        super().__init__(operands=[value, [keep] if keep is not None else []],
-                         result_types=[result_type], properties=dict(properties))
-
-    def policy(self):  # -> sparsec.tensors.kv_cache.KVPolicy
-        """The policy the properties spell (as `sparsec.kv_compress`'s)."""
-        return KvCompressOp.policy(self)  # type: ignore[arg-type]
-
-    def verify_(self) -> None:
-        """The rules of `sparsec.kv_compress` (same input, result and properties)."""
-        verify_kv_compress(self)
+        IRDLOperation.__init__(self, operands=[value, [keep] if keep is not None else []],
+                               result_types=[result_type], properties=dict(properties))
 
 
 @irdl_op_definition

@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from xdsl.dialects.builtin import (
-    ArrayAttr,
     DenseArrayBase,
     FloatAttr,
     IntegerAttr,
@@ -47,7 +46,7 @@ from xdsl.irdl import (
 from xdsl.utils.exceptions import VerifyException
 
 from sparsec.backends.common.isa import AccumulatorZerosOp, ActivationPruneOp
-from sparsec.dialects.kv import KvCompressOp, verify_kv_compress
+from sparsec.backends.common.isa import KvLoadOp as CommonKvLoadOp
 
 OPERANDS = ("ifmap", "filter")
 DATAFLOWS = ("os", "ws", "is")
@@ -539,7 +538,7 @@ class MoveOp(IRDLOperation):
 
 
 @irdl_op_definition
-class KvLoadOp(IRDLOperation):
+class KvLoadOp(CommonKvLoadOp):
     """Read a KV-cache tensor as its policy stores it and dequantize it on the vector unit:
     `%k = systolic.kv_load %K {role = "key", bits = [16, 4, 2], ...} : T -> T'`.
 
@@ -550,31 +549,6 @@ class KvLoadOp(IRDLOperation):
     """
 
     name = "systolic.kv_load"
-    input = operand_def(TensorType)
-    result = result_def(TensorType)
-    role = prop_def(StringAttr)
-    bits = prop_def(ArrayAttr)
-    tiers = prop_def(ArrayAttr)
-    group = prop_def(IntegerAttr)
-    axis = prop_def(StringAttr)
-    sink = prop_def(IntegerAttr)
-    window = prop_def(IntegerAttr)
-    meta_bits = prop_def(IntegerAttr)
-    irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = "$input attr-dict `:` type($input) `->` type($result)"
-
-    def __init__(self, value: SSAValue, result_type: Attribute,
-                 properties: dict[str, Attribute]):
-        super().__init__(operands=[value], result_types=[result_type],
-                         properties=dict(properties))
-
-    def policy(self):  # -> sparsec.tensors.kv_cache.KVPolicy
-        """The policy the properties spell (as `sparsec.kv_compress`'s)."""
-        return KvCompressOp.policy(self)  # type: ignore[arg-type]
-
-    def verify_(self) -> None:
-        """The rules of `sparsec.kv_compress` (same input, result and properties)."""
-        verify_kv_compress(self)
 
 
 @irdl_op_definition
