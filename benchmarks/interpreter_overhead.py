@@ -10,7 +10,13 @@ not the seconds):
 * sparsec: wall time of the subprocess `sparsec run gemm.sk --target systolic` (spec
   parsing, data generation, the reference product, lowering to ~N^2/1024 folds,
   interpretation, check, report), i.e. what a user waits for;
-* loaded: the same two figures while another process spins on one core (`--load 1`).
+* floor: wall time of a process that does only what any exactly checked run must do, with
+  nothing of sparsec's own work: start Python, import numpy, xDSL and sparsec's dialects
+  and backends (the IR's definitions), draw X and W as `random(seed=...)` does (on a
+  worker thread, beside the imports, as `sparsec run` does), multiply twice (the reference
+  and the execution) and compare. sparsec's ratio to it is what its compiler, interpreter
+  and report add; the floor's ratio to numpy is what start-up and the exact check cost;
+* loaded: the same figures while another process spins on one core (`--load 1`).
 
 sparsec's .pyc files are compiled first, as an installed copy has them (`--no-bytecode`
 measures a checkout without them, e.g. under PYTHONDONTWRITEBYTECODE=1).
@@ -44,6 +50,27 @@ SPEC = """kernel gemm {{
 """
 
 
+FLOOR_SCRIPT = """
+import os, sys, threading
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # as the sparsec program sets it
+import numpy as np
+n = int(sys.argv[1])
+drawn = {}
+def draw():
+    for name, seed in (("X", 1), ("W", 2)):
+        raw = np.random.default_rng(seed).standard_normal(size=n * n)
+        drawn[name] = raw.astype(np.float32).reshape(n, n)
+worker = threading.Thread(target=draw)
+worker.start()
+import sparsec.backends.common.backend, sparsec.dialects.sparsec, xdsl.dialects.func
+worker.join()
+reference = drawn["X"] @ drawn["W"]
+executed = drawn["X"] @ drawn["W"]
+assert np.array_equal(reference, executed)
+"""
+"""The floor process (see the module docstring): imports, data, two products, a compare."""
+
+
 def _spin(stop: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
     x = 0
     while not stop.is_set():
@@ -64,6 +91,10 @@ def _seconds(action) -> float:
 def _sparsec(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "sparsec.compiler.cli", *args], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _floor(n: int) -> None:
+    subprocess.run([sys.executable, "-c", FLOOR_SCRIPT, str(n)], check=True)
 
 
 def _child_cpu() -> float:
@@ -88,6 +119,7 @@ def measure(n: int, repeats: int) -> dict[str, float]:
             times.setdefault("sparsec run", []).append(_seconds(
                 lambda: _sparsec("run", str(spec), "--target", "systolic")))
             times.setdefault("sparsec run cpu", []).append(_child_cpu() - cpu)
+            times.setdefault("floor", []).append(_seconds(lambda: _floor(n)))
             times.setdefault("sparsec --help", []).append(_seconds(lambda: _sparsec("--help")))
             times.setdefault("sparsec targets", []).append(_seconds(lambda: _sparsec("targets")))
     return {name: statistics.median(values) for name, values in times.items()}
@@ -140,12 +172,16 @@ def main() -> int:
              f"Command: `python benchmarks/interpreter_overhead.py --n {args.n} "
              f"--repeats {args.repeats}{' --no-bytecode' if args.no_bytecode else ''}`", "",
              "| condition | numpy X@W (s) | sparsec run, whole process (s) | ratio | "
+             "floor process (s) | floor / numpy | sparsec / floor | "
              "sparsec run, CPU user+sys (s) | --help (s) | targets (s) |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, figures in (("idle", idle), ("loaded", loaded)):
         ratio = figures["sparsec run"] / figures["numpy"]
         lines.append(f"| {name} | {figures['numpy']:.3f} | {figures['sparsec run']:.3f} | "
-                     f"{ratio:.1f}x | {figures['sparsec run cpu']:.3f} | "
+                     f"{ratio:.1f}x | {figures['floor']:.3f} | "
+                     f"{figures['floor'] / figures['numpy']:.1f}x | "
+                     f"{figures['sparsec run'] / figures['floor']:.2f} | "
+                     f"{figures['sparsec run cpu']:.3f} | "
                      f"{figures['sparsec --help']:.3f} | "
                      f"{figures['sparsec targets']:.3f} |")
     text = "\n".join(lines) + "\n"
