@@ -327,7 +327,7 @@ def test_a_signal_exits_with_one_line_and_leaves_no_debris(tmp_path, signum, cod
 # 10. Shapes the machine cannot hold: a located error before allocating.
 
 @pytest.mark.parametrize("shape, message", [
-    ("100000, 100000", "needs about 111.8 GB to materialize"),
+    ("100000, 100000", "needs about 37.3 GB to materialize"),
     ("8, 99999999999999999999", "dimension 99999999999999999999 of"),
 ])
 def test_unaffordable_shapes_are_located_errors(tmp_path, capsys, monkeypatch, shape, message):

@@ -17,8 +17,10 @@ from safetensors.numpy import save_file
 
 from sparsec.compiler.sources import (
     INT_RANDOM_RANGES,
+    RANDOM_CHUNK,
     carrier_dtype,
     materialize,
+    materialize_bytes,
     materialize_kernel,
     round_to_bf16,
     round_to_dtype,
@@ -236,6 +238,73 @@ def test_random_dists(tmp_path: Path) -> None:
     norm, _ = decl_source(tmp_path, 'in X: f64[100, 100] = random(seed=1, dist="normal")')
     b = materialize(norm, ttype)
     assert abs(b.std() - 1.0) < 0.05 and b.max() > 2.0
+
+
+def _whole_draw(seed: int, dtype: str, numel: int, dist: str, std: float,
+                density: float) -> np.ndarray:
+    """`random(...)` as one whole float64 draw, then rounded: what the chunked draw
+    (RANDOM_CHUNK values at a time) must reproduce bit for bit."""
+    rng = np.random.default_rng(seed)
+    raw = rng.uniform(-1.0, 1.0, size=numel) if dist == "uniform" else \
+        rng.standard_normal(size=numel)
+    raw *= std
+    values = round_to_dtype(raw, dtype)
+    tiny = np.finfo(np.float16 if dtype == "f16" else values.dtype).tiny
+    zero = values == 0
+    values[zero] = np.copysign(tiny, raw[zero]).astype(values.dtype)
+    if density < 1.0:
+        mask = np.zeros(numel, dtype=bool)
+        mask[rng.choice(numel, size=int(np.floor(density * numel + 0.5)),
+                        replace=False)] = True
+        values[~mask] = 0
+    return values
+
+
+@pytest.mark.parametrize(("dtype", "args", "dist", "std", "density"), [
+    ("f32", "seed=4", "normal", 1.0, 1.0),
+    ("f64", "seed=5, dist=uniform", "uniform", 1.0, 1.0),
+    ("f16", "seed=6, std=300.0", "normal", 300.0, 1.0),
+    ("bf16", "seed=7, std=1e-30", "normal", 1e-30, 1.0),
+    ("f32", "seed=8, density=0.3", "normal", 1.0, 0.3),
+    ("f16", "seed=9, dist=uniform, std=1e-7, density=0.6", "uniform", 1e-7, 0.6),
+])
+def test_random_chunked_draw_equals_one_whole_draw(tmp_path: Path, dtype: str, args: str,
+                                                   dist: str, std: float,
+                                                   density: float) -> None:
+    """Floats are drawn RANDOM_CHUNK at a time (no float64 copy of the tensor); across
+    chunk boundaries (3 chunks and 5 values) the values, the zero replacement and the
+    density mask drawn after them equal one whole draw's."""
+    numel = 3 * RANDOM_CHUNK + 5
+    source, ttype = decl_source(tmp_path, f"in X: {dtype}[{numel}] = random({args})")
+    drawn = materialize(source, ttype)
+    seed = int(args.split(",")[0].removeprefix("seed="))
+    expected = _whole_draw(seed, dtype, numel, dist, std, density)
+    assert drawn.dtype == expected.dtype and drawn.shape == (numel,)
+    assert np.array_equal(drawn.view(np.uint8), expected.view(np.uint8))
+
+
+@pytest.mark.parametrize(("decl", "per_element"), [
+    ("in X: f32[100, 30] = random(seed=1)", 4),            # the result only
+    ("in X: f16[100, 30] = random(density=0.5)", 2 + 17),  # + choice's int64s, mask
+    ("in X: i8[100, 30] = random()", 1 + 9),               # int64 draw + bool, converted
+    ("in X: i16[100, 30] = random(density=0.99)", 2 + 9 + 17),
+])
+def test_materialize_bytes_is_the_measured_peak(tmp_path: Path, decl: str,
+                                                per_element: int) -> None:
+    """The memory guard's estimate per element; for a large tensor the measured peak
+    of the draw (tracemalloc: numpy reports its buffers) stays within it."""
+    import tracemalloc
+
+    source, ttype = decl_source(tmp_path, decl)
+    assert materialize_bytes(source, ttype) == 3000 * per_element
+    big = TensorType(ttype.dtype, (1000, 3000))
+    tracemalloc.start()
+    try:
+        materialize(source, big)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= materialize_bytes(source, big) * 1.05 + 2 * 8 * RANDOM_CHUNK
 
 
 @pytest.mark.parametrize("dtype", ["f16", "bf16"])
