@@ -97,12 +97,16 @@ INT_RANDOM_RANGES: dict[str, tuple[int, int]] = {
 
 
 
-RANDOM_CHUNK = 1 << 16
-"""Float `random` values are drawn this many at a time and rounded into the result: one
-whole draw would first hold a float64 copy of the tensor (8 more bytes per element at
-the peak, and memory the kernel must zero and map: f32[8192, 8192] took 2.1 s and 834 MB
-at its peak, now 1.2 s and 259 MB). numpy's normal and uniform draws consume the generator value by value, so the
-values and the generator's state after them are those of one whole draw (tested)."""
+RANDOM_CHUNK = 1 << 22
+"""Float `random` values are drawn this many at a time (a 32 MB float64 buffer) and
+rounded into the result: one whole draw would first hold a float64 copy of the tensor
+(8 more bytes per element at the peak, memory the kernel must also zero and map:
+f32[8192, 8192] took 2.1 s and 834 MB at its peak, now 1.2 s and 296 MB). Not smaller:
+each chunk's numpy calls retake the GIL, and while the main thread imports xDSL
+(`SourcePrefetch`) every retake waits up to the 5 ms switch interval (64 Ki chunks made
+a 2048^2 draw 2x slower there). numpy's normal and uniform draws consume the generator
+value by value, so the values and the generator's state after them are those of one
+whole draw (tested)."""
 
 
 def _random(params: RandomParams, ttype: TensorType) -> np.ndarray:
