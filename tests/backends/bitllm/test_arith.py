@@ -219,3 +219,25 @@ def test_csd_rounding_up_to_plus_128_is_within_the_bound():
     w = np.full((32, 1), 128)
     y, stats = int_fp_gemm(x, w, 1.0, IntFpConfig())
     assert stats.register_events == 0 and y[0, 0] == pytest.approx(32 * 255)
+
+
+@pytest.mark.parametrize("cfg", [IntFpConfig(), IntFpConfig(overflow="drop"),
+                                 IntFpConfig(acc_bits=14, acc_mode="wrap")])
+def test_column_blocks_change_nothing(cfg, monkeypatch):
+    """Wide outputs are computed in column blocks (PRODUCT_BYTES): blocks of 1, 7 and all
+    columns give the same bits and the same events."""
+    from sparsec.backends.bitllm import arith
+
+    rng = np.random.default_rng(11)
+    x = round_to_dtype(rng.standard_normal((9, 70)) * np.exp(2 * rng.standard_normal((9, 70))),
+                       "bf16")
+    w = rng.integers(-128, 129, size=(70, 23))
+    results = []
+    for columns in (1, 7, 23):
+        groups = -(-70 // cfg.group)
+        monkeypatch.setattr(arith, "PRODUCT_BYTES", 8 * groups * 9 * columns)
+        y, stats = int_fp_gemm(x, w, 0.5, cfg)
+        results.append((y.view(np.uint32), stats.as_dict(), stats.passes_per_row_group))
+    for y, stats, passes in results[1:]:
+        assert np.array_equal(y, results[0][0]) and stats == results[0][1]
+        assert np.array_equal(passes, results[0][2])
