@@ -484,13 +484,13 @@ def available_memory() -> int | None:
 
 
 def materialize_bytes(source: Source, ttype: TensorType) -> int:
-    """Peak bytes materializing `source` densely takes: `random` holds the result (floats
+    """Peak bytes materializing `source` densely takes. `random` holds the result (floats
     are drawn in chunks, `RANDOM_CHUNK`; integers as int64 with a bool temporary, then
-    converted: 9 bytes per element more) and, below
-    density 1, the positions it keeps (numpy's choice without replacement permutes all
-    int64 indices and copies the kept ones, up to 16 bytes per element, beside a bool
-    mask); a dense `load` holds the file's array and the converted copy (about twice the
-    carrier size). A test holds the estimate against tracemalloc's peak."""
+    converted: 9 bytes per element more) and, below density 1, the positions it keeps
+    (numpy's choice without replacement permutes all int64 indices and copies the kept
+    ones, up to 16 bytes per element, beside a bool mask: 17 more). A dense `load` holds
+    the file's array and the converted copy (about twice the carrier size). A test holds
+    the estimate against tracemalloc's peak."""
     itemsize = np.dtype(carrier_dtype(ttype.dtype)).itemsize
     numel = 1
     for dim in ttype.shape:

@@ -32,8 +32,9 @@ def quantize_values(values: np.ndarray, bits: int, symmetric: bool,
                     axis: int | None) -> Quantization:
     """Quantize per tensor (`axis` None) or per slice along `axis`, round to nearest.
 
-    One full-size float64 temporary (a model's LM head is 28 M weights: each temporary
-    more was 226 MB of fresh pages to zero)."""
+    Full-size arrays: the values as float64 (none if they are float64 already) and the
+    codes, rounded and clipped in place (a model's LM head is 28 M weights: each
+    temporary more was 226 MB of fresh pages to zero)."""
     w = np.asarray(values, dtype=np.float64)
     reduce = None if axis is None else tuple(d for d in range(w.ndim) if d != axis)
     if symmetric:

@@ -336,7 +336,7 @@ PRODUCT_BYTES = 1 << 22
 wider outputs are done in column blocks. Temporaries this small are reused from the
 allocator's heap; larger ones are fresh pages the kernel must zero each time (an LM head
 of 49,152 columns made 340 MB temporaries per slot and spent 80% of its time in the
-kernel: 8.8 s for a 48-row LM head, now 2.0 s). Columns are independent, so the values
+kernel: 8.8 s for a 48-row LM head, now 2.1 s). Columns are independent, so the values
 and the events are those of one block (tested)."""
 
 
