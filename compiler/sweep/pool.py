@@ -229,16 +229,18 @@ class DaskPool:
 
     @staticmethod
     def _result(future: Any, point: Point) -> dict[str, Any]:
-        if future.status == "finished":
+        """The point's row, or a failed row saying why. A future `wait` returned as
+        finished can lose its result before it is fetched (its worker died meanwhile: the
+        scheduler computes it again), so the row is fetched with `result()`, which waits
+        for that, never judged from the status seen before."""
+        try:
             return future.result()
-        error = future.exception()
-        name = type(error).__name__
-        if name == "KilledWorker":
-            message = ("worker died on each attempt (the scheduler's "
-                       f"distributed.scheduler.allowed-failures): {error}")
-        else:
-            message = f"{name}: {error}"
-        return {"key": point.key, "status": "failed", "error": message}
+        except Exception as error:  # the task's own error, or KilledWorker
+            name = type(error).__name__
+            message = (f"worker died on each attempt (the scheduler's "
+                       f"distributed.scheduler.allowed-failures): {error}"
+                       if name == "KilledWorker" else f"{name}: {error}")
+            return {"key": point.key, "status": "failed", "error": message}
 
     def close(self, *, force: bool = False) -> None:
         if self.futures:

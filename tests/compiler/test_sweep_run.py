@@ -127,6 +127,38 @@ def test_worker_killed_mid_point_is_retried(tmp_path: Path, pool_kind: str,
     db.close()
 
 
+class _LostThenRecomputed:
+    """A Dask future `wait` saw finished whose worker then died: its status is no longer
+    'finished', and `result()` waits for the scheduler's recomputation."""
+
+    status = "lost"
+
+    def __init__(self, outcome: Any) -> None:
+        self.outcome = outcome
+
+    def result(self) -> Any:
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+
+class KilledWorker(Exception):
+    """Named as distributed's: the pool tells it by name."""
+
+
+def test_dask_row_is_fetched_not_judged_from_a_stale_status() -> None:
+    """The race behind a flaky sweep test: a finished point's result lost with its worker
+    before the driver fetched it became a failed row 'NoneType: None'; the row is the
+    recomputed one, and the task's own errors still become failed rows."""
+    point = next(six_points().grid())
+    row = {"key": point.key, "status": "ok", "cycles": 7}
+    assert DaskPool._result(_LostThenRecomputed(row), point) == row
+    failed = DaskPool._result(_LostThenRecomputed(ValueError("bad option")), point)
+    assert failed == {"key": point.key, "status": "failed", "error": "ValueError: bad option"}
+    killed = DaskPool._result(_LostThenRecomputed(KilledWorker("point x")), point)
+    assert killed["status"] == "failed" and "allowed-failures): point x" in killed["error"]
+
+
 def test_worker_that_always_dies_fails_after_bounded_retries(tmp_path: Path, pool_kind: str,
                                                              get_cluster: Any) -> None:
     markers = tmp_path / "kills"
