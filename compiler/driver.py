@@ -100,7 +100,7 @@ def parse_pass_pipeline(text: str) -> list[ModulePass]:
         return []  # without loading xDSL's registry of passes
     passes = available_passes()
     try:
-        specs = list(parse_pipeline(text)) if text.strip() else []
+        specs = list(parse_pipeline(text))
     except ArgSpecParseError as err:
         detail = str(err).strip().splitlines()[-1].strip()
         raise CompileError(f"bad pipeline '{text}': {detail}") from None

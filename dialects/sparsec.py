@@ -97,7 +97,15 @@ def _shared_symbol(name: str) -> SymbolRefAttr:
     return SymbolRefAttr(name)
 
 
-@lru_cache(maxsize=4096)
+def shared_i64(value: int) -> IntegerAttr:
+    """`IntegerAttr(value, i64)`, one shared instance per value (see `tensor_type`): a
+    lowering of thousands of kernels builds the same word counts and indices over and
+    over, and building and checking an IntegerAttr was a fifth of it. numpy integers
+    are converted first, so the attribute always holds a Python int."""
+    return _shared_i64(int(value))
+
+
+@lru_cache(maxsize=65536)
 def _shared_i64(value: int) -> IntegerAttr:
     return IntegerAttr(value, i64)
 
@@ -240,7 +248,7 @@ class ParamOp(_BindOp):
                  density: float | None = None):
         properties: dict[str, Attribute] = {"symbol": _shared_symbol(symbol)}
         if nnz is not None:
-            properties["nnz"] = _shared_i64(int(nnz))
+            properties["nnz"] = shared_i64(nnz)
         if density is not None:
             properties["density"] = _shared_f64(float(density).hex())
         super().__init__(properties=properties, result_types=[result_type])

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     FloatAttr,
     IntegerAttr,
@@ -27,7 +26,7 @@ from xdsl.rewriter import Rewriter
 from xdsl.utils.exceptions import PassFailedException
 
 from sparsec.dialects.sparsec import InputOp, MatmulOp, ParamOp
-from sparsec.tensors.datastore import DataStore, dense, store_key
+from sparsec.tensors.datastore import DataStore, dense, enclosing_kernel, store_key
 
 FORMAT_ONLY = "format only: runtime input, values arrive at run time"
 
@@ -69,14 +68,6 @@ def _reduction_axis(op: MatmulOp, index: int) -> int:
     return 1 if op.transpose_b else 0
 
 
-def _kernel_of(op: Operation) -> str:
-    parent = op.parent_op()
-    while parent is not None and not isinstance(parent, func.FuncOp):
-        parent = parent.parent_op()
-    assert parent is not None
-    return parent.sym_name.data
-
-
 def targets(module: ModuleOp, operand: str, pass_name: str) -> Iterator[Target]:
     """Each distinct tensor selected by `operand` among the matmuls of the module.
 
@@ -99,7 +90,7 @@ def targets(module: ModuleOp, operand: str, pass_name: str) -> Iterator[Target]:
             if id(binder) in seen:
                 continue
             seen.add(id(binder))
-            yield Target(binder, _kernel_of(binder), _reduction_axis(op, index), op)
+            yield Target(binder, enclosing_kernel(binder), _reduction_axis(op, index), op)
     if not found:
         raise fail(pass_name, None, f"no matmul operand matches operand={operand} (use a, b "
                    "or the name of an `in`/`param` tensor)")

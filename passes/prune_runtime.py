@@ -30,7 +30,15 @@ from typing import ClassVar
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerAttr, ModuleOp, StringAttr, f64, i64
+from xdsl.dialects.builtin import (
+    DictionaryAttr,
+    FloatAttr,
+    IntegerAttr,
+    ModuleOp,
+    StringAttr,
+    f64,
+    i64,
+)
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.utils.exceptions import PassFailedException
@@ -38,7 +46,12 @@ from xdsl.utils.exceptions import PassFailedException
 from sparsec.dialects import block
 from sparsec.dialects.kv import ESTIMATES, KvCompressOp, PruneActivationsOp, PruneTokensOp
 from sparsec.dialects.sparsec import InputOp, MatmulOp, ParamOp
-from sparsec.tensors.datastore import current_store, enclosing_kernel, store_key
+from sparsec.tensors.datastore import (
+    current_store,
+    enclosing_function,
+    enclosing_kernel,
+    store_key,
+)
 from sparsec.tensors.runtime_pruning import decide_tokens, prune_activations
 
 NAME = "prune-runtime"
@@ -182,10 +195,7 @@ class PruneRuntimePass(ModulePass):
         self._report_tokens(attention, state, heads)
 
     def _state_input(self, attention) -> InputOp:
-        function = attention.parent_op()
-        while function is not None and not hasattr(function, "sym_name"):
-            function = function.parent_op()
-        found = [op for op in (function.walk() if function is not None else [])
+        found = [op for op in enclosing_function(attention).walk()
                  if isinstance(op, InputOp) and op.sym_name == self.state]
         if not found:
             raise PassFailedException(

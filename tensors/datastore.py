@@ -192,6 +192,11 @@ def current_store() -> DataStore:
 
 def enclosing_kernel(op: Any) -> str:
     """Name of the func.func an op belongs to (its DataStore namespace)."""
+    return enclosing_function(op).sym_name.data
+
+
+def enclosing_function(op: Any) -> Any:
+    """The func.func (a kernel) an op belongs to."""
     # Imported here: the DataStore (and `Deferred`) load with the spec front end, before
     # xDSL (docs/decisions.md, "Start-up").
     from xdsl.dialects import func
@@ -200,4 +205,4 @@ def enclosing_kernel(op: Any) -> str:
     while parent is not None and not isinstance(parent, func.FuncOp):
         parent = parent.parent_op()
     assert parent is not None, f"{op.name} is not inside a func.func"
-    return parent.sym_name.data
+    return parent

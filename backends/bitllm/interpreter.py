@@ -37,6 +37,7 @@ from sparsec.backends.common.timeline import Event, Timeline
 from sparsec.dialects.sparsec import ParamOp
 from sparsec.tensors.datastore import DataStoreError, current_store, enclosing_kernel, store_key
 from sparsec.tensors.dtypes import round_to_dtype
+from sparsec.tensors.runtime_pruning import token_decide_ops
 
 UNITS = ("dram", "pe_array")
 
@@ -206,7 +207,7 @@ class BitllmMachine(Machine):
         cached token, ceil(ops / lanes) cycles, `nlu_pj` each (counted with the
         activation pruner's in details.runtime_pruning)."""
         cached = _shape(op.state.type)[1]
-        ops = (op.heads.value.data + 2) * cached
+        ops = token_decide_ops(op.heads.value.data, cached)
         cycles = math.ceil(ops / self.spec.lanes)
         tally = self.runtime_pruning
         tally["decide_ops"] += ops

@@ -47,6 +47,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from sparsec.backends.common.isa import AccumulatorZerosOp, ActivationPruneOp
 from sparsec.backends.common.isa import KvLoadOp as CommonKvLoadOp
+from sparsec.dialects.sparsec import shared_i64
 
 OPERANDS = ("ifmap", "filter")
 DATAFLOWS = ("os", "ws", "is")
@@ -83,18 +84,6 @@ def _range(values: tuple[int, int]) -> DenseArrayBase:
     """A fold's half-open range; cached, since folds share few distinct ranges and
     building a DenseArrayBase dominates the cost of lowering large GEMMs."""
     return DenseArrayBase.from_list(i64, values)
-
-
-def _i64(value: int) -> IntegerAttr:
-    """`IntegerAttr(value, i64)`, one shared instance per value: a lowering of thousands
-    of kernels builds the same word counts and indices over and over, and building and
-    checking an IntegerAttr was a fifth of it (attributes are immutable values)."""
-    return _shared_i64(int(value))
-
-
-@functools.lru_cache(maxsize=65536)
-def _shared_i64(value: int) -> IntegerAttr:
-    return IntegerAttr(value, i64)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -134,8 +123,8 @@ class PrefetchOp(IRDLOperation):
     def __init__(self, source: SSAValue, operand: str, words: int, first_use: int):
         super().__init__(operands=[source], properties={
             "operand": StringAttr(operand),
-            "words": _i64(words),
-            "first_use": _i64(first_use),
+            "words": shared_i64(words),
+            "first_use": shared_i64(first_use),
         })
 
     def verify_(self) -> None:
@@ -177,10 +166,10 @@ class FoldOp(IRDLOperation):
                  transpose_a: bool = False, transpose_b: bool = False,
                  head: int | None = None):
         properties: dict[str, Attribute] = {
-            "index": _i64(index), "m": _range(m), "n": _range(n), "k": _range(k),
+            "index": shared_i64(index), "m": _range(m), "n": _range(n), "k": _range(k),
         }
         if head is not None:
-            properties["head"] = _i64(head)
+            properties["head"] = shared_i64(head)
         if transpose_a:
             properties["transpose_a"] = UnitAttr()
         if transpose_b:
@@ -306,12 +295,12 @@ class FoldsOp(IRDLOperation):
                  transpose_a: bool = False, transpose_b: bool = False,
                  head: int | None = None):
         properties: dict[str, Attribute] = {
-            "index": _i64(index), "m": _range((0, m)), "n": _range((0, n)),
+            "index": shared_i64(index), "m": _range((0, m)), "n": _range((0, n)),
             "k": _range((0, k)), "array_shape": _range((rows, cols)),
             "dataflow": StringAttr(dataflow),
         }
         if head is not None:
-            properties["head"] = _i64(head)
+            properties["head"] = shared_i64(head)
         if transpose_a:
             properties["transpose_a"] = UnitAttr()
         if transpose_b:
@@ -370,7 +359,7 @@ class WritebackOp(IRDLOperation):
 
     def __init__(self, acc: SSAValue, words: int):
         super().__init__(operands=[acc], result_types=[acc.type],
-                         properties={"words": _i64(words)})
+                         properties={"words": shared_i64(words)})
 
     def verify_(self) -> None:
         if self.result.type != self.acc.type:
@@ -405,9 +394,9 @@ def _mask_props(mask: str, window: int | None, start: int | None = None
     if mask != "none":
         props["mask"] = StringAttr(mask)
     if window is not None:
-        props["window"] = _i64(window)
+        props["window"] = shared_i64(window)
     if start is not None:
-        props["start"] = _i64(start)
+        props["start"] = shared_i64(start)
     return props
 
 
