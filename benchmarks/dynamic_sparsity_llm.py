@@ -184,7 +184,7 @@ def metrics(var: Variant, floats: Variant, ids: np.ndarray, ctx: int) -> dict[st
     ppl = float(np.exp(-logp[np.arange(n), targets[:n]].mean()))
     ref = np.stack(floats.logits)
     agree = float(np.mean(np.argmax(logits, 1) == np.argmax(ref, 1)))
-    kls = np.array([kl_divergence(r, q) for r, q in zip(ref, logits)])
+    kls = np.array([kl_divergence(r, q) for r, q in zip(ref, logits, strict=True)])
     row = {"ppl": ppl, "agreement": agree, "kl_mean": float(kls.mean()),
            "kl_p95": float(np.percentile(kls, 95))}
     if var.runner is None:
@@ -374,7 +374,7 @@ def step_cost(costs: KernelCosts, rungs: list[Level], level_steps: np.ndarray, c
     mid = ctx + steps // 2
     cycles = energy = kv = attn = 0.0
     unique, counts = np.unique(level_steps, return_counts=True)
-    for level, count in zip(unique, counts):
+    for level, count in zip(unique, counts, strict=True):
         rung = rungs[int(level)]
         cached = mid if not rung.tokens else max(1, int(round(mid * tokens_read_frac)))
         c = costs.attention(Level(rung.kv), cached)
@@ -472,7 +472,7 @@ def calibrate(forward, model, text: str, ctx: int, steps: int, budget: float,
             variants.append(new_variant(f"L{layer}@{c}", "calib", runner, cache, ctx + steps, ctx))
     decode_batch(forward, variants, ids, ctx, steps)
     ref = variants[0].logits
-    kl = {key: float(np.mean([kl_divergence(r, q) for r, q in zip(ref, variants[i].logits)]))
+    kl = {key: float(np.mean([kl_divergence(r, q) for r, q in zip(ref, variants[i].logits, strict=True)]))
           for key, i in index.items()}
     levels = calibrate_layer_levels(lambda layer, c: kl[(layer, c)], cfg.n_layers, candidates,
                                     budget)
@@ -632,7 +632,7 @@ def plot(rows: list[dict[str, object]], path: Path) -> None:
                 if p < best:
                     front.append((e, p))
                     best = p
-            ax.plot(*zip(*front), color="#999999", lw=1, ls="--", label="Pareto front")
+            ax.plot(*zip(*front, strict=True), color="#999999", lw=1, ls="--", label="Pareto front")
             ax.axhline(float(base["ppl"]), color="k", lw=0.8, ls=":",
                        label=f"{backend}, no policy")
             ax.set_title(f"{text}, C={ctx}, {backend}", fontsize=9)
@@ -693,8 +693,8 @@ def main() -> int:
                  "|---|---|---|---|---|"]
         lines += [f"| {r['text']} | {r['threshold']} | {r['cosine']:.5f} | "
                   f"{r['skipped_products']:.3f} | {r['decide_ops']} |" for r in mrows]
-        text = (f"# Runtime importance pruning in MiniLM (FFN down-projection inputs)\n\nCommand: "
-                f"`python benchmarks/dynamic_sparsity_llm.py --minilm-only`\n\n" + "\n".join(lines) + "\n")
+        text = ("# Runtime importance pruning in MiniLM (FFN down-projection inputs)\n\nCommand: "
+                "`python benchmarks/dynamic_sparsity_llm.py --minilm-only`\n\n" + "\n".join(lines) + "\n")
         write(Path(args.out).with_name("dynamic_sparsity_minilm.md"), text)
         print(text)
         return 0

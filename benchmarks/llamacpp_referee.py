@@ -194,7 +194,8 @@ def decode_metrics(model: object, numerics: object, ids: np.ndarray, theirs: np.
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--worker", nargs=5, metavar=("MODEL", "IDS", "OUT", "TEXT", "DECODE"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=5, metavar=("MODEL", "IDS", "OUT", "TEXT", "DECODE"),
+                        help=argparse.SUPPRESS)
     parser.add_argument("--intermediates-worker", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--intermediate-tokens", type=int, default=16,
                         help="tokens whose block-0 tensors are compared one by one")

@@ -237,11 +237,14 @@ def _lane_chain(xq, xd, codes, wd, mins, xs, has_mins, out):  # pragma: no cover
             x_scale = xd[t, b]
             w_scale = wd[b]
             for j in range(8):
-                x0, x1, x2, x3 = xq[t, b, 4 * j], xq[t, b, 4 * j + 1], xq[t, b, 4 * j + 2], xq[t, b, 4 * j + 3]
-                c0, c1, c2, c3 = codes[b, 4 * j], codes[b, 4 * j + 1], codes[b, 4 * j + 2], codes[b, 4 * j + 3]
+                x0, x1 = xq[t, b, 4 * j], xq[t, b, 4 * j + 1]
+                x2, x3 = xq[t, b, 4 * j + 2], xq[t, b, 4 * j + 3]
+                c0, c1 = codes[b, 4 * j], codes[b, 4 * j + 1]
+                c2, c3 = codes[b, 4 * j + 2], codes[b, 4 * j + 3]
                 lane_acc = acc[j]
                 for c in range(n):
-                    lane = x0 * np.int32(c0[c]) + x1 * np.int32(c1[c]) + x2 * np.int32(c2[c]) + x3 * np.int32(c3[c])
+                    lane = (x0 * np.int32(c0[c]) + x1 * np.int32(c1[c])
+                            + x2 * np.int32(c2[c]) + x3 * np.int32(c3[c]))
                     scale = np.float64(x_scale * w_scale[c])            # f16 x f16: exact in f32
                     lane_acc[c] = np.float32(scale * np.float64(lane) + np.float64(lane_acc[c]))
             if has_mins:
@@ -273,7 +276,8 @@ def _lane_dot_numpy(xq: np.ndarray, xd: np.ndarray, codes: np.ndarray, wd: np.nd
     cols = max(1, TILE_ELEMENTS // (LANES * rows))
     for c0 in range(0, n, cols):
         c1 = min(n, c0 + cols)
-        wl = codes[..., c0:c1].astype(F32) if few else codes[..., c0:c1] * wd[:, None, None, c0:c1].astype(F64)
+        wl = (codes[..., c0:c1].astype(F32) if few
+              else codes[..., c0:c1] * wd[:, None, None, c0:c1].astype(F64))
         for r0 in range(0, t, rows):
             r1 = min(t, r0 + rows)
             out[r0:r1, c0:c1] = _lane_tile(np.ascontiguousarray(xl[:, :, r0:r1]), wl,

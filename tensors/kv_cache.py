@@ -26,6 +26,7 @@ and `policy_storage_bits` gives the same figure from the shapes alone.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from dataclasses import dataclass, field
 
@@ -70,7 +71,7 @@ class KVPolicy:
                     f"bit widths need {len(self.bits) - 1} tier sizes, got {len(self.tiers)}")
         if any(b < 1 or b > FULL_BITS for b in self.bits):
             return f"bits must lie in [1, {FULL_BITS}], got {list(self.bits)}"
-        if any(a < b for a, b in zip(self.bits, self.bits[1:])):
+        if any(a < b for a, b in itertools.pairwise(self.bits)):
             return f"bits must not increase with age (older tiers get fewer bits), got {list(self.bits)}"
         if any(t < 0 for t in self.tiers):
             return f"tier sizes must be >= 0, got {list(self.tiers)}"

@@ -8,9 +8,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparsec.tensors import block_ops
-from sparsec.tensors.ggml_numerics import (FEW_ROWS, GGML_CPU, f16_mul_mat, fma32, ggml_gemm, ggml_rmsnorm,
-                                             ggml_rope, ggml_softmax, ggml_v_expf, lane_dot, linear_aux, prepare,
-                                             quantize_q8_blocks, rope_cache, sgemm_f16, vec_dot_f16)
+from sparsec.tensors.ggml_numerics import (
+    FEW_ROWS,
+    GGML_CPU,
+    f16_mul_mat,
+    fma32,
+    ggml_gemm,
+    ggml_rmsnorm,
+    ggml_rope,
+    ggml_softmax,
+    ggml_v_expf,
+    lane_dot,
+    linear_aux,
+    prepare,
+    quantize_q8_blocks,
+    rope_cache,
+    sgemm_f16,
+    vec_dot_f16,
+)
 from sparsec.tensors.gguf_model import QuantizedMatrix
 from sparsec.tensors.hooks import Linear, round_f16
 
